@@ -1,0 +1,383 @@
+"""Writing embeddings: streaming, resumable, atomic, one checkpoint per backbone.
+
+Rows of one backbone (and perturbation) are written batch by batch as complete
+Parquet files into a pending area under ``.staging/pending/`` that no reader looks
+at. :meth:`EmbeddingWriter.commit` moves them all into
+``embeddings/backbone=<b>/perturbation=<p>/`` in one transaction. A run that dies
+leaves its pending files; the next writer for the same backbone, perturbation and
+checkpoint counts them as done (:meth:`EmbeddingWriter.done_ids`), so a rerun
+resumes instead of starting over.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import uuid
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+import neurofeat
+from neurofeat.store.layout import Store, StoreError
+from neurofeat.store.locks import StoreLock
+from neurofeat.store.schema import EXTRACT_FAILURES_SCHEMA, embeddings_schema
+from neurofeat.store.tables import read_table
+from neurofeat.store.transaction import Transaction, write_parquet_atomic
+
+__all__ = [
+    "EmbeddingWriter",
+    "append_embeddings",
+    "CheckpointMismatchError",
+    "backbone_provenance",
+    "new_run_id",
+]
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
+_META_KEY = b"neurofeat"
+# Dictionary-encode and keep statistics for the small string columns only; the
+# embedding column is incompressible floats where both only cost time.
+_DICTIONARY_COLUMNS = ["patient_id", "site", "checkpoint_sha256", "preprocess_sha256", "neurofeat_version", "run_id"]
+_STATISTICS_COLUMNS = ["patient_id", "site"]
+
+
+class CheckpointMismatchError(StoreError):
+    """A backbone name already holds embeddings from another checkpoint."""
+
+
+def new_run_id(command: str) -> str:
+    """A sortable, unique run id: ``<command>-<UTC timestamp>-<6 hex>``."""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+    return f"{command}-{stamp}-{uuid.uuid4().hex[:6]}"
+
+
+def _check_name(kind: str, value: str) -> str:
+    if not _NAME.match(value or ""):
+        raise StoreError(
+            f"{kind} name {value!r} is not allowed: use letters, digits and _ . + - "
+            "(it becomes a folder name in the store)"
+        )
+    return value
+
+
+def _file_provenance(path: Path) -> dict:
+    meta = pq.read_schema(path).metadata or {}
+    return json.loads(meta.get(_META_KEY, b"{}"))
+
+
+def backbone_provenance(store: Store, backbone: str) -> list[dict]:
+    """Provenance dicts (checkpoint, preprocessing, dim, ...) of each committed file."""
+    return [_file_provenance(p) for p in sorted(store.backbone_dir(backbone).glob("perturbation=*/*.parquet"))]
+
+
+class EmbeddingWriter:
+    """Append one backbone's embeddings to the store, batch by batch.
+
+    Parameters
+    ----------
+    store : Store
+    backbone : str
+        Backbone name (``dino``, ``dino_dro``, ``radiomics``...).
+    checkpoint_sha256, preprocess_sha256 : str
+        Provenance stored on every row and in each file's key-value metadata.
+    perturbation : str
+        ``'none'`` or a label such as ``'gibbs-0.2'``.
+    run_id : str, optional
+        Defaults to a new ``extract-...`` id.
+    replace : bool
+        Allow a checkpoint different from the one already stored under ``backbone``;
+        the commit then swaps the whole backbone (every perturbation) atomically.
+    seed : int, optional
+        The seed of the producing run (provenance).
+    rank, world_size : int
+        Under torchrun every rank writes its own pending files; only rank 0 holds the
+        lock and commits (call :meth:`commit` on rank 0 after a barrier).
+
+    Raises
+    ------
+    CheckpointMismatchError
+        If ``backbone`` already holds another checkpoint and ``replace`` is false.
+    neurofeat.store.StoreLockedError
+        If another process is writing this backbone into this store.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        backbone: str,
+        *,
+        checkpoint_sha256: str,
+        preprocess_sha256: str,
+        perturbation: str = "none",
+        run_id: str | None = None,
+        replace: bool = False,
+        seed: int | None = None,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        self.store = store
+        self.backbone = _check_name("backbone", backbone)
+        self.perturbation = _check_name("perturbation", perturbation)
+        if not checkpoint_sha256 or not preprocess_sha256:
+            raise StoreError("checkpoint_sha256 and preprocess_sha256 are required (provenance of every row)")
+        self.checkpoint_sha256 = checkpoint_sha256
+        self.preprocess_sha256 = preprocess_sha256
+        self.run_id = run_id or new_run_id("extract")
+        self.replace = replace
+        self.seed = seed
+        self.rank = rank
+        self.world_size = world_size
+        self.pending_dir = (
+            store.staging_dir / "pending" / f"backbone={backbone}" / f"perturbation={perturbation}"
+        )
+        self._lock = StoreLock(store.locks_dir / f"embeddings-{backbone}.lock", f"writing embeddings of backbone '{backbone}' into {store.root}")
+        self._opened = False
+        self._committed = False
+        self._failures: list[dict] = []
+        self.n_written = 0
+
+    # -- lifecycle -----------------------------------------------------------------
+    def open(self) -> "EmbeddingWriter":
+        if self._opened:
+            return self
+        if self.rank == 0:
+            self._lock.acquire()
+        try:
+            provenance = backbone_provenance(self.store, self.backbone)
+            stored = {p.get("checkpoint_sha256") for p in provenance}
+            self._replacing = bool(stored) and stored != {self.checkpoint_sha256}
+            if self._replacing and not self.replace:
+                raise CheckpointMismatchError(
+                    f"backbone '{self.backbone}' in {self.store.root} holds embeddings of checkpoint "
+                    f"{sorted(stored)[0][:12]}…, not {self.checkpoint_sha256[:12]}…. One backbone name "
+                    "maps to one checkpoint: pass replace=True (--replace) to swap the whole backbone, "
+                    "or extract under another backbone name."
+                )
+            self._dim = None if (self._replacing or not provenance) else provenance[0].get("dim")
+            done: set[str] = set()
+            if not self._replacing:
+                part = self.store.partition_dir(self.backbone, self.perturbation)
+                files = sorted(part.glob("*.parquet"))
+                if files:
+                    done.update(pq.read_table(files, columns=["patient_id"])["patient_id"].to_pylist())
+            self._pending = self._matching_pending()
+            if self._pending:
+                done.update(pq.read_table(self._pending, columns=["patient_id"])["patient_id"].to_pylist())
+                self._dim = self._dim or _file_provenance(self._pending[0]).get("dim")
+            self._done = done
+            patients = read_table(self.store, "patients", ["patient_id", "site"]).sort_by("patient_id")
+            self._patient_ids = patients["patient_id"].to_numpy(zero_copy_only=False).astype(str)
+            self._patient_sites = patients["site"].to_numpy(zero_copy_only=False).astype(str)
+        except BaseException:
+            self._lock.release()
+            raise
+        self._opened = True
+        return self
+
+    def __enter__(self) -> "EmbeddingWriter":
+        return self.open()
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        try:
+            if exc_type is None and self.world_size == 1 and not self._committed:
+                self.commit()
+        finally:
+            self._lock.release()
+
+    def _matching_pending(self) -> list[Path]:
+        files = sorted(self.pending_dir.glob("part-*.parquet"))
+        return [p for p in files if _file_provenance(p).get("checkpoint_sha256") == self.checkpoint_sha256]
+
+    # -- writing -------------------------------------------------------------------
+    def done_ids(self) -> frozenset[str]:
+        """Patient ids already stored or pending for this backbone and perturbation."""
+        self.open()
+        return frozenset(self._done)
+
+    def write_batch(self, patient_ids: Sequence[str], embeddings: np.ndarray) -> int:
+        """Stage one batch; return the number of rows written (ids already done are skipped).
+
+        Parameters
+        ----------
+        patient_ids : sequence of str, length n
+        embeddings : ndarray of shape (n, D)
+            Cast to float32.
+
+        Raises
+        ------
+        StoreError
+            On a shape mismatch, a non-finite value, a dimension different from the
+            backbone's, a duplicate id in the batch, or an unregistered patient (the
+            message names the patient).
+        """
+        self.open()
+        ids = np.asarray(list(patient_ids), dtype=str)
+        matrix = np.asarray(embeddings, dtype=np.float32)
+        if matrix.ndim != 2 or matrix.shape[0] != ids.shape[0]:
+            raise StoreError(
+                f"embeddings must have shape (n_patients, dim) with n_patients = {ids.shape[0]}, "
+                f"got {matrix.shape}"
+            )
+        if self._dim is not None and matrix.shape[1] != self._dim:
+            raise StoreError(
+                f"backbone '{self.backbone}' has {self._dim}-d embeddings in this store; this batch is "
+                f"{matrix.shape[1]}-d. Use another backbone name or replace=True."
+            )
+        bad_rows = ~np.isfinite(matrix).all(axis=1)
+        if bad_rows.any():
+            raise StoreError(
+                f"embedding of patient {ids[bad_rows][0]!r} contains NaN or infinite values "
+                f"({int(bad_rows.sum())} patient(s) in this batch); nothing of the batch was written."
+            )
+        unique, counts = np.unique(ids, return_counts=True)
+        if (counts > 1).any():
+            raise StoreError(f"patient {unique[counts > 1][0]!r} appears twice in one batch")
+        position = np.searchsorted(self._patient_ids, ids)
+        position = np.clip(position, 0, max(len(self._patient_ids) - 1, 0))
+        known = (self._patient_ids[position] == ids) if len(self._patient_ids) else np.zeros(len(ids), bool)
+        if not known.all():
+            raise StoreError(
+                f"patient {ids[~known][0]!r} is not registered in {self.store.root} "
+                f"({int((~known).sum())} unknown in this batch); run `neurofeat ingest` first."
+            )
+        keep = np.array([pid not in self._done for pid in ids.tolist()], dtype=bool)
+        if not keep.any():
+            return 0
+        ids, matrix, sites = ids[keep], matrix[keep], self._patient_sites[position[keep]]
+        order = np.lexsort((ids, sites))  # by site, then patient: row groups prune site filters
+        ids, sites, matrix = ids[order], sites[order], np.ascontiguousarray(matrix[order])
+        dim = matrix.shape[1]
+        self._write_part(ids, sites, matrix)
+        self._dim = dim
+        self._done.update(ids.tolist())
+        self.n_written += len(ids)
+        return len(ids)
+
+    def _write_part(self, ids: np.ndarray, sites: np.ndarray, matrix: np.ndarray) -> None:
+        n, dim = matrix.shape
+        now = pa.scalar(datetime.now(timezone.utc), pa.timestamp("us", tz="UTC"))
+        schema = embeddings_schema(dim)
+        columns = [
+            pa.array(ids, pa.string()),
+            pa.array(sites, pa.string()),
+            pa.FixedSizeListArray.from_arrays(pa.array(matrix.reshape(-1)), dim),
+            pa.array(np.full(n, self.checkpoint_sha256), pa.string()),
+            pa.array(np.full(n, self.preprocess_sha256), pa.string()),
+            pa.array(np.full(n, neurofeat.__version__), pa.string()),
+            pa.array(np.full(n, self.seed if self.seed is not None else 0), pa.int64())
+            if self.seed is not None
+            else pa.nulls(n, pa.int64()),
+            pa.array(np.full(n, now.value), pa.int64()).cast(pa.timestamp("us", tz="UTC")),
+            pa.array(np.full(n, self.run_id), pa.string()),
+        ]
+        table = pa.Table.from_arrays(columns, schema=schema)
+        meta = {
+            _META_KEY: json.dumps(
+                {
+                    "backbone": self.backbone,
+                    "perturbation": self.perturbation,
+                    "checkpoint_sha256": self.checkpoint_sha256,
+                    "preprocess_sha256": self.preprocess_sha256,
+                    "neurofeat_version": neurofeat.__version__,
+                    "seed": self.seed,
+                    "run_id": self.run_id,
+                    "dim": dim,
+                }
+            ).encode()
+        }
+        path = self.pending_dir / f"part-r{self.rank}-{uuid.uuid4().hex}.parquet"
+        write_parquet_atomic(
+            table, path, meta, use_dictionary=_DICTIONARY_COLUMNS, write_statistics=_STATISTICS_COLUMNS
+        )
+
+    def record_failure(self, patient_id: str, reason: str, stage: str = "extract") -> None:
+        """Record that ``patient_id`` could not be embedded; stored at commit."""
+        self._failures.append(
+            {
+                "patient_id": str(patient_id),
+                "backbone": self.backbone,
+                "perturbation": self.perturbation,
+                "stage": stage,
+                "reason": str(reason),
+                "checkpoint_sha256": self.checkpoint_sha256,
+                "run_id": self.run_id,
+                "failed_at": datetime.now(timezone.utc),
+            }
+        )
+
+    @property
+    def failures(self) -> list[dict]:
+        return list(self._failures)
+
+    def commit(self) -> int:
+        """Make every pending part of this backbone/perturbation visible at once.
+
+        Returns the number of part files committed. Only rank 0 commits; other ranks
+        get 0. Failures recorded on this writer are stored in the same commit.
+        """
+        self.open()
+        if self.rank != 0:
+            return 0
+        pending = self._matching_pending()
+        root = self.store.root
+        with Transaction(root) as txn:
+            if self._replacing and pending:
+                old = self.store.backbone_dir(self.backbone)
+                if old.exists():
+                    txn.move(str(old.relative_to(root)), str((txn.dir / "replaced").relative_to(root)))
+            final_dir = self.store.partition_dir(self.backbone, self.perturbation).relative_to(root)
+            for path in pending:
+                txn.move(str(path.relative_to(root)), str(final_dir / path.name))
+            if self._failures:
+                failures = pa.Table.from_pylist(self._failures, schema=EXTRACT_FAILURES_SCHEMA)
+                txn.write_parquet(failures, f"extract_failures/part-{uuid.uuid4().hex}.parquet")
+        # Pending parts of other checkpoints were never visible; drop them.
+        if self.pending_dir.exists():
+            shutil.rmtree(self.pending_dir, ignore_errors=True)
+        self._failures.clear()
+        if pending:
+            self._replacing = False
+        self._committed = True
+        return len(pending)
+
+
+def append_embeddings(
+    store: Store,
+    backbone: str,
+    patient_ids: Sequence[str],
+    embeddings: np.ndarray,
+    *,
+    checkpoint_sha256: str,
+    preprocess_sha256: str,
+    perturbation: str = "none",
+    replace: bool = False,
+    run_id: str | None = None,
+    seed: int | None = None,
+    batch_size: int = 4096,
+) -> int:
+    """Write a whole (n, D) array of embeddings for ``backbone`` and commit it.
+
+    Patients already stored for this backbone and perturbation are skipped (resume);
+    returns the number of rows written. See :class:`EmbeddingWriter`.
+    """
+    ids = list(patient_ids)
+    matrix = np.asarray(embeddings)
+    with EmbeddingWriter(
+        store,
+        backbone,
+        checkpoint_sha256=checkpoint_sha256,
+        preprocess_sha256=preprocess_sha256,
+        perturbation=perturbation,
+        replace=replace,
+        run_id=run_id or new_run_id("import"),
+        seed=seed,
+    ) as writer:
+        written = 0
+        for start in range(0, len(ids), batch_size):
+            written += writer.write_batch(ids[start : start + batch_size], matrix[start : start + batch_size])
+    return written

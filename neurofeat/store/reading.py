@@ -1,0 +1,221 @@
+"""Reading (X, y) for a task and backbone as numpy, without per-row Python loops.
+
+Labels come from the ``clinical`` view filtered by the task's cohort (DuckDB); the
+embedding column is read with pyarrow straight from the backbone's partition folder
+and scattered into one preallocated float32 matrix, so peak memory stays near twice
+the bytes of X (the Arrow buffers plus X) and no row passes through Python.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+
+from neurofeat.store.embeddings import backbone_provenance
+from neurofeat.store.layout import Store, StoreError
+from neurofeat.store.tables import read_table
+from neurofeat.tasks import Task, get_task
+
+__all__ = ["TaskData", "read_xy", "read_labels", "read_embeddings"]
+
+
+@dataclass(frozen=True)
+class TaskData:
+    """Aligned arrays for one task (and backbone).
+
+    Attributes
+    ----------
+    X : ndarray of shape (n_patients, n_dims), float32, or None for label-only reads
+    y : ndarray of shape (n_patients,), float64
+        0/1 for binary tasks, the raw value for continuous tasks, the time for survival.
+    event : ndarray of shape (n_patients,), bool, or None
+        Survival tasks only.
+    patient_ids, sites : ndarray of shape (n_patients,), str
+        Rows are sorted by patient_id, so two backbones align row by row.
+    task : Task
+    backbone : str or None
+    perturbation : str
+    checkpoint_sha256, preprocess_sha256 : str or None
+    n_missing_embedding : int
+        Eligible labelled patients without an embedding for this backbone.
+    """
+
+    X: np.ndarray | None
+    y: np.ndarray
+    event: np.ndarray | None
+    patient_ids: np.ndarray
+    sites: np.ndarray
+    task: Task
+    backbone: str | None = None
+    perturbation: str = "none"
+    checkpoint_sha256: str | None = None
+    preprocess_sha256: str | None = None
+    n_missing_embedding: int = 0
+    missing_patient_ids: tuple[str, ...] = field(default=(), repr=False)
+
+    @property
+    def n(self) -> int:
+        return int(self.y.shape[0])
+
+    @property
+    def y_binary(self) -> np.ndarray:
+        """0/1 labels: the label itself for binary tasks, value >= threshold for continuous ones."""
+        if self.task.kind == "binary":
+            return self.y.astype(np.int8)
+        if self.task.kind == "continuous":
+            return (self.y >= self.task.threshold).astype(np.int8)
+        raise ValueError(f"task '{self.task.name}' is a survival task; it has no binary label")
+
+
+def _labels_table(store: Store, task: Task) -> pa.Table:
+    con = duckdb.connect()
+    patients = read_table(store, "patients", ["patient_id", "site", "cohort", "age", "sex", "grade", "histology"])
+    labels = read_table(store, "clinical")
+    con.register("patients", patients)
+    con.register("clinical_labels", labels)
+    con.execute(
+        "CREATE VIEW clinical AS SELECT p.*, c.* EXCLUDE (patient_id) "
+        "FROM patients p LEFT JOIN clinical_labels c USING (patient_id)"
+    )
+    columns = task.label_columns
+    not_null = " AND ".join(f'"{c}" IS NOT NULL' for c in columns)
+    where = f"({task.cohort}) AND {not_null}" if task.cohort.strip() else not_null
+    select = ", ".join(f'"{c}"' for c in columns)
+    try:
+        return con.sql(f"SELECT patient_id, site, {select} FROM clinical WHERE {where} ORDER BY patient_id").to_arrow_table()
+    except duckdb.Error as error:
+        raise StoreError(
+            f"task '{task.name}': its cohort filter or label columns do not fit the clinical view "
+            f"(cohort: {task.cohort!r}; columns: {list(columns)}): {error}"
+        ) from None
+
+
+def read_labels(store: Store, task: str | Task) -> TaskData:
+    """Labels of every eligible, labelled patient of ``task`` (X is None)."""
+    task = get_task(task)
+    table = _labels_table(store, task)
+    y, event = _label_arrays(table, task)
+    return TaskData(
+        X=None,
+        y=y,
+        event=event,
+        patient_ids=table["patient_id"].to_numpy(zero_copy_only=False).astype(str),
+        sites=table["site"].to_numpy(zero_copy_only=False).astype(str),
+        task=task,
+    )
+
+
+def _label_arrays(table: pa.Table, task: Task) -> tuple[np.ndarray, np.ndarray | None]:
+    if task.kind == "survival":
+        y = table[task.time_column].to_numpy().astype(np.float64)
+        event = table[task.event_column].to_numpy(zero_copy_only=False).astype(bool)
+        return y, event
+    return table[task.label].to_numpy(zero_copy_only=False).astype(np.float64), None
+
+
+def read_embeddings(
+    store: Store, backbone: str, perturbation: str = "none", columns: tuple[str, ...] = ("patient_id", "embedding")
+) -> pa.Table:
+    """The committed rows of one backbone and perturbation (Arrow, no copy to Python).
+
+    Raises
+    ------
+    StoreError
+        If the store has no such backbone/perturbation (the message lists those it has).
+    """
+    folder = store.partition_dir(backbone, perturbation)
+    files = sorted(str(p) for p in folder.glob("*.parquet")) if folder.is_dir() else []
+    if not files:
+        known = store.backbones()
+        if backbone not in known:
+            from neurofeat.tasks import closest_match
+
+            guess = closest_match(backbone, known)
+            hint = f" Did you mean '{guess}'?" if guess else ""
+            raise StoreError(
+                f"no embeddings for backbone '{backbone}' in {store.root}.{hint} "
+                f"Backbones in the store: {', '.join(known) or 'none (run neurofeat extract or store import)'}."
+            )
+        raise StoreError(
+            f"backbone '{backbone}' has no embeddings with perturbation '{perturbation}'; "
+            f"it has: {', '.join(store.perturbations(backbone))}."
+        )
+    return ds.dataset(files, format="parquet").to_table(columns=list(columns), use_threads=True)
+
+
+def read_xy(store: Store, backbone: str, task: str | Task, *, perturbation: str = "none") -> TaskData:
+    """Embeddings and labels of the eligible patients of ``task`` for ``backbone``.
+
+    Parameters
+    ----------
+    store : Store
+    backbone : str
+    task : str or Task
+    perturbation : str
+
+    Returns
+    -------
+    TaskData
+        ``X`` has shape (n_patients, n_dims); rows sorted by patient_id. Labelled
+        patients without an embedding are left out and counted in
+        ``n_missing_embedding``.
+
+    Raises
+    ------
+    StoreError
+        Unknown backbone, or a patient stored twice for the backbone.
+    """
+    task = get_task(task)
+    labels = _labels_table(store, task)
+    embeddings = read_embeddings(store, backbone, perturbation)
+    label_ids = labels["patient_id"]
+    # Row of each embedding in the (sorted) label table, or -1 if not eligible.
+    position = pc.index_in(embeddings["patient_id"], value_set=label_ids.combine_chunks()).to_numpy(zero_copy_only=False)
+    position = np.where(np.isnan(position.astype(np.float64)), -1, position).astype(np.int64)
+    wanted = position >= 0
+    present = np.zeros(labels.num_rows, dtype=bool)
+    present[position[wanted]] = True
+    if int(wanted.sum()) != int(present.sum()):
+        dup_counts = np.bincount(position[wanted], minlength=labels.num_rows)
+        duplicate = label_ids[int(np.argmax(dup_counts))].as_py()
+        raise StoreError(
+            f"patient {duplicate!r} is stored more than once for backbone '{backbone}' "
+            f"(perturbation '{perturbation}'); run `neurofeat store validate`."
+        )
+    # Output row of each present label row: rank among present rows (keeps patient order).
+    out_row = np.cumsum(present) - 1
+    column = embeddings["embedding"]
+    dim = column.type.list_size
+    n_out = int(present.sum())
+    X = np.empty((n_out, dim), dtype=np.float32)
+    start = 0
+    for chunk in column.chunks:
+        length = len(chunk)
+        values = chunk.flatten().to_numpy(zero_copy_only=True).reshape(length, dim)
+        sel = wanted[start : start + length]
+        X[out_row[position[start : start + length][sel]]] = values[sel]
+        start += length
+    del embeddings, column
+    kept = labels.filter(pa.array(present))
+    y, event = _label_arrays(kept, task)
+    provenance = backbone_provenance(store, backbone)
+    missing = label_ids.filter(pa.array(~present)).to_pylist()
+    return TaskData(
+        X=X,
+        y=y,
+        event=event,
+        patient_ids=kept["patient_id"].to_numpy(zero_copy_only=False).astype(str),
+        sites=kept["site"].to_numpy(zero_copy_only=False).astype(str),
+        task=task,
+        backbone=backbone,
+        perturbation=perturbation,
+        checkpoint_sha256=provenance[0].get("checkpoint_sha256") if provenance else None,
+        preprocess_sha256=provenance[0].get("preprocess_sha256") if provenance else None,
+        n_missing_embedding=len(missing),
+        missing_patient_ids=tuple(missing),
+    )

@@ -1,0 +1,128 @@
+"""Writing analysis results into ``runs/<run_id>/``, where the catalog's views find them.
+
+A run folder holds ``run.json`` (command, parameters, provenance), one Parquet file
+per result table and the run's figures (PNG + SVG). It is assembled under
+``.staging/`` and renamed into place in one step, so a reader sees all of it or none.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+import neurofeat
+from neurofeat.store.embeddings import new_run_id
+from neurofeat.store.layout import Store, StoreError
+
+__all__ = ["RunInfo", "write_run"]
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """Where a run's results were written."""
+
+    run_id: str
+    path: Path
+    tables: tuple[str, ...]
+    figures: tuple[str, ...]
+
+
+def _to_arrow(table: Any, name: str) -> pa.Table:
+    if isinstance(table, pa.Table):
+        return table
+    if hasattr(table, "to_arrow") and not hasattr(table, "to_parquet"):  # polars
+        return table.to_arrow()
+    try:
+        return pa.Table.from_pandas(table, preserve_index=False)
+    except Exception as error:  # noqa: BLE001 - re-raised with the table's name
+        raise StoreError(f"result table '{name}' cannot be stored as Parquet: {error}") from None
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "item"):
+        return value.item()
+    if isinstance(value, (set, tuple)):
+        return list(value)
+    return str(value)
+
+
+def write_run(
+    store: Store,
+    command: str,
+    tables: Mapping[str, Any],
+    *,
+    params: Mapping[str, Any] | None = None,
+    figures: Mapping[str, Any] | None = None,
+    run_id: str | None = None,
+) -> RunInfo:
+    """Store an analysis run's tables and figures atomically.
+
+    Parameters
+    ----------
+    store : Store
+    command : str
+        The producing command (``probe``, ``survival``, ``stats-compare``...).
+    tables : mapping of name to pandas/polars DataFrame or pyarrow.Table
+        ``metrics`` feeds the ``results`` view, ``tests`` the ``comparisons`` view,
+        any other name the ``run_<name>`` view. ``run_id``, ``neurofeat_version`` and
+        ``created_at`` columns are added to every table.
+    params : mapping, optional
+        Parameters of the run (seed, folds...), stored in ``run.json``.
+    figures : mapping of name to matplotlib Figure, optional
+        Saved as ``<name>.png`` and ``<name>.svg``.
+    run_id : str, optional
+
+    Returns
+    -------
+    RunInfo
+    """
+    run_id = run_id or new_run_id(command)
+    created = datetime.now(timezone.utc)
+    staging = store.staging_dir / f"run-{run_id}"
+    staging.mkdir(parents=True, exist_ok=False)
+    try:
+        for name, table in tables.items():
+            if not name.replace("_", "").isalnum():
+                raise StoreError(f"result table name {name!r} must be a plain identifier")
+            arrow = _to_arrow(table, name)
+            n = arrow.num_rows
+            for column, value, kind in (
+                ("run_id", run_id, pa.string()),
+                ("neurofeat_version", neurofeat.__version__, pa.string()),
+            ):
+                if column not in arrow.column_names:
+                    arrow = arrow.append_column(column, pa.array([value] * n, kind))
+            if "created_at" not in arrow.column_names:
+                arrow = arrow.append_column(
+                    "created_at", pa.array([created] * n, pa.timestamp("us", tz="UTC"))
+                )
+            pq.write_table(arrow, staging / f"{name}.parquet")
+        for name, figure in (figures or {}).items():
+            for suffix in ("png", "svg"):
+                figure.savefig(staging / f"{name}.{suffix}", dpi=150, bbox_inches="tight")
+        info = {
+            "run_id": run_id,
+            "command": command,
+            "created_at": created.isoformat(timespec="seconds"),
+            "neurofeat_version": neurofeat.__version__,
+            "tables": sorted(tables),
+            "figures": sorted(figures or {}),
+            "params": dict(params or {}),
+        }
+        (staging / "run.json").write_text(json.dumps(info, indent=2, default=_json_default))
+        store.runs_dir.mkdir(parents=True, exist_ok=True)
+        final = store.runs_dir / run_id
+        os.rename(staging, final)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return RunInfo(run_id=run_id, path=final, tables=tuple(sorted(tables)), figures=tuple(sorted(figures or {})))

@@ -1,0 +1,56 @@
+-- The catalog: views that neurofeat.store.connect() creates on a DuckDB connection.
+--
+-- Each block starts with "-- view: <name> | <glob relative to the store>". When the
+-- glob matches no file yet, the view is created over an empty table of the right
+-- schema instead, so that queries on a young store return no rows rather than fail.
+-- {root} is replaced by the store's absolute path (quoted for SQL).
+-- Partition values are strings: hive_types says so explicitly.
+
+-- view: patients | patients/*.parquet
+CREATE VIEW patients AS
+SELECT * FROM read_parquet('{root}/patients/*.parquet', union_by_name = true);
+
+-- view: scans | scans/*.parquet
+CREATE VIEW scans AS
+SELECT * FROM read_parquet('{root}/scans/*.parquet', union_by_name = true);
+
+-- view: clinical_labels | clinical/*.parquet
+CREATE VIEW clinical_labels AS
+SELECT * FROM read_parquet('{root}/clinical/*.parquet', union_by_name = true);
+
+-- view: clinical | -
+-- Everything known about a patient: demographics from patients, labels from clinical.
+CREATE VIEW clinical AS
+SELECT p.patient_id, p.site, p.cohort, p.age, p.sex, p.grade, p.histology,
+       c.idh1, c.mgmt, c.codel_1p19q, c.egfr, c.atrx, c.tp53, c.cdkn2a, c.tert,
+       c.ki67, c.p53_ihc, c.os_days, c.os_event
+FROM patients AS p LEFT JOIN clinical_labels AS c USING (patient_id);
+
+-- view: embeddings | embeddings/*/*/*.parquet
+CREATE VIEW embeddings AS
+SELECT * FROM read_parquet(
+    '{root}/embeddings/*/*/*.parquet',
+    hive_partitioning = true,
+    hive_types = {'backbone': VARCHAR, 'perturbation': VARCHAR},
+    union_by_name = true
+);
+
+-- view: results | runs/*/metrics.parquet
+CREATE VIEW results AS
+SELECT * FROM read_parquet('{root}/runs/*/metrics.parquet', union_by_name = true);
+
+-- view: comparisons | runs/*/tests.parquet
+CREATE VIEW comparisons AS
+SELECT * FROM read_parquet('{root}/runs/*/tests.parquet', union_by_name = true);
+
+-- view: runs | runs/*/run.json
+CREATE VIEW runs AS
+SELECT * FROM read_json_auto('{root}/runs/*/run.json', union_by_name = true, format = 'auto');
+
+-- view: extract_failures | extract_failures/*.parquet
+CREATE VIEW extract_failures AS
+SELECT * FROM read_parquet('{root}/extract_failures/*.parquet', union_by_name = true);
+
+-- view: ingest_rejects | ingest_rejects/*.parquet
+CREATE VIEW ingest_rejects AS
+SELECT * FROM read_parquet('{root}/ingest_rejects/*.parquet', union_by_name = true);
