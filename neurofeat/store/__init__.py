@@ -20,7 +20,7 @@ from neurofeat.store.embeddings import (
 )
 from neurofeat.store.layout import Store, StoreError, resolve_store_path
 from neurofeat.store.locks import StoreLock, StoreLockedError
-from neurofeat.store.reading import TaskData, read_embeddings, read_labels, read_xy
+from neurofeat.store.reading import TaskData, read_embeddings, read_labels, read_xy, task_counts
 from neurofeat.store.results import RunInfo, write_run
 from neurofeat.store.tables import read_table, write_tables
 
@@ -45,6 +45,7 @@ __all__ = [
     "read_xy",
     "resolve_store_path",
     "run_query",
+    "task_counts",
     "view_name",
     "write_run",
     "write_tables",

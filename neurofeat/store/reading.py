@@ -21,7 +21,7 @@ from neurofeat.store.layout import Store, StoreError
 from neurofeat.store.tables import read_table
 from neurofeat.tasks import Task, get_task
 
-__all__ = ["TaskData", "read_xy", "read_labels", "read_embeddings"]
+__all__ = ["TaskData", "read_xy", "read_labels", "read_embeddings", "task_counts"]
 
 
 @dataclass(frozen=True)
@@ -219,3 +219,23 @@ def read_xy(store: Store, backbone: str, task: str | Task, *, perturbation: str 
         n_missing_embedding=len(missing),
         missing_patient_ids=tuple(missing),
     )
+
+
+def task_counts(store: Store, tasks: "list[Task]") -> "pd.DataFrame":
+    """Eligible labelled patients and positives (events for survival) per task and site.
+
+    Returns a DataFrame with columns task, site, n_eligible, n_positive.
+    """
+    import pandas as pd
+
+    rows = []
+    for task in tasks:
+        labels = read_labels(store, task)
+        positive = labels.event if task.kind == "survival" else labels.y_binary.astype(bool)
+        for site in np.unique(labels.sites):
+            mask = labels.sites == site
+            rows.append(
+                {"task": task.name, "site": site, "n_eligible": int(mask.sum()), "n_positive": int(positive[mask].sum())}
+            )
+        rows.append({"task": task.name, "site": "all", "n_eligible": labels.n, "n_positive": int(positive.sum())})
+    return pd.DataFrame(rows, columns=["task", "site", "n_eligible", "n_positive"])

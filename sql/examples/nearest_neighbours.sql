@@ -1,16 +1,17 @@
 -- The 10 patients whose embeddings are closest (cosine similarity) to one patient's,
--- within one backbone. Uses the backbone's typed view emb_<backbone> (FLOAT[D]), since
--- DuckDB's array functions need fixed-size arrays.
+-- within one backbone. Reads the backbone's typed view emb_<backbone> (embedding as
+-- FLOAT[D]), since DuckDB's array functions need fixed-size arrays.
 -- neurofeat sql --file nearest_neighbours.sql --param backbone=dino_dro --param patient=siteA-0001
-WITH query AS (
-    SELECT embedding FROM embeddings
-    WHERE backbone = getvariable('backbone') AND perturbation = 'none'
-      AND patient_id = getvariable('patient')
+WITH typed AS (
+    SELECT * FROM query_table('emb_' || regexp_replace(getvariable('backbone'), '\W', '_', 'g'))
+    WHERE perturbation = 'none'
+),
+query AS (
+    SELECT embedding FROM typed WHERE patient_id = getvariable('patient')
 )
-SELECT e.patient_id, e.site,
-       list_cosine_similarity(e.embedding, q.embedding) AS cosine_similarity
-FROM embeddings AS e, query AS q
-WHERE e.backbone = getvariable('backbone') AND e.perturbation = 'none'
-  AND e.patient_id <> getvariable('patient')
+SELECT t.patient_id, t.site,
+       array_cosine_similarity(t.embedding, q.embedding) AS cosine_similarity
+FROM typed AS t, query AS q
+WHERE t.patient_id <> getvariable('patient')
 ORDER BY cosine_similarity DESC
 LIMIT 10;

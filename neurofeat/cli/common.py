@@ -1,0 +1,72 @@
+"""Shared pieces of the command line: the --store option, user errors, tables."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+
+__all__ = ["StoreOption", "fail", "user_errors", "print_frame", "console", "open_store"]
+
+StoreOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--store",
+        "-s",
+        help="Store directory (default: $NEUROFEAT_STORE or ./neurofeat-store).",
+        show_default=False,
+    ),
+]
+
+
+def console() -> Any:
+    from rich.console import Console
+
+    return Console()
+
+
+def fail(message: str) -> NoReturn:
+    """Print a user error (no traceback) and exit with status 1."""
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(1)
+
+
+@contextlib.contextmanager
+def user_errors(*kinds: type[BaseException]) -> Iterator[None]:
+    """Turn the given exception types (plus the store's own) into clean user errors."""
+    from neurofeat.store import StoreError, StoreLockedError
+
+    try:
+        yield
+    except (StoreError, StoreLockedError, ValueError, FileNotFoundError, *kinds) as error:
+        fail(str(error))
+
+
+def open_store(path: Path | None, create: bool = False) -> Any:
+    from neurofeat.store import Store
+
+    with user_errors():
+        return Store.open(path, create=create)
+
+
+def print_frame(frame: Any, title: str | None = None, float_format: str = "{:.4g}") -> None:
+    """Print a pandas DataFrame as a rich table."""
+    from rich.table import Table
+
+    table = Table(title=title, show_lines=False)
+    for column in frame.columns:
+        table.add_column(str(column), overflow="fold")
+    for row in frame.itertuples(index=False):
+        table.add_row(*(_cell(value, float_format) for value in row))
+    console().print(table)
+
+
+def _cell(value: Any, float_format: str) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return "" if value != value else float_format.format(value)
+    return str(value)
