@@ -1,0 +1,289 @@
+"""Cox models on embeddings, as scikit-learn estimators.
+
+- :class:`CoxnetRisk`: standardise (fitted on the training data only) -> elastic-net
+  Cox (:class:`sksurv.linear_model.CoxnetSurvivalAnalysis`) with the penalty chosen by
+  inner cross-validation over the regularisation path (Harrell's C on the inner
+  validation folds, averaged; ties go to the stronger penalty).
+- :class:`PCACoxRisk`: standardise -> PCA (k components) -> Cox proportional hazards
+  (:class:`sksurv.linear_model.CoxPHSurvivalAnalysis`, Efron ties, small ridge).
+
+Both expose ``predict(X)`` (the linear predictor: higher = higher risk) and
+``predict_survival(X, times)`` (Breslow baseline from the training data).
+``y`` is scikit-survival's structured array (``sksurv.util.Surv.from_arrays``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.base import BaseEstimator
+from sklearn.utils.validation import check_array, check_is_fitted
+
+__all__ = ["CoxnetRisk", "PCACoxRisk", "make_cox_model", "COX_MODELS"]
+
+COX_MODELS = ("coxnet", "pca-cox")
+
+
+def _standardise(X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    mean = X.mean(axis=0)
+    scale = X.std(axis=0)
+    scale[scale < 1e-12] = 1.0
+    return (X - mean) / scale, mean, scale
+
+
+def _split_y(y) -> tuple[np.ndarray, np.ndarray]:
+    from sksurv.util import check_y_survival
+
+    event, time = check_y_survival(y)
+    return np.asarray(event, bool), np.asarray(time, np.float64)
+
+
+def _harrell_matrix(time: np.ndarray, event: np.ndarray, risks: np.ndarray) -> np.ndarray:
+    """Harrell's C for each column of ``risks`` (n, k) at once (sksurv's pair rule)."""
+    later = time[None, :] > time[:, None]
+    same_cens = (time[None, :] == time[:, None]) & ~event[None, :]
+    comparable = (event[:, None] & (later | same_cens)).astype(np.float64)
+    denominator = comparable.sum()
+    if denominator == 0:
+        return np.full(risks.shape[1], np.nan)
+    out = np.empty(risks.shape[1])
+    for k in range(risks.shape[1]):
+        diff = risks[:, k][:, None] - risks[:, k][None, :]
+        score = (diff > 1e-8) + 0.5 * (np.abs(diff) <= 1e-8)
+        out[k] = (comparable * score).sum() / denominator
+    return out
+
+
+def _principal_axes(Xs: np.ndarray, k: int) -> np.ndarray:
+    """First ``k`` principal axes (k, n_features) of centred data, sign-fixed.
+
+    Uses the eigendecomposition of the smaller Gram/covariance matrix (for n << d this
+    is much faster than a full SVD and gives the same axes up to sign).
+    """
+    n, d = Xs.shape
+    if n <= d:
+        eigval, eigvec = np.linalg.eigh(Xs @ Xs.T)
+        order = np.argsort(eigval)[::-1][:k]
+        sv = np.sqrt(np.maximum(eigval[order], 1e-300))
+        axes = (Xs.T @ eigvec[:, order] / sv).T
+    else:
+        eigval, eigvec = np.linalg.eigh(Xs.T @ Xs)
+        order = np.argsort(eigval)[::-1][:k]
+        axes = eigvec[:, order].T
+    axes /= np.linalg.norm(axes, axis=1, keepdims=True)
+    signs = np.sign(axes[np.arange(axes.shape[0]), np.argmax(np.abs(axes), axis=1)])
+    signs[signs == 0] = 1.0
+    return axes * signs[:, None]
+
+
+class _BreslowMixin:
+    """Breslow baseline hazard from the training linear predictor."""
+
+    def _fit_baseline(self, lp: np.ndarray, event: np.ndarray, time: np.ndarray) -> None:
+        from sksurv.linear_model.coxph import BreslowEstimator
+
+        breslow = BreslowEstimator().fit(lp, event, time)
+        self.baseline_times_ = np.asarray(breslow.cum_baseline_hazard_.x, np.float64)
+        self.baseline_cum_hazard_ = np.asarray(breslow.cum_baseline_hazard_.y, np.float64)
+
+    def predict_survival(self, X: np.ndarray, times: np.ndarray) -> np.ndarray:
+        """Survival probabilities S(t | x) = exp(-H0(t) exp(lp)).
+
+        Parameters
+        ----------
+        X : ndarray, shape (n, n_features)
+        times : ndarray, shape (m,)
+
+        Returns
+        -------
+        ndarray, shape (n, m)
+        """
+        check_is_fitted(self, "baseline_cum_hazard_")
+        times = np.atleast_1d(np.asarray(times, np.float64))
+        k = np.searchsorted(self.baseline_times_, times, side="right") - 1
+        h0 = np.where(k >= 0, self.baseline_cum_hazard_[np.maximum(k, 0)], 0.0)
+        lp = self.predict(X)
+        return np.exp(-np.outer(np.exp(lp), h0))
+
+
+class CoxnetRisk(_BreslowMixin, BaseEstimator):
+    """Standardise, then elastic-net Cox with the penalty chosen by inner CV.
+
+    Parameters
+    ----------
+    l1_ratio : float
+        Elastic-net mixing (1 = lasso); sksurv requires > 0.
+    alpha : float or None
+        Fixed penalty; None = choose on the path by inner CV.
+    n_alphas : int
+        Length of the regularisation path.
+    alpha_min_ratio : float
+        Smallest alpha as a fraction of the largest (the path stops there).
+    inner_folds : int
+        Folds of the inner CV (stratified by event).
+    random_state : int
+        Seed of the inner fold assignment.
+    max_iter : int
+        Coordinate-descent iterations (sksurv).
+
+    Attributes
+    ----------
+    mean_, scale_ : ndarray, shape (n_features,)
+        Standardisation fitted on the training data.
+    coef_ : ndarray, shape (n_features,)
+        Coefficients on the standardised scale.
+    alpha_ : float
+        Chosen penalty.
+    alphas_ : ndarray, shape (n_alphas,)
+    inner_scores_ : ndarray, shape (n_alphas,)
+        Mean inner-CV Harrell's C per alpha (NaN when alpha was fixed).
+    """
+
+    def __init__(self, l1_ratio: float = 0.5, alpha: float | None = None, n_alphas: int = 30,
+                 alpha_min_ratio: float = 0.05, inner_folds: int = 3, random_state: int = 0,
+                 max_iter: int = 100000):
+        self.l1_ratio = l1_ratio
+        self.alpha = alpha
+        self.n_alphas = n_alphas
+        self.alpha_min_ratio = alpha_min_ratio
+        self.inner_folds = inner_folds
+        self.random_state = random_state
+        self.max_iter = max_iter
+
+    def _path(self, X, y, alphas=None):
+        import warnings
+
+        from sksurv.linear_model import CoxnetSurvivalAnalysis
+        from sklearn.exceptions import ConvergenceWarning
+
+        kwargs = dict(l1_ratio=self.l1_ratio, max_iter=self.max_iter)
+        if alphas is None:
+            kwargs.update(n_alphas=self.n_alphas, alpha_min_ratio=self.alpha_min_ratio)
+        else:
+            kwargs.update(alphas=alphas)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            return CoxnetSurvivalAnalysis(**kwargs).fit(X, y)
+
+    def fit(self, X: np.ndarray, y) -> CoxnetRisk:
+        """Fit on training data.
+
+        Parameters
+        ----------
+        X : ndarray, shape (n, n_features)
+        y : structured array (event, time), shape (n,)
+
+        Returns
+        -------
+        self
+        """
+        from sklearn.model_selection import StratifiedKFold
+
+        X = check_array(X, dtype=np.float64)
+        event, time = _split_y(y)
+        Xs, self.mean_, self.scale_ = _standardise(X)
+        if self.alpha is not None:
+            path = self._path(Xs, y, alphas=[float(self.alpha)])
+            self.alphas_ = np.asarray(path.alphas_)
+            self.inner_scores_ = np.full(1, np.nan)
+            best = 0
+        else:
+            path = self._path(Xs, y)
+            self.alphas_ = np.asarray(path.alphas_)
+            n_alphas = self.alphas_.size
+            scores = np.zeros(n_alphas)
+            k = min(self.inner_folds, int(event.sum()), int((~event).sum()) or self.inner_folds)
+            if k < 2:
+                k = 2
+            strata = event if (~event).any() else np.zeros(event.size, bool)
+            splitter = StratifiedKFold(n_splits=k, shuffle=True,
+                                       random_state=self.random_state)
+            for tr, va in splitter.split(Xs, strata):
+                Xtr, mean, scale = _standardise(X[tr])
+                inner = self._path(Xtr, y[tr], alphas=self.alphas_)
+                coef = np.zeros((X.shape[1], n_alphas))
+                coef[:, :inner.coef_.shape[1]] = inner.coef_
+                val_risk = ((X[va] - mean) / scale) @ coef
+                scores += np.nan_to_num(_harrell_matrix(time[va], event[va], val_risk),
+                                        nan=0.5)
+            self.inner_scores_ = scores / k
+            # largest alpha (first on the path) among the best scores
+            best = int(np.flatnonzero(self.inner_scores_ >= self.inner_scores_.max() - 1e-12)[0])
+        coef_path = np.asarray(path.coef_)
+        self.coef_ = coef_path[:, min(best, coef_path.shape[1] - 1)].copy()
+        self.alpha_ = float(self.alphas_[best])
+        self.n_features_in_ = X.shape[1]
+        self._fit_baseline(Xs @ self.coef_, event, time)
+        return self
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """Linear predictor (risk score), shape (n,)."""
+        check_is_fitted(self, "coef_")
+        X = check_array(X, dtype=np.float64)
+        return ((X - self.mean_) / self.scale_) @ self.coef_
+
+
+class PCACoxRisk(_BreslowMixin, BaseEstimator):
+    """Standardise, project on the first principal components, fit a Cox model.
+
+    Parameters
+    ----------
+    n_components : int
+        Principal components kept (capped at n_train - 1 and n_features).
+    alpha : float
+        Ridge penalty of the Cox fit (sksurv ``CoxPHSurvivalAnalysis(alpha=...)``);
+        a small value keeps the fit finite under separation.
+    ties : {'efron', 'breslow'}
+
+    Attributes
+    ----------
+    mean_, scale_ : ndarray, shape (n_features,)
+    components_ : ndarray, shape (k, n_features)
+        Principal axes (on the standardised scale).
+    cox_coef_ : ndarray, shape (k,)
+        Cox coefficients on the component scores.
+    coef_ : ndarray, shape (n_features,)
+        The same model as coefficients on the standardised features.
+    """
+
+    def __init__(self, n_components: int = 10, alpha: float = 1e-3, ties: str = "efron"):
+        self.n_components = n_components
+        self.alpha = alpha
+        self.ties = ties
+
+    def fit(self, X: np.ndarray, y) -> PCACoxRisk:
+        """Fit on training data (X: (n, n_features); y: structured (event, time))."""
+        from sksurv.linear_model import CoxPHSurvivalAnalysis
+
+        X = check_array(X, dtype=np.float64)
+        event, time = _split_y(y)
+        Xs, self.mean_, self.scale_ = _standardise(X)
+        k = int(max(1, min(self.n_components, X.shape[0] - 1, X.shape[1])))
+        self.components_ = _principal_axes(Xs, k)
+        scores = Xs @ self.components_.T
+        cox = CoxPHSurvivalAnalysis(alpha=self.alpha, ties=self.ties, n_iter=200).fit(scores, y)
+        self.cox_coef_ = np.asarray(cox.coef_, np.float64)
+        self.coef_ = self.components_.T @ self.cox_coef_
+        self.n_features_in_ = X.shape[1]
+        self._fit_baseline(Xs @ self.coef_, event, time)
+        return self
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """Linear predictor (risk score), shape (n,)."""
+        check_is_fitted(self, "coef_")
+        X = check_array(X, dtype=np.float64)
+        return ((X - self.mean_) / self.scale_) @ self.coef_
+
+
+def make_cox_model(name: str, **params) -> BaseEstimator:
+    """``'coxnet'`` -> :class:`CoxnetRisk`, ``'pca-cox'`` -> :class:`PCACoxRisk`.
+
+    Raises
+    ------
+    ValueError
+        Unknown name (lists the known ones).
+    """
+    if name == "coxnet":
+        return CoxnetRisk(**params)
+    if name in ("pca-cox", "pcacox", "pca_cox"):
+        return PCACoxRisk(**params)
+    raise ValueError(f"unknown survival model {name!r}; use one of {', '.join(COX_MODELS)}")
