@@ -130,8 +130,14 @@ class IngestReport:
         """Registered patients per site."""
         return dict(sorted(Counter(self.sites).items()))
 
-    def summary(self) -> str:
-        """A few lines for a terminal."""
+    def summary(self, *, list_rejects: bool = True) -> str:
+        """A few lines for a terminal.
+
+        Parameters
+        ----------
+        list_rejects : bool
+            Also list the reasons patients were rejected (first 25).
+        """
         verb = "would register" if self.dry_run else "registered"
         lines = [f"ingest {self.run_id} ({self.mode}) into {self.store}: {verb} "
                  f"{self.n_patients} patient(s), {self.n_scans} scan(s), "
@@ -141,8 +147,9 @@ class IngestReport:
         if self.rejects:
             lines.append(f"rejected {len(self.rejected_ids)} patient(s) "
                          f"({len(self.rejects)} reason(s), see the ingest_rejects table):")
-            lines.extend(f"  {p}" for p in self.rejects[:_MAX_LISTED])
-            if len(self.rejects) > _MAX_LISTED:
+            if list_rejects:
+                lines.extend(f"  {p}" for p in self.rejects[:_MAX_LISTED])
+            if list_rejects and len(self.rejects) > _MAX_LISTED:
                 lines.append(f"  ... and {len(self.rejects) - _MAX_LISTED} more")
         if self.without_clinical:
             lines.append(f"{len(self.without_clinical)} patient(s) have no clinical row "
