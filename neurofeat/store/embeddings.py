@@ -231,18 +231,18 @@ class EmbeddingWriter:
         bad_rows = ~np.isfinite(matrix).all(axis=1)
         if bad_rows.any():
             raise StoreError(
-                f"embedding of patient {ids[bad_rows][0]!r} contains NaN or infinite values "
+                f"embedding of patient {str(ids[bad_rows][0])!r} contains NaN or infinite values "
                 f"({int(bad_rows.sum())} patient(s) in this batch); nothing of the batch was written."
             )
         unique, counts = np.unique(ids, return_counts=True)
         if (counts > 1).any():
-            raise StoreError(f"patient {unique[counts > 1][0]!r} appears twice in one batch")
+            raise StoreError(f"patient {str(unique[counts > 1][0])!r} appears twice in one batch")
         position = np.searchsorted(self._patient_ids, ids)
         position = np.clip(position, 0, max(len(self._patient_ids) - 1, 0))
         known = (self._patient_ids[position] == ids) if len(self._patient_ids) else np.zeros(len(ids), bool)
         if not known.all():
             raise StoreError(
-                f"patient {ids[~known][0]!r} is not registered in {self.store.root} "
+                f"patient {str(ids[~known][0])!r} is not registered in {self.store.root} "
                 f"({int((~known).sum())} unknown in this batch); run `neurofeat ingest` first."
             )
         keep = np.array([pid not in self._done for pid in ids.tolist()], dtype=bool)
@@ -339,6 +339,10 @@ class EmbeddingWriter:
         # Pending parts of other checkpoints were never visible; drop them.
         if self.pending_dir.exists():
             shutil.rmtree(self.pending_dir, ignore_errors=True)
+            try:
+                self.pending_dir.parent.rmdir()
+            except OSError:
+                pass  # other perturbations of this backbone are pending
         self._failures.clear()
         if pending:
             self._replacing = False

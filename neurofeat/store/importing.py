@@ -83,7 +83,7 @@ def import_features(
     id_values = ids.to_numpy(zero_copy_only=False).astype(str)
     unique, counts = np.unique(id_values, return_counts=True)
     if (counts > 1).any():
-        raise StoreError(f"{path}: patient {unique[counts > 1][0]!r} has {counts.max()} rows; one row per patient")
+        raise StoreError(f"{path}: patient {str(unique[counts > 1][0])!r} has {counts.max()} rows; one row per patient")
     kept, dropped = [], []
     for name in table.column_names:
         if name == id_column:

@@ -52,8 +52,8 @@ class StoreInfo:
 def store_info(store: Store) -> StoreInfo:
     """Collect :class:`StoreInfo` for ``store``."""
     con = connect(store)
-    n_patients = con.sql("SELECT count(*) FROM patients").fetchone()[0]
-    n_scans = con.sql("SELECT count(*) FROM scans").fetchone()[0]
+    n_patients = con.sql("SELECT count(*) FROM patients").fetchall()[0][0]
+    n_scans = con.sql("SELECT count(*) FROM scans").fetchall()[0][0]
     per_site = con.sql(
         "SELECT site, count(*) AS n_patients, "
         "count(*) FILTER (WHERE patient_id IN (SELECT patient_id FROM scans)) AS n_with_scans "
