@@ -266,14 +266,12 @@ class EmbeddingWriter:
             pa.array(ids, pa.string()),
             pa.array(sites, pa.string()),
             pa.FixedSizeListArray.from_arrays(pa.array(matrix.reshape(-1)), dim),
-            pa.array(np.full(n, self.checkpoint_sha256), pa.string()),
-            pa.array(np.full(n, self.preprocess_sha256), pa.string()),
-            pa.array(np.full(n, neurofeat.__version__), pa.string()),
-            pa.array(np.full(n, self.seed if self.seed is not None else 0), pa.int64())
-            if self.seed is not None
-            else pa.nulls(n, pa.int64()),
-            pa.array(np.full(n, now.value), pa.int64()).cast(pa.timestamp("us", tz="UTC")),
-            pa.array(np.full(n, self.run_id), pa.string()),
+            pa.repeat(pa.scalar(self.checkpoint_sha256, pa.string()), n),
+            pa.repeat(pa.scalar(self.preprocess_sha256, pa.string()), n),
+            pa.repeat(pa.scalar(neurofeat.__version__, pa.string()), n),
+            pa.repeat(pa.scalar(self.seed, pa.int64()), n),
+            pa.repeat(now, n),
+            pa.repeat(pa.scalar(self.run_id, pa.string()), n),
         ]
         table = pa.Table.from_arrays(columns, schema=schema)
         meta = {

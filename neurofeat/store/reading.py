@@ -8,6 +8,7 @@ the bytes of X (the Arrow buffers plus X) and no row passes through Python.
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
 
 import duckdb
@@ -72,27 +73,45 @@ class TaskData:
         raise ValueError(f"task '{self.task.name}' is a survival task; it has no binary label")
 
 
+_CONNECTION: duckdb.DuckDBPyConnection | None = None
+
+
+def _cursor() -> duckdb.DuckDBPyConnection:
+    # Creating a DuckDB connection costs ~50 ms; cursors of one shared in-memory
+    # connection are cheap and each has its own registered tables.
+    global _CONNECTION
+    if _CONNECTION is None:
+        _CONNECTION = duckdb.connect()
+    return _CONNECTION.cursor()
+
+
 def _labels_table(store: Store, task: Task) -> pa.Table:
-    con = duckdb.connect()
+    con = _cursor()
     patients = read_table(store, "patients", ["patient_id", "site", "cohort", "age", "sex", "grade", "histology"])
     labels = read_table(store, "clinical")
-    con.register("patients", patients)
-    con.register("clinical_labels", labels)
-    con.execute(
-        "CREATE VIEW clinical AS SELECT p.*, c.* EXCLUDE (patient_id) "
-        "FROM patients p LEFT JOIN clinical_labels c USING (patient_id)"
-    )
+    suffix = uuid.uuid4().hex
+    con.register(f"p_{suffix}", patients)
+    con.register(f"c_{suffix}", labels)
     columns = task.label_columns
     not_null = " AND ".join(f'"{c}" IS NOT NULL' for c in columns)
     where = f"({task.cohort}) AND {not_null}" if task.cohort.strip() else not_null
     select = ", ".join(f'"{c}"' for c in columns)
+    query = (
+        f"WITH clinical AS (SELECT p.*, c.* EXCLUDE (patient_id) FROM p_{suffix} p "
+        f"LEFT JOIN c_{suffix} c USING (patient_id)) "
+        f"SELECT patient_id, site, {select} FROM clinical WHERE {where} ORDER BY patient_id"
+    )
     try:
-        return con.sql(f"SELECT patient_id, site, {select} FROM clinical WHERE {where} ORDER BY patient_id").to_arrow_table()
+        return con.sql(query).to_arrow_table()
     except duckdb.Error as error:
         raise StoreError(
             f"task '{task.name}': its cohort filter or label columns do not fit the clinical view "
             f"(cohort: {task.cohort!r}; columns: {list(columns)}): {error}"
         ) from None
+    finally:
+        con.unregister(f"p_{suffix}")
+        con.unregister(f"c_{suffix}")
+        con.close()
 
 
 def read_labels(store: Store, task: str | Task) -> TaskData:
@@ -198,7 +217,8 @@ def read_xy(store: Store, backbone: str, task: str | Task, *, perturbation: str 
         length = len(chunk)
         values = chunk.flatten().to_numpy(zero_copy_only=True).reshape(length, dim)
         sel = wanted[start : start + length]
-        X[out_row[position[start : start + length][sel]]] = values[sel]
+        rows = out_row[position[start : start + length][sel]]
+        X[rows] = values if sel.all() else values[sel]
         start += length
     del embeddings, column
     kept = labels.filter(pa.array(present))

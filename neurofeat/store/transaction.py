@@ -53,9 +53,17 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 
 def write_parquet_atomic(
-    table: pa.Table, path: Path, metadata: dict[bytes, bytes] | None = None, **kwargs: object
+    table: pa.Table,
+    path: Path,
+    metadata: dict[bytes, bytes] | None = None,
+    fsync: bool = False,
+    **kwargs: object,
 ) -> None:
-    """Write ``table`` to ``path`` as Parquet, visible only once complete."""
+    """Write ``table`` to ``path`` as Parquet, visible only once complete.
+
+    The rename makes the file appear whole to readers and survives a killed process;
+    ``fsync`` also makes it survive a power loss (slower: it waits for the disk).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if metadata:
@@ -64,8 +72,9 @@ def write_parquet_atomic(
         table = table.replace_schema_metadata(merged)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     pq.write_table(table, tmp, **kwargs)
-    with open(tmp, "rb+") as handle:
-        os.fsync(handle.fileno())
+    if fsync:
+        with open(tmp, "rb+") as handle:
+            os.fsync(handle.fileno())
     os.replace(tmp, path)
 
 
