@@ -1,0 +1,329 @@
+"""Patients of a store as a MONAI dataset: records, preprocessing, cache, loader.
+
+One *record* per registered patient::
+
+    {"patient_id": "P001", "site": "A", "t1": "/abs/t1.nii.gz", ..., "flair": "...",
+     "scan_sha256": "t1=<sha>;t1ce=<sha>;..."}
+
+(a sequence without a registered scan has ``None`` as its path). The dataset runs the
+preprocessing chain of :mod:`neurofeat.extract.preprocess` in DataLoader workers; a
+patient whose preprocessing fails becomes a failure item (patient id + reason) instead
+of stopping the loader, so that extraction records it and goes on.
+
+The optional on-disk cache holds preprocessed volumes keyed by the scans' sha256, the
+preprocessing hash and the perturbation label: a second backbone with the same
+preprocessing skips decoding and resampling. Entries are written atomically
+(temporary file + ``os.replace``), so a killed run never leaves a truncated entry.
+
+Example
+-------
+>>> records = load_patient_records(store, ("t1", "t1ce", "t2", "flair"))   # doctest: +SKIP
+>>> dataset = PatientDataset(records, build_transforms(cfg), cache_dir="cache")  # doctest: +SKIP
+>>> loader = make_loader(dataset, batch_size=4, workers=2)                  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from neurofeat.extract.preprocess import unwrap_transform_error
+
+__all__ = [
+    "load_patient_records",
+    "cache_key",
+    "VolumeCache",
+    "PatientDataset",
+    "PatientBatch",
+    "collate_patients",
+    "make_loader",
+]
+
+
+def load_patient_records(
+    store: Any,
+    sequences: Sequence[str],
+    patient_ids: Iterable[str] | None = None,
+) -> list[dict[str, Any]]:
+    """One record per registered patient, sorted by patient id.
+
+    Parameters
+    ----------
+    store : neurofeat.store.Store
+    sequences : sequence of str
+        Sequences to look up (the preprocessing's ``sequences``).
+    patient_ids : iterable of str, optional
+        Restrict to these patients (an unknown id is an error).
+
+    Returns
+    -------
+    list of dict
+        See the module docstring. Relative scan paths are resolved against the store
+        root.
+
+    Raises
+    ------
+    ValueError
+        If a requested patient is not registered (names it), or the store holds no
+        patients.
+    """
+    from neurofeat.store import read_table
+
+    patients = read_table(store, "patients", ["patient_id", "site"]).to_pylist()
+    scans = read_table(store, "scans", ["patient_id", "sequence", "path", "sha256"]).to_pylist()
+    if not patients:
+        raise ValueError(f"no patients are registered in {store.root}; run `neurofeat ingest` first")
+    by_patient: dict[str, dict[str, tuple[str, str]]] = {}
+    root = Path(store.root)
+    for row in scans:
+        path = Path(row["path"])
+        if not path.is_absolute():
+            path = root / path
+        by_patient.setdefault(row["patient_id"], {})[str(row["sequence"]).lower()] = (str(path), row["sha256"])
+    wanted = None if patient_ids is None else list(dict.fromkeys(str(p) for p in patient_ids))
+    known = {p["patient_id"] for p in patients}
+    if wanted is not None:
+        unknown = [p for p in wanted if p not in known]
+        if unknown:
+            raise ValueError(
+                f"patient(s) {unknown[:5]} are not registered in {store.root} ({len(unknown)} unknown); "
+                "check the ids with `neurofeat sql \"SELECT patient_id FROM patients\"`"
+            )
+        keep = set(wanted)
+        patients = [p for p in patients if p["patient_id"] in keep]
+    records = []
+    for patient in sorted(patients, key=lambda p: p["patient_id"]):
+        scan = by_patient.get(patient["patient_id"], {})
+        record: dict[str, Any] = {"patient_id": patient["patient_id"], "site": patient["site"]}
+        for seq in sequences:
+            record[seq] = scan[seq][0] if seq in scan else None
+        record["scan_sha256"] = ";".join(f"{seq}={scan[seq][1] if seq in scan else ''}" for seq in sequences)
+        records.append(record)
+    return records
+
+
+def cache_key(record: Mapping[str, Any], preprocess_sha256: str, perturbation: str = "none") -> str:
+    """Cache key of a record's preprocessed volume (hex sha256).
+
+    Built from the scans' sha256 (in sequence order), the preprocessing hash and the
+    perturbation label, so any change of input bytes or settings misses the cache.
+    """
+    text = f"{preprocess_sha256}|{perturbation}|{record.get('scan_sha256', '')}"
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+class VolumeCache:
+    """Preprocessed volumes on disk: ``<root>/<key[:2]>/<key>.npy`` (float32).
+
+    Parameters
+    ----------
+    root : path
+        Cache directory (created on first write).
+    """
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+
+    def path(self, key: str) -> Path:
+        """Where the entry of *key* lives."""
+        return self.root / key[:2] / f"{key}.npy"
+
+    def get(self, key: str) -> np.ndarray | None:
+        """The cached array, or None if absent or unreadable (then recomputed)."""
+        path = self.path(key)
+        if not path.exists():
+            return None
+        try:
+            return np.load(path, allow_pickle=False)
+        except (OSError, ValueError):
+            return None
+
+    def put(self, key: str, array: np.ndarray) -> None:
+        """Store *array* atomically (a reader sees the old state or the full entry)."""
+        path = self.path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{key}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                np.save(handle, np.ascontiguousarray(array, dtype=np.float32), allow_pickle=False)
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+
+
+class PatientDataset(torch.utils.data.Dataset):
+    """Preprocessed encoder inputs of patient records (map-style, worker-safe).
+
+    Parameters
+    ----------
+    records : sequence of dict
+        From :func:`load_patient_records`.
+    pipeline : callable
+        ``record -> {"image": tensor (C, D, H, W), "zero_filled": str, ...}``
+        (:func:`neurofeat.extract.preprocess.build_transforms`).
+    cache_dir : path, optional
+        Enables the on-disk cache of preprocessed volumes.
+    preprocess_sha256 : str
+        Part of the cache key (required with *cache_dir*).
+    perturbation : str
+        Part of the cache key.
+
+    Notes
+    -----
+    ``__getitem__`` never raises for a bad patient: it returns an item with
+    ``"image": None`` and ``"error"`` the reason.
+    """
+
+    def __init__(
+        self,
+        records: Sequence[Mapping[str, Any]],
+        pipeline: Callable[[dict[str, Any]], dict[str, Any]],
+        *,
+        cache_dir: str | os.PathLike[str] | None = None,
+        preprocess_sha256: str = "",
+        perturbation: str = "none",
+    ) -> None:
+        if cache_dir is not None and not preprocess_sha256:
+            raise ValueError("PatientDataset: a cache needs preprocess_sha256 (part of its key)")
+        self.records = list(records)
+        self.pipeline = pipeline
+        self.cache = VolumeCache(cache_dir) if cache_dir is not None else None
+        self.preprocess_sha256 = preprocess_sha256
+        self.perturbation = perturbation
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        record = self.records[index]
+        pid = str(record["patient_id"])
+        key = None
+        if self.cache is not None:
+            key = cache_key(record, self.preprocess_sha256, self.perturbation)
+            cached = self.cache.get(key)
+            if cached is not None:
+                return {"patient_id": pid, "image": torch.from_numpy(cached), "zero_filled": "",
+                        "error": "", "cached": True}
+        try:
+            out = self.pipeline(dict(record))
+            image = torch.as_tensor(out["image"]).as_subclass(torch.Tensor).float().contiguous()
+        except Exception as exc:  # noqa: BLE001 - recorded as this patient's failure
+            exc = unwrap_transform_error(exc)
+            reason = f"{type(exc).__name__}: {exc}"
+            return {"patient_id": pid, "image": None, "zero_filled": "", "error": reason, "cached": False}
+        zero_filled = str(out.get("zero_filled", ""))
+        # Zero-filled volumes are not cached: their flag must be reported every time.
+        if self.cache is not None and key is not None and not zero_filled:
+            try:
+                self.cache.put(key, image.numpy())
+            except OSError:
+                pass  # a full or read-only cache never fails an extraction
+        return {"patient_id": pid, "image": image, "zero_filled": zero_filled, "error": "", "cached": False}
+
+
+@dataclass(frozen=True)
+class PatientBatch:
+    """A collated batch: the patients that preprocessed, and those that failed.
+
+    Attributes
+    ----------
+    patient_ids : list of str
+        Patients whose volumes are in ``images`` (same order).
+    images : torch.Tensor or None
+        ``(n, C, D, H, W)`` float32, or None when every patient of the batch failed.
+    zero_filled : list of str
+        Per patient of ``patient_ids``: comma-separated zero-filled sequences or "".
+    failures : list of (patient_id, reason)
+    n_cached : int
+        How many volumes came from the cache.
+    """
+
+    patient_ids: list[str]
+    images: torch.Tensor | None
+    zero_filled: list[str]
+    failures: list[tuple[str, str]]
+    n_cached: int = 0
+
+    def __len__(self) -> int:
+        return len(self.patient_ids) + len(self.failures)
+
+    def pin_memory(self) -> PatientBatch:
+        """Support ``DataLoader(pin_memory=True)``."""
+        if self.images is None:
+            return self
+        return PatientBatch(self.patient_ids, self.images.pin_memory(), self.zero_filled, self.failures, self.n_cached)
+
+
+def collate_patients(items: Sequence[Mapping[str, Any]]) -> PatientBatch:
+    """Stack the successful items of a batch; keep failures aside."""
+    ok = [item for item in items if item["image"] is not None]
+    failures = [(item["patient_id"], item["error"]) for item in items if item["image"] is None]
+    images = torch.stack([item["image"] for item in ok]) if ok else None
+    return PatientBatch(
+        patient_ids=[item["patient_id"] for item in ok],
+        images=images,
+        zero_filled=[item["zero_filled"] for item in ok],
+        failures=failures,
+        n_cached=sum(bool(item.get("cached")) for item in ok),
+    )
+
+
+def _worker_init(_: int) -> None:
+    # One intra-op thread per worker: the workers run side by side with the model.
+    torch.set_num_threads(1)
+
+
+def make_loader(
+    dataset: PatientDataset,
+    *,
+    batch_size: int = 4,
+    workers: int = 2,
+    sampler: Any = None,
+    pin_memory: bool = False,
+    prefetch_factor: int = 2,
+) -> torch.utils.data.DataLoader:
+    """A DataLoader over *dataset* yielding :class:`PatientBatch` in record order.
+
+    Parameters
+    ----------
+    dataset : PatientDataset
+    batch_size : int
+    workers : int
+        Worker processes that decode and preprocess while the model runs (0 = in the
+        main process).
+    sampler : torch.utils.data.Sampler, optional
+        E.g. ``monai.data.DistributedSampler(dataset, even_divisible=False,
+        shuffle=False)`` under torchrun.
+    pin_memory : bool
+        Page-locked batches for fast host-to-GPU copies.
+    prefetch_factor : int
+        Batches each worker prepares ahead (bounded memory).
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if workers < 0:
+        raise ValueError(f"workers must be >= 0, got {workers}")
+    kwargs: dict[str, Any] = {}
+    if workers > 0:
+        kwargs.update(prefetch_factor=prefetch_factor, worker_init_fn=_worker_init, persistent_workers=False)
+    return torch.utils.data.DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=False,
+        sampler=sampler,
+        num_workers=workers,
+        collate_fn=collate_patients,
+        pin_memory=pin_memory,
+        drop_last=False,
+        **kwargs,
+    )
