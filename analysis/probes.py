@@ -1,0 +1,397 @@
+"""Probes on frozen embeddings: L2 logistic (C by inner CV), ridge, kNN.
+
+All three standardise the features on the training data they are fitted on (so, in a
+cross-validation, within the fold) and are scikit-learn estimators.
+
+:class:`LinearProbe` minimises, as :class:`sklearn.linear_model.LogisticRegression`,
+
+    C * sum_i w_i * log(1 + exp(-s_i (x_i . beta + b))) + ||beta||^2 / 2
+
+with class-balanced weights ``w_i = n / (2 n_class(i))`` (computed once on the whole
+training set, as LogisticRegressionCV does) and an unpenalised intercept; C is picked
+from ``Cs`` by stratified inner CV (mean validation AUC; ties go to the smaller C), then
+the model is refitted on the whole training set.
+
+Why it is fast: embeddings are wide (d = 2048) and cohorts small (n ~ 300). The L2
+solution lies in the span of the training rows, so the problem is solved exactly in
+``r = rank <= n`` coordinates from the eigen-decomposition of the Gram matrix
+``K = Z Z^T`` of the standardised rows: ``F = Q sqrt(Lambda)`` (training rows) and
+``K_new Q / sqrt(Lambda)`` (any other row), with ``||beta|| = ||beta_r||`` preserved.
+Inner-CV folds reuse the same K. Each C is solved by Newton's method with a backtracking
+line search, warm-started along the C path. When ``d <= n`` the standardised features
+are used directly.
+
+Examples
+--------
+>>> import numpy as np
+>>> rng = np.random.default_rng(0)
+>>> X = rng.normal(size=(60, 100)); y = (X[:, 0] + 0.5 * rng.normal(size=60)) > 0
+>>> probe = LinearProbe().fit(X, y)
+>>> probe.predict_proba(X).shape
+(60, 2)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import special
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.model_selection import StratifiedKFold
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from neurofeat.analysis.metrics import batched_auc
+
+__all__ = ["DEFAULT_CS", "LinearProbe", "RidgeProbe", "KNNProbe", "standardise"]
+
+#: Default grid of inverse regularisation strengths (7 values, 1e-5 ... 10).
+DEFAULT_CS: tuple[float, ...] = tuple(float(c) for c in np.logspace(-5, 1, 7))
+
+
+def standardise(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Column means and scales (population std; constant columns get scale 1).
+
+    Parameters
+    ----------
+    X : ndarray, shape (n, d)
+
+    Returns
+    -------
+    mean, scale : ndarrays, shape (d,)
+    """
+    mean = X.mean(axis=0, dtype=np.float64)
+    scale = X.std(axis=0, dtype=np.float64)
+    scale = np.where(scale > 1e-12 * np.maximum(1.0, np.abs(mean)), scale, 1.0)
+    return mean, scale
+
+
+def _objective(F, t, sw, C, beta, b):
+    eta = F @ beta + b
+    return C * np.sum(sw * (np.logaddexp(0.0, eta) - t * eta)) + 0.5 * beta @ beta
+
+
+def _newton_logistic(F: np.ndarray, t: np.ndarray, sw: np.ndarray, C: float,
+                     beta: np.ndarray, b: float, tol: float, max_iter: int
+                     ) -> tuple[np.ndarray, float, int]:
+    """Minimise C sum sw (log(1+e^eta) - t eta) + |beta|^2/2, eta = F beta + b."""
+    r = F.shape[1]
+    obj = _objective(F, t, sw, C, beta, b)
+    for it in range(1, max_iter + 1):
+        eta = F @ beta + b
+        p = special.expit(eta)
+        resid = C * sw * (p - t)
+        g = np.empty(r + 1)
+        g[:r] = F.T @ resid + beta
+        g[r] = resid.sum()
+        w = C * sw * p * (1.0 - p)
+        H = np.empty((r + 1, r + 1))
+        H[:r, :r] = (F.T * w) @ F
+        H[np.arange(r), np.arange(r)] += 1.0
+        H[:r, r] = H[r, :r] = F.T @ w
+        H[r, r] = w.sum() + 1e-12
+        try:
+            step = np.linalg.solve(H, g)
+        except np.linalg.LinAlgError:
+            step = np.linalg.lstsq(H, g, rcond=None)[0]
+        decrement = float(g @ step)
+        if decrement / 2.0 <= tol * max(1.0, abs(obj)):
+            return beta, b, it
+        s = 1.0
+        while True:
+            new_beta = beta - s * step[:r]
+            new_b = b - s * step[r]
+            new_obj = _objective(F, t, sw, C, new_beta, new_b)
+            if new_obj <= obj - 1e-4 * s * decrement or s < 1e-10:
+                break
+            s *= 0.5
+        beta, b, obj = new_beta, new_b, new_obj
+    return beta, b, max_iter
+
+
+def _dual_logistic(K: np.ndarray, t: np.ndarray, sw: np.ndarray, C: float,
+                   alpha: np.ndarray, b: float, tol: float, max_iter: int
+                   ) -> tuple[np.ndarray, float, int]:
+    """Same objective as :func:`_newton_logistic` with ``beta = Z^T alpha``, ``K = Z Z^T``.
+
+    Each Newton (IRLS) step solves the weighted-ridge KKT system
+    ``[K + c^-1, 1; 1^T, 0] [alpha; b] = [z; 0]`` (``c = C sw p (1 - p)``, ``z`` the
+    working response) through the well-conditioned ``I + D K D`` with ``D = sqrt(c)``;
+    the step is damped by a backtracking line search on the objective.
+    """
+    from scipy.linalg import cho_factor, cho_solve
+
+    K_alpha = K @ alpha
+    eta = K_alpha + b
+    obj = C * np.sum(sw * (np.logaddexp(0.0, eta) - t * eta)) + 0.5 * alpha @ K_alpha
+    n = t.size
+    for it in range(1, max_iter + 1):
+        p = special.expit(eta)
+        v = np.maximum(p * (1.0 - p), 1e-14)
+        c = C * sw * v
+        z = eta - (p - t) / v
+        d = np.sqrt(c)
+        G = (d[:, None] * K) * d[None, :]
+        G[np.arange(n), np.arange(n)] += 1.0
+        factor = cho_factor(G, lower=True, check_finite=False)
+        solved = cho_solve(factor, np.column_stack([d * z, d]), check_finite=False)
+        b_new = float(d @ solved[:, 0]) / float(d @ solved[:, 1])
+        alpha_new = d * (solved[:, 0] - b_new * solved[:, 1])
+        d_alpha = alpha_new - alpha
+        K_d = K @ d_alpha
+        d_eta = K_d + (b_new - b)
+        s = 1.0
+        while True:
+            eta_s = eta + s * d_eta
+            K_alpha_s = K_alpha + s * K_d
+            alpha_s = alpha + s * d_alpha
+            obj_s = (C * np.sum(sw * (np.logaddexp(0.0, eta_s) - t * eta_s))
+                     + 0.5 * alpha_s @ K_alpha_s)
+            if obj_s <= obj or s < 1e-10:
+                break
+            s *= 0.5
+        gain = obj - obj_s
+        alpha, b, eta, K_alpha = alpha_s, b + s * (b_new - b), eta_s, K_alpha_s
+        obj = obj_s
+        if gain <= tol * max(1.0, abs(obj)):
+            return alpha, b, it
+    return alpha, b, max_iter
+
+
+class LinearProbe(ClassifierMixin, BaseEstimator):
+    """Standardise + class-balanced L2 logistic regression with C chosen by inner CV.
+
+    Parameters
+    ----------
+    Cs : sequence of float or float
+        Grid of inverse regularisation strengths (a single value skips the inner CV).
+    inner_folds : int
+        Folds of the stratified inner CV that picks C (shuffled with ``random_state``).
+    class_weight : {'balanced', None}
+    tol : float
+        Newton stopping tolerance on the decrement, relative to the objective.
+    max_iter : int
+        Newton iterations per C.
+    random_state : int
+        Seed of the inner-CV shuffle.
+
+    Attributes
+    ----------
+    classes_ : ndarray, shape (2,)
+    mean_, scale_ : ndarray, shape (n_features,)
+        Standardisation fitted on the training data.
+    coef_ : ndarray, shape (1, n_features)
+        Coefficients on the original (unstandardised) features.
+    intercept_ : ndarray, shape (1,)
+    C_ : float
+        Chosen C.
+    cv_scores_ : ndarray, shape (n_Cs,)
+        Mean inner-CV AUC of each C (NaN when the inner CV was skipped).
+    n_features_in_ : int
+    """
+
+    def __init__(self, Cs=DEFAULT_CS, inner_folds: int = 3, class_weight: str | None = "balanced",
+                 tol: float = 1e-8, max_iter: int = 100, random_state: int = 0):
+        self.Cs = Cs
+        self.inner_folds = inner_folds
+        self.class_weight = class_weight
+        self.tol = tol
+        self.max_iter = max_iter
+        self.random_state = random_state
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_class = False
+        return tags
+
+    def fit(self, X, y):
+        """Fit on ``X`` (n_samples, n_features) and binary ``y`` (n_samples,); returns self."""
+        X, y = validate_data(self, X, y, dtype=(np.float64, np.float32), y_numeric=False)
+        check_classification_targets(y)
+        self.classes_, y_codes = np.unique(y, return_inverse=True)
+        if self.classes_.size != 2:
+            raise ValueError(f"LinearProbe is a binary classifier; y has "
+                             f"{self.classes_.size} class(es): {self.classes_.tolist()[:5]}")
+        if self.class_weight not in ("balanced", None):
+            raise ValueError(f"class_weight must be 'balanced' or None, got "
+                             f"{self.class_weight!r}")
+        Cs = np.sort(np.atleast_1d(np.asarray(self.Cs, dtype=float)))
+        if Cs.size == 0 or (Cs <= 0).any():
+            raise ValueError(f"Cs must be positive, got {self.Cs!r}")
+        t = y_codes.astype(np.float64)
+        n = X.shape[0]
+        counts = np.bincount(y_codes, minlength=2)
+        if self.class_weight == "balanced":
+            sw = (n / (2.0 * counts))[y_codes]
+        else:
+            sw = np.ones(n)
+        self.mean_, self.scale_ = standardise(X)
+        # float32 input stays float32 for the O(n^2 d) Gram product (the expensive part);
+        # everything after it is float64.
+        Z = (X - self.mean_.astype(X.dtype)) * (1.0 / self.scale_).astype(X.dtype)
+        dual = X.shape[1] > n
+        gram = (Z @ Z.T).astype(np.float64) if dual else None
+        if not dual:
+            Z = Z.astype(np.float64)
+
+        def solve_path(rows, Cs_path, other=None):
+            """Fit along Cs_path on rows; yield (C, decision on `other`)."""
+            if dual:
+                K = gram[np.ix_(rows, rows)]
+                coef, b = np.zeros(rows.size), 0.0
+                K_other = gram[np.ix_(other, rows)] if other is not None else None
+            else:
+                F = Z[rows]
+                coef, b = np.zeros(Z.shape[1]), 0.0
+            for C in Cs_path:
+                if dual:
+                    coef, b, it = _dual_logistic(K, t[rows], sw[rows], C, coef, b, self.tol,
+                                                 self.max_iter)
+                    out = None if other is None else K_other @ coef + b
+                else:
+                    coef, b, it = _newton_logistic(F, t[rows], sw[rows], C, coef, b,
+                                                   self.tol, self.max_iter)
+                    out = None if other is None else Z[other] @ coef + b
+                yield coef, b, it, out
+
+        self.cv_scores_ = np.full(Cs.size, np.nan)
+        n_inner = min(int(self.inner_folds), int(counts.min()))
+        if Cs.size > 1 and n_inner >= 2:
+            splitter = StratifiedKFold(n_inner, shuffle=True, random_state=self.random_state)
+            scores = np.empty((n_inner, Cs.size))
+            for k, (tr, va) in enumerate(splitter.split(np.zeros(n), y_codes)):
+                for j, (_, _, _, decision) in enumerate(solve_path(tr, Cs, va)):
+                    scores[k, j] = batched_auc(t[va].astype(bool), decision)
+            self.cv_scores_ = np.nanmean(scores, axis=0)
+            best = int(np.nanargmax(self.cv_scores_)) if np.isfinite(self.cv_scores_).any() \
+                else Cs.size // 2
+        else:
+            best = Cs.size // 2
+        self.C_ = float(Cs[best])
+
+        n_iter = 0
+        for coef, b, it, _ in solve_path(np.arange(n), Cs[: best + 1]):
+            n_iter += it
+        self.n_iter_ = n_iter
+        w_std = Z.T.astype(np.float64) @ coef if dual else coef
+        coef = w_std / self.scale_
+        self.coef_ = coef.reshape(1, -1)
+        self.intercept_ = np.array([b - float(self.mean_ @ coef)])
+        return self
+
+    def decision_function(self, X) -> np.ndarray:
+        """Log-odds of the second class, shape (n_samples,)."""
+        check_is_fitted(self)
+        X = validate_data(self, X, dtype=(np.float64, np.float32), reset=False)
+        return X.astype(np.float64, copy=False) @ self.coef_[0] + self.intercept_[0]
+
+    def predict_proba(self, X) -> np.ndarray:
+        """Class probabilities, shape (n_samples, 2) in the order of ``classes_``."""
+        p = special.expit(self.decision_function(X))
+        return np.column_stack([1.0 - p, p])
+
+    def predict(self, X) -> np.ndarray:
+        """Predicted class (probability of ``classes_[1]`` >= 0.5)."""
+        return self.classes_[(self.decision_function(X) >= 0).astype(int)]
+
+
+class RidgeProbe(RegressorMixin, BaseEstimator):
+    """Standardise + ridge regression with alpha chosen by efficient leave-one-out (GCV).
+
+    Parameters
+    ----------
+    alphas : sequence of float
+        Grid of penalties (sklearn :class:`~sklearn.linear_model.RidgeCV`).
+
+    Attributes
+    ----------
+    mean_, scale_ : ndarray, shape (n_features,)
+    alpha_ : float
+    coef_ : ndarray, shape (n_features,)
+        On the original features.
+    intercept_ : float
+    """
+
+    def __init__(self, alphas=tuple(float(a) for a in np.logspace(-2, 6, 9))):
+        self.alphas = alphas
+
+    def fit(self, X, y):
+        """Fit on ``X`` (n_samples, n_features), continuous ``y`` (n_samples,); returns self."""
+        from sklearn.linear_model import RidgeCV
+
+        X, y = validate_data(self, X, y, dtype=np.float64, y_numeric=True)
+        self.mean_, self.scale_ = standardise(X)
+        model = RidgeCV(alphas=np.asarray(self.alphas, float)).fit((X - self.mean_) / self.scale_,
+                                                                   y)
+        self.alpha_ = float(model.alpha_)
+        self.coef_ = model.coef_ / self.scale_
+        self.intercept_ = float(model.intercept_ - self.mean_ @ self.coef_)
+        return self
+
+    def predict(self, X) -> np.ndarray:
+        """Predicted values, shape (n_samples,)."""
+        check_is_fitted(self)
+        X = validate_data(self, X, dtype=np.float64, reset=False)
+        return X @ self.coef_ + self.intercept_
+
+
+class KNNProbe(ClassifierMixin, BaseEstimator):
+    """Standardise + cosine k-nearest-neighbour classifier with a class-balanced vote.
+
+    The probability of the second class is ``(k1 / n1) / (k1 / n1 + k0 / n0)``, where
+    ``k_c`` neighbours of class c are found among ``n_c`` training rows of that class,
+    so a 20 % minority is not outvoted by prevalence alone.
+
+    Parameters
+    ----------
+    n_neighbors : int
+
+    Attributes
+    ----------
+    classes_, mean_, scale_ ; fitted standardisation and labels.
+    """
+
+    def __init__(self, n_neighbors: int = 15):
+        self.n_neighbors = n_neighbors
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_class = False
+        return tags
+
+    def fit(self, X, y):
+        """Store the standardised, L2-normalised training rows; returns self."""
+        X, y = validate_data(self, X, y, dtype=np.float64)
+        check_classification_targets(y)
+        self.classes_, codes = np.unique(y, return_inverse=True)
+        if self.classes_.size != 2:
+            raise ValueError(f"KNNProbe is a binary classifier; y has "
+                             f"{self.classes_.size} class(es): {self.classes_.tolist()[:5]}")
+        if int(self.n_neighbors) < 1:
+            raise ValueError(f"n_neighbors must be >= 1, got {self.n_neighbors}")
+        self.mean_, self.scale_ = standardise(X)
+        self._train = self._embed(X)
+        self._codes = codes
+        self._class_counts = np.bincount(codes, minlength=2).astype(float)
+        return self
+
+    def _embed(self, X):
+        Z = (X - self.mean_) / self.scale_
+        norm = np.linalg.norm(Z, axis=1, keepdims=True)
+        return Z / np.where(norm > 0, norm, 1.0)
+
+    def predict_proba(self, X) -> np.ndarray:
+        """Class probabilities, shape (n_samples, 2)."""
+        check_is_fitted(self)
+        X = validate_data(self, X, dtype=np.float64, reset=False)
+        sim = self._embed(X) @ self._train.T
+        k = min(int(self.n_neighbors), sim.shape[1])
+        nearest = np.argpartition(-sim, k - 1, axis=1)[:, :k]
+        k_pos = self._codes[nearest].sum(axis=1)
+        rate_pos = k_pos / self._class_counts[1]
+        rate_neg = (k - k_pos) / self._class_counts[0]
+        p = rate_pos / (rate_pos + rate_neg)
+        return np.column_stack([1.0 - p, p])
+
+    def predict(self, X) -> np.ndarray:
+        """Predicted class (balanced probability >= 0.5)."""
+        return self.classes_[(self.predict_proba(X)[:, 1] >= 0.5).astype(int)]

@@ -1,0 +1,451 @@
+"""Evaluation protocols: out-of-fold predictions over a fold plan, and probe reports.
+
+- :func:`out_of_fold` fits a fresh estimator on every split of a
+  :class:`~neurofeat.analysis.folds.FoldPlan` (cv, loso or per-site) and collects the
+  test-fold predictions: one row of scores per repeat (:class:`OutOfFold`). With
+  ``fraction < 1`` each training fold is first subsampled (stratified, nested,
+  identical for every backbone) for data-fraction curves.
+- :func:`evaluate_probe` turns out-of-fold scores into the probe report: AUC, balanced
+  accuracy, sensitivity and specificity (continuous tasks: also Spearman and MAE),
+  pooled and per site, each with stratified-bootstrap percentile and BCa CIs (and a
+  DeLong CI for AUC), plus per-fold values.
+- :func:`run_probe` does both for the linear probe, the kNN probe and the data-fraction
+  curve, and returns a :class:`ProbeResult`.
+
+Point estimates are means over CV repeats of the metric computed on all out-of-fold
+predictions of that repeat; a bootstrap resample scores every repeat on the same
+resampled patients and averages, so the CI is that of the reported number.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from neurofeat.analysis.bootstrap import stratified_bootstrap_indices
+from neurofeat.analysis.folds import (FoldPlan, derive_seed, fraction_subsample,
+                                      leave_one_site_out_plan, per_site_kfold_plan,
+                                      stratified_kfold_plan)
+from neurofeat.analysis.scoring import (AUC, MAE, SPEARMAN, Scorer, balanced_accuracy_scorer,
+                                        estimate, score_folds, sensitivity_scorer,
+                                        specificity_scorer)
+
+__all__ = [
+    "PROTOCOLS",
+    "DEFAULT_FRACTIONS",
+    "OutOfFold",
+    "out_of_fold",
+    "make_plan",
+    "binary_scorers",
+    "evaluate_probe",
+    "ProbeResult",
+    "run_probe",
+]
+
+PROTOCOLS = ("cv", "loso", "site")
+DEFAULT_FRACTIONS = (0.1, 0.25, 0.5, 0.75, 1.0)
+
+
+@dataclass(frozen=True, eq=False)
+class OutOfFold:
+    """Out-of-fold predictions of one model on one fold plan.
+
+    Attributes
+    ----------
+    scores : ndarray, shape (R, n)
+        Test-fold prediction of every patient in every repeat (NaN = not tested).
+    plan : FoldPlan
+    fraction : float
+        Fraction of each training fold used.
+    fitted_params : tuple of dict
+        Per split: repeat, fold, n_train and the estimator's chosen hyperparameters
+        (``C_``, ``alpha_``).
+    """
+
+    scores: np.ndarray
+    plan: FoldPlan
+    fraction: float = 1.0
+    fitted_params: tuple[dict, ...] = field(default=())
+
+    @property
+    def mean_scores(self) -> np.ndarray:
+        """Per-patient mean over repeats, shape (n,)."""
+        return np.nanmean(self.scores, axis=0)
+
+    def train_test_sizes(self) -> tuple[float, float]:
+        """Mean (n_train, n_test) over splits, as fitted."""
+        n_train = np.mean([p["n_train"] for p in self.fitted_params])
+        n_test = np.mean([p["n_test"] for p in self.fitted_params])
+        return float(n_train), float(n_test)
+
+    def to_frame(self) -> pd.DataFrame:
+        """Long table: patient_id, repeat, fold, fold_name, score."""
+        frame = self.plan.to_frame()
+        frame["score"] = self.scores.reshape(-1)
+        frame["fraction"] = self.fraction
+        return frame[frame["fold"] >= 0].reset_index(drop=True)
+
+
+def out_of_fold(X: np.ndarray, y: np.ndarray, plan: FoldPlan,
+                make_estimator: Callable[[], Any], *, output: str = "proba",
+                fraction: float = 1.0, strata: np.ndarray | None = None,
+                on_split: Callable[[], None] | None = None) -> OutOfFold:
+    """Fit on every split's training rows, predict its test rows.
+
+    Parameters
+    ----------
+    X : ndarray, shape (n, d)
+    y : ndarray, shape (n,)
+        Training target (bool for classifiers, float for regressors).
+    plan : FoldPlan
+        Rows of the plan must be the rows of ``X``.
+    make_estimator : callable
+        Returns a fresh unfitted estimator.
+    output : {'proba', 'predict', 'decision'}
+        ``predict_proba[:, 1]``, ``predict`` or ``decision_function``.
+    fraction : float in (0, 1]
+        Stratified subsample of each training fold (see
+        :func:`~neurofeat.analysis.folds.fraction_subsample`).
+    strata : ndarray, shape (n,), optional
+        Strata for the subsample (default: ``y``).
+    on_split : callable, optional
+        Called after every split (progress bars).
+    """
+    X = np.asarray(X)
+    y = np.asarray(y)
+    if X.shape[0] != plan.patient_ids.size or y.shape[0] != X.shape[0]:
+        raise ValueError(f"X has {X.shape[0]} rows, y {y.shape[0]}, the fold plan "
+                         f"{plan.patient_ids.size}; they must be the same patients")
+    strata = y if strata is None else np.asarray(strata)
+    scores = np.full(plan.fold_ids.shape, np.nan)
+    params = []
+    for split in plan.splits():
+        train = split.train
+        if fraction < 1.0:
+            train = fraction_subsample(train, strata, fraction, patient_ids=plan.patient_ids,
+                                       task=plan.task, seed=plan.seed, repeat=split.repeat,
+                                       fold=split.fold)
+        model = make_estimator().fit(X[train], y[train])
+        if output == "proba":
+            pred = model.predict_proba(X[split.test])[:, 1]
+        elif output == "decision":
+            pred = model.decision_function(X[split.test])
+        elif output == "predict":
+            pred = model.predict(X[split.test])
+        else:
+            raise ValueError(f"output must be 'proba', 'predict' or 'decision', got {output!r}")
+        scores[split.repeat, split.test] = pred
+        info = {"repeat": split.repeat, "fold": split.fold, "fold_name": split.name,
+                "n_train": int(train.size), "n_test": int(split.test.size)}
+        for attr in ("C_", "alpha_"):
+            if hasattr(model, attr):
+                info[attr.rstrip("_")] = float(getattr(model, attr))
+        params.append(info)
+        if on_split is not None:
+            on_split()
+    return OutOfFold(scores, plan, float(fraction), tuple(params))
+
+
+def make_plan(protocol: str, patient_ids: np.ndarray, strata: np.ndarray, sites: np.ndarray,
+              *, task: str, n_splits: int = 5, n_repeats: int = 5, seed: int = 0) -> FoldPlan:
+    """The fold plan of a protocol ('cv', 'loso' or 'site')."""
+    if protocol == "cv":
+        return stratified_kfold_plan(patient_ids, strata, n_splits=n_splits,
+                                     n_repeats=n_repeats, task=task, seed=seed)
+    if protocol == "loso":
+        return leave_one_site_out_plan(patient_ids, sites, task=task, seed=seed, y=strata)
+    if protocol == "site":
+        return per_site_kfold_plan(patient_ids, sites, strata, n_splits=n_splits,
+                                   n_repeats=n_repeats, task=task, seed=seed)
+    raise ValueError(f"unknown protocol {protocol!r}; use one of {', '.join(PROTOCOLS)}")
+
+
+def binary_scorers(threshold: float = 0.5) -> list[Scorer]:
+    """AUC, balanced accuracy, sensitivity, specificity at ``threshold``."""
+    return [AUC, balanced_accuracy_scorer(threshold), sensitivity_scorer(threshold),
+            specificity_scorer(threshold)]
+
+
+def _site_groups(sites: np.ndarray) -> list[tuple[str, np.ndarray]]:
+    groups = [("all", np.arange(sites.size))]
+    for site in np.unique(sites):
+        groups.append((str(site), np.flatnonzero(sites == site)))
+    return groups
+
+
+def evaluate_probe(oof: OutOfFold, labels: np.ndarray, sites: np.ndarray, *,
+                   scorers: Sequence[Scorer], targets: dict[str, Any] | None = None,
+                   n_boot: int = 2000, seed: int = 0, alpha: float = 0.05,
+                   probe: str = "linear", per_site: bool = True,
+                   delong: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Metrics with bootstrap CIs, pooled and per site, and per-fold values.
+
+    Parameters
+    ----------
+    oof : OutOfFold
+    labels : ndarray of bool, shape (n,)
+        Binary label (bootstrap strata, AUC/BA target).
+    sites : ndarray of str, shape (n,)
+    scorers : sequence of Scorer
+    targets : dict, optional
+        Target per scorer name when it is not ``labels`` (continuous ``y`` for Spearman
+        and MAE).
+    n_boot, seed, alpha : bootstrap settings; indices derive from ``seed`` and the task
+        so every backbone gets the same resamples.
+    probe : str
+        Label of the probe in the output ('linear', 'knn', 'ridge').
+
+    Returns
+    -------
+    metrics : DataFrame
+        Long: probe, site, metric, estimate, ci_low, ci_high, ci_method, n, n_pos,
+        fraction (one row per CI method: percentile, bca, and delong for AUC).
+    folds : DataFrame
+        probe, metric, repeat, fold, fold_name, value.
+    """
+    from neurofeat.analysis.delong import delong_auc
+
+    labels = np.asarray(labels, bool)
+    sites = np.asarray(sites).astype(str)
+    targets = targets or {}
+    rows = []
+    groups = _site_groups(sites) if per_site else [("all", np.arange(sites.size))]
+    tested = np.isfinite(oof.scores).any(axis=0)
+    for site, members in groups:
+        members = members[tested[members]]
+        if members.size == 0:
+            continue
+        site_labels = labels[members]
+        n_pos = int(site_labels.sum())
+        one_class = n_pos == 0 or n_pos == members.size
+        rng_seed = derive_seed("bootstrap", oof.plan.task, seed, site)
+        local = stratified_bootstrap_indices(site_labels, n_boot, rng_seed)
+        boot_index = members[local]
+        for scorer in scorers:
+            target = targets.get(scorer.name, labels)
+            base = {"probe": probe, "site": site, "metric": scorer.name, "n": int(members.size),
+                    "n_pos": n_pos, "fraction": oof.fraction}
+            if one_class and scorer.name in ("auc", "ba"):
+                rows.append({**base, "estimate": np.nan, "ci_low": np.nan, "ci_high": np.nan,
+                             "ci_method": "percentile"})
+                continue
+            est = estimate(scorer, target, oof.scores, boot_index, rows=members, alpha=alpha)
+            rows.append({**base, "estimate": est.estimate, "ci_low": est.ci_low,
+                         "ci_high": est.ci_high, "ci_method": "percentile"})
+            rows.append({**base, "estimate": est.estimate, "ci_low": est.bca_low,
+                         "ci_high": est.bca_high, "ci_method": "bca"})
+            if delong and scorer.name == "auc" and not one_class:
+                mean_scores = oof.mean_scores[members]
+                dl = delong_auc(site_labels, mean_scores, alpha)
+                rows.append({**base, "estimate": dl.auc, "ci_low": dl.ci_low,
+                             "ci_high": dl.ci_high, "ci_method": "delong"})
+    metrics = pd.DataFrame(rows)
+    fold_rows = []
+    for scorer in scorers:
+        target = targets.get(scorer.name, labels)
+        values = score_folds(scorer, target, oof.scores, oof.plan.fold_ids, oof.plan.n_folds)
+        for r in range(values.shape[0]):
+            for f in range(values.shape[1]):
+                if np.isfinite(values[r, f]) or (oof.plan.fold_ids[r] == f).any():
+                    fold_rows.append({"probe": probe, "metric": scorer.name, "repeat": r,
+                                      "fold": f, "fold_name": oof.plan.fold_names[f],
+                                      "value": values[r, f], "fraction": oof.fraction})
+    return metrics, pd.DataFrame(fold_rows)
+
+
+@dataclass(frozen=True, eq=False)
+class ProbeResult:
+    """Everything `neurofeat probe` reports for one backbone and task.
+
+    Attributes
+    ----------
+    backbone, task, kind, protocol : str
+    metrics : DataFrame
+        Long metrics table (see :func:`evaluate_probe`), all probes and fractions.
+    folds : DataFrame
+        Per-fold values.
+    predictions : DataFrame
+        Out-of-fold predictions of the linear (or ridge) probe: patient_id, site,
+        label, repeat, fold, score.
+    fitted : DataFrame
+        Per split: chosen C (or alpha), n_train, n_test.
+    plan : FoldPlan
+    """
+
+    backbone: str
+    task: str
+    kind: str
+    protocol: str
+    metrics: pd.DataFrame
+    folds: pd.DataFrame
+    predictions: pd.DataFrame
+    fitted: pd.DataFrame
+    plan: FoldPlan
+    params: dict = field(default_factory=dict)
+
+    def headline(self, probe: str | None = None) -> pd.DataFrame:
+        """Pooled rows of the main probe at fraction 1 (percentile and BCa CIs side by side)."""
+        m = self.metrics
+        probe = probe or ("ridge" if self.kind == "continuous" else "linear")
+        m = m[(m["probe"] == probe) & (m["site"] == "all") & (m["fraction"] == 1.0)]
+        return m.reset_index(drop=True)
+
+    def summary(self) -> str:
+        """A few lines: protocol, n, and AUC/BA with CIs."""
+        head = self.headline()
+        pct = head[head["ci_method"] == "percentile"]
+        lines = [f"{self.backbone} on {self.task} ({self.kind}, protocol {self.protocol}): "
+                 f"{self.plan.summary()}"]
+        for _, row in pct.iterrows():
+            lines.append(f"  {row['metric']:<12} {row['estimate']:.3f} "
+                         f"[{row['ci_low']:.3f}, {row['ci_high']:.3f}]  n={row['n']} "
+                         f"pos={row['n_pos']}")
+        return "\n".join(lines)
+
+    def to_frame(self) -> pd.DataFrame:
+        """The long metrics table with backbone, task and protocol columns."""
+        frame = self.metrics.copy()
+        frame.insert(0, "backbone", self.backbone)
+        frame.insert(1, "task", self.task)
+        frame.insert(2, "protocol", self.protocol)
+        return frame
+
+    def to_dict(self) -> dict:
+        """JSON-ready dict of every table."""
+        def records(df: pd.DataFrame) -> list[dict]:
+            return json_records(df)
+
+        return {"backbone": self.backbone, "task": self.task, "kind": self.kind,
+                "protocol": self.protocol, "params": self.params,
+                "metrics": records(self.to_frame()), "folds": records(self.folds),
+                "fitted": records(self.fitted)}
+
+
+def json_records(df: pd.DataFrame) -> list[dict]:
+    """DataFrame rows as dicts with NaN -> None and numpy scalars -> Python."""
+    out = []
+    for rec in df.to_dict(orient="records"):
+        clean = {}
+        for k, v in rec.items():
+            if isinstance(v, (np.floating, float)):
+                v = None if not np.isfinite(v) else float(v)
+            elif isinstance(v, np.integer):
+                v = int(v)
+            elif isinstance(v, np.bool_):
+                v = bool(v)
+            clean[k] = v
+        out.append(clean)
+    return out
+
+
+def run_probe(X: np.ndarray, y: np.ndarray, *, patient_ids: np.ndarray, sites: np.ndarray,
+              task: str, kind: str = "binary", threshold: float | None = None,
+              backbone: str = "", protocol: str = "cv", n_splits: int = 5,
+              n_repeats: int = 5, n_boot: int = 2000, seed: int = 0,
+              fractions: Sequence[float] | None = DEFAULT_FRACTIONS, knn: bool = True,
+              knn_neighbors: int = 15, linear_params: dict | None = None,
+              on_split: Callable[[], None] | None = None) -> ProbeResult:
+    """Linear (or ridge) probe + kNN probe + data-fraction curve on one embedding matrix.
+
+    Parameters
+    ----------
+    X : ndarray, shape (n, d)
+    y : ndarray, shape (n,)
+        0/1 for binary tasks; the raw value for continuous tasks.
+    patient_ids, sites : ndarray of str, shape (n,)
+    task : str
+        Task name (folds and bootstrap indices derive from it and ``seed``).
+    kind : {'binary', 'continuous'}
+    threshold : float, optional
+        Continuous tasks: the label is positive when ``y >= threshold``.
+    protocol : {'cv', 'loso', 'site'}
+    fractions : sequence of float or None
+        Data-fraction curve (cv protocol only); None or () skips it.
+    knn : bool
+        Also run the kNN probe.
+
+    Returns
+    -------
+    ProbeResult
+    """
+    from neurofeat.analysis.probes import KNNProbe, LinearProbe, RidgeProbe
+
+    X = np.asarray(X)
+    y = np.asarray(y, dtype=float)
+    sites = np.asarray(sites).astype(str)
+    patient_ids = np.asarray(patient_ids).astype(str)
+    if kind == "continuous":
+        if threshold is None:
+            raise ValueError(f"task {task!r} is continuous: give the threshold that binarises it")
+        labels = y >= threshold
+    elif kind == "binary":
+        labels = y.astype(bool)
+    else:
+        raise ValueError(f"run_probe handles binary and continuous tasks, not {kind!r}")
+    plan = make_plan(protocol, patient_ids, labels, sites, task=task, n_splits=n_splits,
+                     n_repeats=n_repeats, seed=seed)
+    linear_params = dict(linear_params or {})
+
+    if kind == "binary":
+        main_name, main_output, cut = "linear", "proba", 0.5
+        main_factory = lambda: LinearProbe(**linear_params)  # noqa: E731
+        main_y = labels
+        scorers = binary_scorers(0.5)
+        targets = None
+    else:
+        main_name, main_output, cut = "ridge", "predict", float(threshold)
+        main_factory = RidgeProbe
+        main_y = y
+        scorers = binary_scorers(cut) + [SPEARMAN, MAE]
+        targets = {"spearman": y, "mae": y}
+
+    def evaluate(oof, name, scs, tg):
+        return evaluate_probe(oof, labels, sites, scorers=scs, targets=tg, n_boot=n_boot,
+                              seed=seed, probe=name)
+
+    oof = out_of_fold(X, main_y, plan, main_factory, output=main_output, strata=labels,
+                      on_split=on_split)
+    metric_frames, fold_frames = [], []
+    m, f = evaluate(oof, main_name, scorers, targets)
+    metric_frames.append(m)
+    fold_frames.append(f)
+    predictions = oof.to_frame()
+    predictions.insert(1, "site", np.tile(sites, plan.n_repeats)[
+        (plan.fold_ids.reshape(-1) >= 0)])
+    predictions.insert(2, "label", np.tile(y, plan.n_repeats)[(plan.fold_ids.reshape(-1) >= 0)])
+    predictions["probe"] = main_name
+    fitted = pd.DataFrame(list(oof.fitted_params)).assign(probe=main_name, fraction=1.0)
+
+    if knn:
+        knn_oof = out_of_fold(X, labels, plan, lambda: KNNProbe(knn_neighbors),
+                              output="proba", strata=labels, on_split=on_split)
+        m, f = evaluate(knn_oof, "knn", binary_scorers(0.5), None)
+        metric_frames.append(m)
+        fold_frames.append(f)
+
+    fitted_frames = [fitted]
+    if fractions and protocol == "cv":
+        for fraction in fractions:
+            if fraction >= 1.0:
+                continue
+            frac_oof = out_of_fold(X, main_y, plan, main_factory, output=main_output,
+                                   fraction=float(fraction), strata=labels, on_split=on_split)
+            m, f = evaluate_probe(frac_oof, labels, sites, scorers=scorers[:2], targets=targets,
+                                  n_boot=n_boot, seed=seed, probe=main_name, per_site=False,
+                                  delong=False)
+            metric_frames.append(m)
+            fold_frames.append(f)
+            fitted_frames.append(pd.DataFrame(list(frac_oof.fitted_params))
+                                 .assign(probe=main_name, fraction=float(fraction)))
+    params = {"protocol": protocol, "n_splits": n_splits, "n_repeats": n_repeats,
+              "n_boot": n_boot, "seed": seed, "threshold": cut, "kind": kind,
+              "fractions": list(fractions or []), "knn": knn, "knn_neighbors": knn_neighbors,
+              "linear_params": {k: (list(v) if isinstance(v, (tuple, np.ndarray)) else v)
+                                for k, v in linear_params.items()}}
+    return ProbeResult(backbone, task, kind, protocol, pd.concat(metric_frames, ignore_index=True),
+                       pd.concat(fold_frames, ignore_index=True), predictions,
+                       pd.concat(fitted_frames, ignore_index=True), plan, params)
