@@ -35,7 +35,6 @@ __all__ = [
     "default_tau",
     "concordance_pairs",
     "bootstrap_concordance",
-    "percentile_interval",
 ]
 
 _TIED_TOL = 1e-8
@@ -242,17 +241,6 @@ def bootstrap_concordance(pairs: ConcordancePairs, risk: np.ndarray, indices: np
         harrell[start:start + chunk_size] = h_sum / len(concordant)
         uno[start:start + chunk_size] = u_sum / len(concordant)
     return harrell, uno
-
-
-def percentile_interval(replicates: np.ndarray, level: float = 0.95) -> tuple[float, float]:
-    """Percentile bootstrap interval, ignoring NaN replicates."""
-    replicates = np.asarray(replicates, dtype=np.float64)
-    finite = replicates[np.isfinite(replicates)]
-    if finite.size == 0:
-        return float("nan"), float("nan")
-    alpha = (1.0 - level) / 2.0
-    low, high = np.quantile(finite, [alpha, 1.0 - alpha])
-    return float(low), float(high)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,266 @@
+"""Score out-of-fold survival predictions: c-indices with CIs, time AUC, IBS, KM/log-rank.
+
+For every subset (``'all'`` = pooled, then each site) this computes
+
+- Harrell's and Uno's c-index (Uno truncated at ``tau``; stated in every row), the
+  estimate being the mean over CV repeats of the c-index of that repeat's out-of-fold
+  risk, with event-stratified bootstrap intervals (percentile and BCa; the resample
+  indices depend only on the seed, the site and the events, so they are identical for
+  every backbone: paired);
+- the cumulative/dynamic AUC at the requested horizons (default 1, 2, 3 years in days)
+  where follow-up allows, and the integrated Brier score (means over repeats);
+- Kaplan–Meier curves of the high/low risk groups (split at each training fold's median
+  risk; first repeat) and their log-rank test.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from neurofeat.analysis.bootstrap import (
+    bootstrap_ci,
+    jackknife_indices,
+    stratified_bootstrap_indices,
+)
+from neurofeat.analysis.folds import derive_seed
+from neurofeat.analysis.survival.concordance import (
+    bootstrap_concordance,
+    concordance_pairs,
+    default_tau,
+    harrell_c,
+    uno_c,
+)
+from neurofeat.analysis.survival.kaplan_meier import KaplanMeierResult, kaplan_meier
+from neurofeat.analysis.survival.logrank import LogRankResult, logrank_test
+from neurofeat.analysis.survival.protocol import SurvivalCVResult
+from neurofeat.analysis.survival.risk_groups import RISK_GROUP_LABELS
+from neurofeat.analysis.survival.time_auc import integrated_brier, time_dependent_auc
+from neurofeat.analysis.survival.validation import SurvivalDataError
+
+__all__ = ["SurvivalEvaluation", "evaluate_survival", "subset_concordance", "DAYS_PER_YEAR",
+           "SubsetConcordance"]
+
+DAYS_PER_YEAR = 365.25
+
+
+@dataclass(frozen=True, eq=False)
+class SubsetConcordance:
+    """c-indices of one subset with their bootstrap replicates (for paired comparisons).
+
+    Attributes
+    ----------
+    site : str
+    rows : ndarray of int
+        Positions of the subset's patients.
+    tau : float
+    harrell, uno : float
+        Mean over repeats.
+    harrell_boot, uno_boot : ndarray, shape (n_boot,)
+    harrell_jack, uno_jack : ndarray, shape (n,) or None
+        Leave-one-out values (for BCa).
+    """
+
+    site: str
+    rows: np.ndarray
+    tau: float
+    harrell: float
+    uno: float
+    harrell_boot: np.ndarray
+    uno_boot: np.ndarray
+    harrell_jack: np.ndarray | None
+    uno_jack: np.ndarray | None
+
+
+def _tested_repeats(risk: np.ndarray) -> np.ndarray:
+    return risk[np.isfinite(risk).all(axis=1)]
+
+
+def subset_concordance(time: np.ndarray, event: np.ndarray, risk: np.ndarray, *,
+                       site: str, rows: np.ndarray, tau: float | None, n_boot: int,
+                       seed: int, jackknife: bool = True) -> SubsetConcordance:
+    """Harrell/Uno c-index of a subset, with paired bootstrap (and jackknife) replicates.
+
+    Parameters
+    ----------
+    time, event : ndarray, shape (n_sub,)
+    risk : ndarray, shape (n_repeats, n_sub)
+    site : str
+        Name of the subset; part of the bootstrap seed (``derive_seed(seed, site)``).
+    rows : ndarray of int
+        Positions of the subset in the full data (kept for reference).
+    tau : float or None
+        Truncation time (None: :func:`default_tau` of the subset); clipped to the
+        subset's own 90th percentile of follow-up so the censoring distribution stays
+        positive.
+    n_boot : int
+    seed : int
+    jackknife : bool
+        Also compute leave-one-out values (BCa).
+    """
+    risk = _tested_repeats(np.atleast_2d(risk))
+    if risk.shape[0] == 0:
+        raise SurvivalDataError(f"{site}: no repeat scored every patient of the subset")
+    tau_sub = default_tau(time) if tau is None else min(float(tau), default_tau(time))
+    pairs = concordance_pairs(time, event, tau=tau_sub)
+    harrell = float(np.mean([harrell_c(time, event, r) for r in risk]))
+    uno = float(np.mean([uno_c(time, event, r, tau=pairs.tau) for r in risk]))
+    idx = stratified_bootstrap_indices(event, n_boot, derive_seed("survival-boot", seed, site))
+    h_boot, u_boot = bootstrap_concordance(pairs, risk, idx)
+    h_jack = u_jack = None
+    if jackknife:
+        h_jack, u_jack = bootstrap_concordance(pairs, risk, jackknife_indices(time.size))
+    return SubsetConcordance(site=site, rows=np.asarray(rows), tau=pairs.tau, harrell=harrell,
+                             uno=uno, harrell_boot=h_boot, uno_boot=u_boot,
+                             harrell_jack=h_jack, uno_jack=u_jack)
+
+
+@dataclass(frozen=True, eq=False)
+class SurvivalEvaluation:
+    """Everything `neurofeat survival` reports for one backbone.
+
+    Attributes
+    ----------
+    metrics : DataFrame
+        Long format (the store's ``results`` columns): site, metric, estimate, ci_low,
+        ci_high, ci_method, n, n_pos (events), plus bca_low, bca_high, tau (Uno's
+        truncation time) and horizon (time-dependent AUC).
+    folds : DataFrame
+        Per split: repeat, fold, fold_name, n_train, n_test, n_events_test, threshold,
+        harrell_c.
+    km : dict of site -> tuple of KaplanMeierResult
+        Low- and high-risk curves (first repeat).
+    logrank : dict of site -> LogRankResult
+    concordance : dict of site -> SubsetConcordance
+    tau : float
+    """
+
+    metrics: pd.DataFrame
+    folds: pd.DataFrame
+    km: dict[str, tuple[KaplanMeierResult, ...]]
+    logrank: dict[str, LogRankResult]
+    concordance: dict[str, SubsetConcordance] = field(repr=False)
+    tau: float = float("nan")
+
+    def summary(self) -> str:
+        """A few lines: pooled c-indices with CIs, then one line per site."""
+        lines = []
+        for site, block in self.metrics.groupby("site", sort=False):
+            parts = []
+            for _, row in block.iterrows():
+                if row["metric"] in ("harrell_c", "uno_c"):
+                    parts.append(f"{row['metric']} {row['estimate']:.3f} "
+                                 f"[{row['ci_low']:.3f}, {row['ci_high']:.3f}]")
+                elif row["metric"] == "logrank_p":
+                    parts.append(f"log-rank p {row['estimate']:.3g}")
+            lines.append(f"{site}: " + ", ".join(parts))
+        return "\n".join(lines)
+
+    def to_frame(self) -> pd.DataFrame:
+        """The long metrics table."""
+        return self.metrics.copy()
+
+
+def _row(site, metric, estimate, n, n_pos, *, ci=None, ci_method="", tau=np.nan,
+         horizon=np.nan):
+    return {"site": site, "metric": metric, "estimate": float(estimate),
+            "ci_low": np.nan if ci is None else float(ci.ci_low),
+            "ci_high": np.nan if ci is None else float(ci.ci_high),
+            "bca_low": np.nan if ci is None else float(ci.bca_low),
+            "bca_high": np.nan if ci is None else float(ci.bca_high),
+            "ci_method": ci_method, "n": int(n), "n_pos": int(n_pos), "tau": float(tau),
+            "horizon": float(horizon)}
+
+
+def evaluate_survival(
+    cv: SurvivalCVResult,
+    *,
+    tau: float | None = None,
+    n_boot: int = 1000,
+    seed: int = 0,
+    ci_level: float = 0.95,
+    horizons: Sequence[float] = (DAYS_PER_YEAR, 2 * DAYS_PER_YEAR, 3 * DAYS_PER_YEAR),
+    horizon_names: Sequence[str] = ("1y", "2y", "3y"),
+    by_site: bool = True,
+    min_site_patients: int = 10,
+    bca_max_n: int = 1000,
+) -> SurvivalEvaluation:
+    """Score a :class:`SurvivalCVResult` pooled and per site.
+
+    Parameters
+    ----------
+    cv : SurvivalCVResult
+    tau : float, optional
+        Truncation time of Uno's C (default: 90th percentile of follow-up); per site it
+        is clipped to that site's 90th percentile. Reported in every row (``tau``).
+    n_boot : int
+        Bootstrap resamples (stratified by event).
+    seed : int
+    ci_level : float
+    horizons, horizon_names : sequences
+        Time-dependent AUC horizons (same unit as the times) and their metric suffixes.
+    by_site : bool
+        Also score each site (sites with fewer than ``min_site_patients`` patients or no
+        events are skipped).
+    bca_max_n : int
+        Skip the jackknife (BCa bounds NaN) above this many patients.
+
+    Returns
+    -------
+    SurvivalEvaluation
+    """
+    alpha = 1.0 - ci_level
+    subsets = [("all", np.arange(cv.time.size))]
+    if by_site:
+        for site in np.unique(cv.sites):
+            rows = np.flatnonzero(cv.sites == site)
+            if rows.size >= min_site_patients and cv.event[rows].any() and \
+                    np.unique(cv.sites).size > 1:
+                subsets.append((str(site), rows))
+    rows_out, km, lr, conc = [], {}, {}, {}
+    pooled_tau = default_tau(cv.time) if tau is None else float(tau)
+    ci_method = f"percentile (event-stratified bootstrap, B={n_boot})"
+    for site, rows in subsets:
+        time, event = cv.time[rows], cv.event[rows]
+        risk = cv.risk[:, rows]
+        n, n_ev = rows.size, int(event.sum())
+        sc = subset_concordance(time, event, risk, site=site, rows=rows, tau=pooled_tau,
+                                n_boot=n_boot, seed=seed, jackknife=n <= bca_max_n)
+        conc[site] = sc
+        rows_out.append(_row(site, "harrell_c", sc.harrell, n, n_ev, ci=bootstrap_ci(
+            sc.harrell, sc.harrell_boot, sc.harrell_jack, alpha), ci_method=ci_method))
+        rows_out.append(_row(site, "uno_c", sc.uno, n, n_ev, ci=bootstrap_ci(
+            sc.uno, sc.uno_boot, sc.uno_jack, alpha), ci_method=ci_method, tau=sc.tau))
+        repeats = np.flatnonzero(np.isfinite(risk).all(axis=1))
+        aucs = [time_dependent_auc(time, event, risk[r], horizons) for r in repeats]
+        for k, name in enumerate(horizon_names):
+            values = np.array([a.auc[k] for a in aucs])
+            if np.isfinite(values).any():
+                rows_out.append(_row(site, f"td_auc_{name}", np.nanmean(values), n, n_ev,
+                                     ci_method="mean over repeats", horizon=horizons[k]))
+        try:
+            ibs = [integrated_brier(time, event, cv.survival[r][rows], cv.grid).ibs
+                   for r in repeats]
+            rows_out.append(_row(site, "ibs", np.mean(ibs), n, n_ev,
+                                 ci_method="mean over repeats"))
+        except SurvivalDataError:
+            pass
+        first = repeats[0]
+        high = cv.high_risk[first, rows] == 1
+        groups = np.where(high, RISK_GROUP_LABELS[1], RISK_GROUP_LABELS[0])
+        curves = tuple(kaplan_meier(time[groups == g], event[groups == g], label=g)
+                       for g in RISK_GROUP_LABELS if (groups == g).any())
+        km[site] = curves
+        if len(curves) == 2:
+            test = logrank_test(time, event, groups)
+            lr[site] = test
+            rows_out.append(_row(site, "logrank_p", test.p_value, n, n_ev,
+                                 ci_method=f"median split at training-fold median, repeat "
+                                           f"{first}"))
+            rows_out.append(_row(site, "logrank_chisq", test.statistic, n, n_ev))
+    metrics = pd.DataFrame(rows_out)
+    return SurvivalEvaluation(metrics=metrics, folds=cv.splits.copy(), km=km, logrank=lr,
+                              concordance=conc, tau=pooled_tau)
