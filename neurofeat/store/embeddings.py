@@ -44,6 +44,8 @@ _META_KEY = b"neurofeat"
 # embedding column is incompressible floats where both only cost time.
 _DICTIONARY_COLUMNS = ["patient_id", "site", "checkpoint_sha256", "preprocess_sha256", "neurofeat_version", "run_id"]
 _STATISTICS_COLUMNS = ["patient_id", "site"]
+# Float embeddings do not compress (snappy only costs time); metadata columns do.
+_COMPRESSION = {"embedding": "none", **{name: "snappy" for name in _DICTIONARY_COLUMNS}}
 
 
 class CheckpointMismatchError(StoreError):
@@ -290,7 +292,12 @@ class EmbeddingWriter:
         }
         path = self.pending_dir / f"part-r{self.rank}-{uuid.uuid4().hex}.parquet"
         write_parquet_atomic(
-            table, path, meta, use_dictionary=_DICTIONARY_COLUMNS, write_statistics=_STATISTICS_COLUMNS
+            table,
+            path,
+            meta,
+            use_dictionary=_DICTIONARY_COLUMNS,
+            write_statistics=_STATISTICS_COLUMNS,
+            compression=_COMPRESSION,
         )
 
     def record_failure(self, patient_id: str, reason: str, stage: str = "extract") -> None:

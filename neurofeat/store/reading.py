@@ -16,11 +16,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 
 from neurofeat.store.embeddings import backbone_provenance
 from neurofeat.store.layout import Store, StoreError
 from neurofeat.store.tables import read_table
 from neurofeat.tasks import Task, get_task
+
+_BATCH_ROWS = 1024
 
 __all__ = ["TaskData", "read_xy", "read_labels", "read_embeddings", "task_counts"]
 
@@ -137,33 +140,38 @@ def _label_arrays(table: pa.Table, task: Task) -> tuple[np.ndarray, np.ndarray |
     return table[task.label].to_numpy(zero_copy_only=False).astype(np.float64), None
 
 
+def _partition_files(store: Store, backbone: str, perturbation: str) -> list[str]:
+    folder = store.partition_dir(backbone, perturbation)
+    files = sorted(str(p) for p in folder.glob("*.parquet")) if folder.is_dir() else []
+    if files:
+        return files
+    known = store.backbones()
+    if backbone not in known:
+        from neurofeat.tasks import closest_match
+
+        guess = closest_match(backbone, known)
+        hint = f" Did you mean '{guess}'?" if guess else ""
+        raise StoreError(
+            f"no embeddings for backbone '{backbone}' in {store.root}.{hint} "
+            f"Backbones in the store: {', '.join(known) or 'none (run neurofeat extract or store import)'}."
+        )
+    raise StoreError(
+        f"backbone '{backbone}' has no embeddings with perturbation '{perturbation}'; "
+        f"it has: {', '.join(store.perturbations(backbone))}."
+    )
+
+
 def read_embeddings(
     store: Store, backbone: str, perturbation: str = "none", columns: tuple[str, ...] = ("patient_id", "embedding")
 ) -> pa.Table:
-    """The committed rows of one backbone and perturbation (Arrow, no copy to Python).
+    """The committed rows of one backbone and perturbation as one Arrow table.
 
     Raises
     ------
     StoreError
         If the store has no such backbone/perturbation (the message lists those it has).
     """
-    folder = store.partition_dir(backbone, perturbation)
-    files = sorted(str(p) for p in folder.glob("*.parquet")) if folder.is_dir() else []
-    if not files:
-        known = store.backbones()
-        if backbone not in known:
-            from neurofeat.tasks import closest_match
-
-            guess = closest_match(backbone, known)
-            hint = f" Did you mean '{guess}'?" if guess else ""
-            raise StoreError(
-                f"no embeddings for backbone '{backbone}' in {store.root}.{hint} "
-                f"Backbones in the store: {', '.join(known) or 'none (run neurofeat extract or store import)'}."
-            )
-        raise StoreError(
-            f"backbone '{backbone}' has no embeddings with perturbation '{perturbation}'; "
-            f"it has: {', '.join(store.perturbations(backbone))}."
-        )
+    files = _partition_files(store, backbone, perturbation)
     return ds.dataset(files, format="parquet").to_table(columns=list(columns), use_threads=True)
 
 
@@ -191,10 +199,11 @@ def read_xy(store: Store, backbone: str, task: str | Task, *, perturbation: str 
     """
     task = get_task(task)
     labels = _labels_table(store, task)
-    embeddings = read_embeddings(store, backbone, perturbation)
-    label_ids = labels["patient_id"]
-    # Row of each embedding in the (sorted) label table, or -1 if not eligible.
-    position = pc.index_in(embeddings["patient_id"], value_set=label_ids.combine_chunks()).to_numpy(zero_copy_only=False)
+    label_ids = labels["patient_id"].combine_chunks()
+    files = _partition_files(store, backbone, perturbation)
+    # Pass 1: ids only (small), to know where every stored row goes.
+    stored_ids = pq.read_table(files, columns=["patient_id"])["patient_id"]
+    position = pc.index_in(stored_ids, value_set=label_ids).to_numpy(zero_copy_only=False)
     position = np.where(np.isnan(position.astype(np.float64)), -1, position).astype(np.int64)
     wanted = position >= 0
     present = np.zeros(labels.num_rows, dtype=bool)
@@ -208,19 +217,19 @@ def read_xy(store: Store, backbone: str, task: str | Task, *, perturbation: str 
         )
     # Output row of each present label row: rank among present rows (keeps patient order).
     out_row = np.cumsum(present) - 1
-    column = embeddings["embedding"]
-    dim = column.type.list_size
-    n_out = int(present.sum())
-    X = np.empty((n_out, dim), dtype=np.float32)
+    dim = pq.read_schema(files[0]).field("embedding").type.list_size
+    X = np.empty((int(present.sum()), dim), dtype=np.float32)
+    # Pass 2: stream the embedding column batch by batch straight into X, so Arrow
+    # never holds more than one batch (peak memory ~ X + one batch).
     start = 0
-    for chunk in column.chunks:
-        length = len(chunk)
-        values = chunk.flatten().to_numpy(zero_copy_only=True).reshape(length, dim)
-        sel = wanted[start : start + length]
-        rows = out_row[position[start : start + length][sel]]
-        X[rows] = values if sel.all() else values[sel]
-        start += length
-    del embeddings, column
+    for path in files:
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=_BATCH_ROWS, columns=["embedding"]):
+            length = batch.num_rows
+            values = batch.column(0).flatten().to_numpy(zero_copy_only=True).reshape(length, dim)
+            sel = wanted[start : start + length]
+            rows = out_row[position[start : start + length][sel]]
+            X[rows] = values if sel.all() else values[sel]
+            start += length
     kept = labels.filter(pa.array(present))
     y, event = _label_arrays(kept, task)
     provenance = backbone_provenance(store, backbone)
