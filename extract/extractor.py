@@ -53,6 +53,7 @@ __all__ = [
     "extract_embeddings",
     "dry_run",
     "embed_batch",
+    "process_rank",
 ]
 
 
@@ -309,6 +310,11 @@ def _dist_env() -> tuple[int, int]:
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         return torch.distributed.get_rank(), torch.distributed.get_world_size()
     return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def process_rank() -> int:
+    """This process's rank under torchrun (0 otherwise)."""
+    return _dist_env()[0]
 
 
 def _init_distributed(device: torch.device) -> bool:
