@@ -148,7 +148,7 @@ def inspect_nifti(path: str | Path, *, patient_id: str = "?", sequence: str = "?
     Examples
     --------
     >>> info = inspect_nifti("P001/P001-t1n.nii.gz", patient_id="P001", sequence="t1")  # doctest: +SKIP
-    >>> info.shape, info.spacing
+    >>> info.shape, info.spacing  # doctest: +SKIP
     ((240, 240, 155), (1.0, 1.0, 1.0))
     """
     import nibabel as nib

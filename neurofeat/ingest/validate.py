@@ -9,7 +9,7 @@ is well), so that the ingest can report every problem of a cohort at once and, w
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import numpy as np

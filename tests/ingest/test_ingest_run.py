@@ -343,3 +343,27 @@ def test_user_mapping_file(tmp_path):
                        '[values.idh1]\n"r132h+" = true\n')
     ingest(tmp_path / "store", clinical=clinical, site="A", mapping=mapping)
     assert _clinical_view(tmp_path / "store").iloc[0].idh1
+
+
+def test_synthetic_clinical_csv_round_trips(tmp_path):
+    """The synth → ingest contract: clinical.csv of `neurofeat synth` ingests unchanged."""
+    import pandas as pd
+
+    from neurofeat.synth.cohort import clinical_csv_text, simulate_tables
+
+    tables = simulate_tables(200, n_sites=3, seed=3)
+    path = tmp_path / "clinical.csv"
+    path.write_text(clinical_csv_text(tables.clinical))
+    report = ingest(tmp_path / "store", clinical=path)
+    assert report.n_patients == 200 and report.rejects == ()
+    stored = _clinical_view(tmp_path / "store").set_index("patient_id")
+    expected = tables.clinical.set_index("patient_id").sort_index()
+    for column in expected.columns:
+        left = stored[column].astype(object).where(stored[column].notna(), None).tolist()
+        right = expected[column].astype(object).where(expected[column].notna(), None).tolist()
+        if expected[column].dtype.kind == "f":
+            pd.testing.assert_series_equal(stored[column].astype(float), expected[column].astype(float),
+                                           check_names=False, check_index=False, rtol=1e-9)
+        else:
+            assert [None if v is None else (int(v) if column == "grade" else v) for v in left] == \
+                   [None if v is None else (int(v) if column == "grade" else v) for v in right], column
