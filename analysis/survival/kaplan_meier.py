@@ -239,9 +239,10 @@ def kaplan_meier(
     ci_high = np.where(se_log == 0, survival, ci_high)
 
     median = _first_time_at_or_below(uniq, survival, 0.5)
-    # R: the interval of the median is where the CI band crosses 0.5
-    med_low = _first_time_at_or_below(uniq, np.nan_to_num(ci_low, nan=0.0), 0.5)
-    med_high = _first_time_at_or_below(uniq, np.nan_to_num(ci_high, nan=0.0), 0.5)
+    # R: the interval of the median is where the CI band crosses 0.5; an undefined band
+    # (S = 0) never counts as crossing, so the bound stays NA as in survfit
+    med_low = _first_time_at_or_below(uniq, np.nan_to_num(ci_low, nan=np.inf), 0.5)
+    med_high = _first_time_at_or_below(uniq, np.nan_to_num(ci_high, nan=np.inf), 0.5)
     return KaplanMeierResult(
         time=uniq, survival=survival, std_err=std_err, ci_low=ci_low, ci_high=ci_high,
         n_at_risk=n_at_risk, n_events=n_events, n_censored=n_censored,
