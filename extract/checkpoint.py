@@ -177,6 +177,9 @@ def _atomic_write_bytes(target: Path, data: bytes) -> None:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; make it like any other file
         os.replace(tmp, target)
     except BaseException:
         if os.path.exists(tmp):

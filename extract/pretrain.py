@@ -1,0 +1,709 @@
+"""The encoder trainer of `neurofeat pretrain`: SSL method (+ optional Group-DRO).
+
+``pretrain(config, cohort, out_dir)`` trains ``config.method`` on the cohort and
+writes a backbone directory (:mod:`neurofeat.extract.checkpoint`): ``model.safetensors``
+(encoder only), ``card.json`` and ``loss_curve.png``/``.svg``.
+
+Determinism: the encoder is initialised from ``seed`` (identical on every rank); the
+data order comes from a seeded ``DistributedSampler`` (also in one process), every
+augmented view from ``(seed, epoch, patient index, view)``, and the global torch RNG
+(MAE masks) is re-seeded from ``(seed, epoch, rank)`` at the start of every epoch. A
+run stopped after epoch k and resumed therefore continues exactly as if it had not
+stopped (bit-exact on CPU; on GPU up to non-deterministic kernels).
+
+Resume: after every epoch rank 0 writes ``<out>/.pretrain_state/`` (method + DRO +
+optimiser state in safetensors, counters and history in JSON; never a pickle). A new
+run with the same configuration continues from the last finished epoch; the state is
+removed when training finishes unless ``keep_state``.
+
+GPU: autocast in bf16 (fp16 with a GradScaler where bf16 is unsupported) and
+channels-last-3d memory format; ``torchrun --nproc-per-node N`` runs DDP (nccl on GPU,
+gloo on CPU) with Group-DRO statistics all-reduced; only rank 0 writes. The CPU
+paths are tested; the CUDA paths (autocast, channels-last, nccl) are written to the
+PyTorch API but untested on a GPU.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import numpy as np
+import torch
+
+from neurofeat.extract import distributed as dist_utils
+from neurofeat.extract.augment import AugmentConfig, MultiViewAugment
+from neurofeat.extract.checkpoint import CARD_FILE, WEIGHTS_FILE, save_checkpoint
+from neurofeat.extract.dro import DROStep, GroupDRO, erm_objective
+from neurofeat.extract.encoders import EncoderConfig, build_encoder
+from neurofeat.extract.methods import METHOD_NAMES, build_method
+from neurofeat.extract.pretrain_data import PretrainCohort, PretrainDataset
+
+__all__ = [
+    "PretrainConfig",
+    "PretrainError",
+    "PretrainResult",
+    "STATE_DIR",
+    "backbone_name",
+    "plot_loss_curve",
+    "pretrain",
+]
+
+STATE_DIR = ".pretrain_state"
+_PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+_SCHEDULES = ("constant", "cosine")
+# fields that may change between a run and its resumption
+_RESUMABLE_FIELDS = ("epochs", "num_workers", "device", "keep_state", "cache")
+
+
+class PretrainError(RuntimeError):
+    """Pretraining cannot start or continue (the message says why and what to do)."""
+
+
+def backbone_name(method: str, dro: bool) -> str:
+    """``<method>`` or ``<method>_dro`` (the name `neurofeat extract` knows it by)."""
+    return f"{method}_dro" if dro else method
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    """Everything that defines a pretraining run.
+
+    Parameters
+    ----------
+    method : {'simclr', 'moco', 'byol', 'dino', 'mae'}
+    dro : bool
+        Group-DRO over ``group_by`` groups instead of the mean loss (ERM).
+    group_by : tuple of str
+        Columns of the store's ``clinical`` view / the manifest defining the groups
+        (per-group losses are logged also without DRO).
+    eta : float
+        Group-DRO step size of q (Sagawa et al.: 0.01).
+    adjustment : float
+        Group-DRO generalisation adjustment C (0 = none).
+    encoder : EncoderConfig
+    preprocess : PreprocessConfig or None
+        ``None`` = the default preprocessing at the encoder's input size and spacing.
+    augment : AugmentConfig
+    method_params : mapping
+        Method hyper-parameters overriding the method's defaults (e.g.
+        ``{"queue_size": 1024}``); stored as a sorted tuple of items.
+    epochs, batch_size : int
+        Epochs (NeuroRAD-FM: 100) and per-rank batch size.
+    lr, weight_decay : float
+        AdamW learning rate (NeuroRAD-FM: 1e-5) and weight decay.
+    schedule : {'constant', 'cosine'}
+        Learning-rate schedule after ``warmup_epochs`` of linear warm-up.
+    seed : int
+    device : str
+        ``'auto'`` (CUDA when available, else CPU), ``'cpu'``, ``'cuda'``, ``'cuda:1'``.
+    precision : {'auto', 'fp32', 'bf16', 'fp16'}
+        Autocast dtype; ``'auto'`` = bf16 on GPUs that support it, else fp16 on GPU,
+        fp32 on CPU.
+    channels_last : bool or None
+        channels-last-3d memory format; ``None`` = on GPU only.
+    num_workers : int
+        DataLoader workers.
+    cache : bool
+        Keep preprocessed volumes in memory.
+    keep_state : bool
+        Keep the resumable training state after the last epoch.
+    """
+
+    method: str = "dino"
+    dro: bool = False
+    group_by: tuple[str, ...] = ("site",)
+    eta: float = 0.01
+    adjustment: float = 0.0
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    preprocess: Any = None
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    method_params: Any = ()
+    epochs: int = 100
+    batch_size: int = 8
+    lr: float = 1e-5
+    weight_decay: float = 0.05
+    schedule: str = "constant"
+    warmup_epochs: int = 0
+    seed: int = 0
+    device: str = "auto"
+    precision: str = "auto"
+    channels_last: bool | None = None
+    num_workers: int = 0
+    cache: bool = True
+    keep_state: bool = False
+
+    def __post_init__(self) -> None:
+        from neurofeat.extract.preprocess import PreprocessConfig
+
+        method = str(self.method).lower()
+        if method not in METHOD_NAMES:
+            raise ValueError(f"unknown pretraining method {self.method!r}; use one of {list(METHOD_NAMES)}.")
+        object.__setattr__(self, "method", method)
+        group_by = (self.group_by,) if isinstance(self.group_by, str) else tuple(self.group_by)
+        object.__setattr__(self, "group_by", tuple(str(g) for g in group_by))
+        if self.dro and not self.group_by:
+            raise ValueError("Group-DRO needs at least one --group-by column (e.g. site).")
+        params = dict(self.method_params) if self.method_params else {}
+        object.__setattr__(self, "method_params", tuple(sorted(params.items())))
+        if self.preprocess is None:
+            object.__setattr__(
+                self, "preprocess",
+                PreprocessConfig(input_size=self.encoder.input_size, spacing=self.encoder.spacing),
+            )
+        elif isinstance(self.preprocess, Mapping):
+            object.__setattr__(self, "preprocess", PreprocessConfig.from_dict(self.preprocess))
+        if self.preprocess.in_channels != self.encoder.in_channels:
+            raise ValueError(
+                f"preprocessing yields {self.preprocess.in_channels} channels {self.preprocess.sequences} but the "
+                f"encoder expects in_channels={self.encoder.in_channels}."
+            )
+        if tuple(self.preprocess.input_size) != (self.encoder.input_size,) * 3:
+            raise ValueError(
+                f"preprocessing input_size {self.preprocess.input_size} differs from the encoder's "
+                f"{self.encoder.input_size}^3."
+            )
+        if self.precision not in _PRECISIONS:
+            raise ValueError(f"precision must be one of {_PRECISIONS}, got {self.precision!r}.")
+        if self.schedule not in _SCHEDULES:
+            raise ValueError(f"schedule must be one of {_SCHEDULES}, got {self.schedule!r}.")
+        for name in ("epochs", "batch_size"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}.")
+        if int(self.batch_size) < 2:
+            raise ValueError("batch_size must be >= 2 (batch norm and contrastive losses need 2 samples).")
+        if not float(self.lr) > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}.")
+
+    @property
+    def name(self) -> str:
+        """Default backbone name (``dino`` / ``dino_dro``)."""
+        return backbone_name(self.method, self.dro)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict of the configuration."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if hasattr(value, "to_dict"):
+                value = value.to_dict()
+            elif f.name == "method_params":
+                value = {k: list(v) if isinstance(v, tuple) else v for k, v in value}
+            elif isinstance(value, tuple):
+                value = list(value)
+            out[f.name] = value
+        return out
+
+    def resume_key(self) -> str:
+        """sha256 of the configuration minus the fields a resumed run may change."""
+        values = {k: v for k, v in self.to_dict().items() if k not in _RESUMABLE_FIELDS}
+        return hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class PretrainResult:
+    """Outcome of :func:`pretrain`.
+
+    Attributes
+    ----------
+    path : Path
+        The backbone directory.
+    name : str
+        Backbone name.
+    card : dict
+        The checkpoint card as written.
+    checkpoint_sha256 : str
+    history : tuple of dict
+        Per epoch: ``epoch``, ``loss``, ``lr``, ``group_loss`` {group: mean loss},
+        ``q`` {group: weight}.
+    resumed_from : int
+        Number of epochs already done when this run started (0 = fresh).
+    """
+
+    path: Path
+    name: str
+    card: dict[str, Any]
+    checkpoint_sha256: str
+    history: tuple[dict[str, Any], ...]
+    resumed_from: int = 0
+
+    def to_frame(self) -> Any:
+        """Long table: epoch, group, n_patients, loss, q (one row per epoch and group)."""
+        import pandas as pd
+
+        sizes = {g: v["n"] for g, v in self.card.get("groups", {}).items()}
+        rows = [
+            {"epoch": h["epoch"], "group": g, "n_patients": sizes.get(g), "loss": h["group_loss"].get(g),
+             "q": h["q"].get(g)}
+            for h in self.history for g in h["group_loss"]
+        ]
+        return pd.DataFrame(rows, columns=["epoch", "group", "n_patients", "loss", "q"])
+
+    def summary(self) -> str:
+        """One paragraph: backbone, method, epochs, final loss and q."""
+        last = self.history[-1] if self.history else {"loss": float("nan"), "q": {}}
+        q_text = ", ".join(f"{g}={q:.3f}" for g, q in last["q"].items())
+        return (
+            f"backbone {self.name} ({self.card['method']}{' + Group-DRO' if self.card['dro'] else ''}, "
+            f"{self.card['arch']} x{self.card['widen_factor']}, {self.card['input_size']}^3): "
+            f"{len(self.history)} epochs, final loss {last['loss']:.4f}; q: {q_text}; "
+            f"checkpoint_sha256 {self.checkpoint_sha256[:12]}; written to {self.path}"
+        )
+
+
+# ---------------------------------------------------------------------------- helpers
+def _resolve_device(spec: str) -> torch.device:
+    if spec == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)) % torch.cuda.device_count())
+        return torch.device("cpu")
+    device = torch.device(spec)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise PretrainError(f"--device {spec}: CUDA is not available on this machine; use --device cpu or auto.")
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)) % torch.cuda.device_count())
+    return device
+
+
+def _resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
+    """Autocast dtype, or None for fp32."""
+    if precision == "fp32":
+        return None
+    if precision == "auto":
+        if device.type != "cuda":
+            return None
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device.type != "cuda" and precision == "fp16":
+        raise PretrainError("fp16 autocast needs a GPU; use --precision fp32 or bf16 on CPU.")
+    return torch.bfloat16 if precision == "bf16" else torch.float16
+
+
+def _epoch_seed(seed: int, epoch: int, rank: int) -> int:
+    text = f"epoch-rng:{seed}:{epoch}:{rank}".encode()
+    return int.from_bytes(hashlib.sha256(text).digest()[:8], "little") % (2**63 - 1)
+
+
+def _lr_at(config: PretrainConfig, step: int, steps_per_epoch: int) -> float:
+    total = config.epochs * steps_per_epoch
+    warmup = config.warmup_epochs * steps_per_epoch
+    if warmup and step < warmup:
+        return config.lr * (step + 1) / warmup
+    if config.schedule == "cosine":
+        progress = (step - warmup) / max(1, total - warmup)
+        return config.lr * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+    return config.lr
+
+
+def _maybe_init_process_group(device: torch.device) -> bool:
+    """Initialise torch.distributed from torchrun's environment; True if we did."""
+    if dist_utils.is_distributed() or int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return False
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    torch.distributed.init_process_group(backend=backend)
+    return True
+
+
+# -------------------------------------------------------------- state (no pickles)
+def _save_state(state_dir: Path, method: torch.nn.Module, dro: torch.nn.Module | None,
+                optimizer: torch.optim.Optimizer, scaler: Any, progress: dict[str, Any]) -> None:
+    from safetensors.torch import save_file
+
+    tmp = state_dir.with_name(state_dir.name + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    tensors = {f"method.{k}": v.detach().cpu().contiguous() for k, v in method.state_dict().items()}
+    if dro is not None:
+        tensors.update({f"dro.{k}": v.detach().cpu().contiguous() for k, v in dro.state_dict().items()})
+    save_file(tensors, str(tmp / "model.safetensors"))
+    opt_state = optimizer.state_dict()
+    opt_tensors: dict[str, torch.Tensor] = {}
+    opt_scalars: dict[str, Any] = {}
+    for index, entry in opt_state["state"].items():
+        for key, value in entry.items():
+            if torch.is_tensor(value):
+                opt_tensors[f"{index}.{key}"] = value.detach().cpu().contiguous()
+            else:
+                opt_scalars[f"{index}.{key}"] = value
+    save_file(opt_tensors, str(tmp / "optimizer.safetensors"))
+    meta = {"param_groups": opt_state["param_groups"], "scalars": opt_scalars,
+            "scaler": scaler.state_dict() if scaler is not None and scaler.is_enabled() else None,
+            **progress}
+    (tmp / "progress.json").write_text(json.dumps(meta, indent=1, default=float))
+    if state_dir.exists():
+        shutil.rmtree(state_dir)
+    os.replace(tmp, state_dir)
+
+
+def _load_state(state_dir: Path, method: torch.nn.Module, dro: torch.nn.Module | None,
+                optimizer: torch.optim.Optimizer, scaler: Any, device: torch.device) -> dict[str, Any]:
+    from safetensors.torch import load_file
+
+    meta = json.loads((state_dir / "progress.json").read_text())
+    tensors = load_file(str(state_dir / "model.safetensors"), device=str(device))
+    method.load_state_dict({k[len("method."):]: v for k, v in tensors.items() if k.startswith("method.")})
+    if dro is not None:
+        dro.load_state_dict({k[len("dro."):]: v for k, v in tensors.items() if k.startswith("dro.")})
+    opt_tensors = load_file(str(state_dir / "optimizer.safetensors"), device=str(device))
+    state: dict[int, dict[str, Any]] = {}
+    for key, value in list(opt_tensors.items()) + list(meta["scalars"].items()):
+        index, name = key.split(".", 1)
+        state.setdefault(int(index), {})[name] = value
+    for entry in state.values():  # AdamW keeps "step" on the CPU unless capturable/fused
+        if "step" in entry and torch.is_tensor(entry["step"]):
+            entry["step"] = entry["step"].cpu()
+    optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    if scaler is not None and meta.get("scaler"):
+        scaler.load_state_dict(meta["scaler"])
+    return meta
+
+
+# --------------------------------------------------------------------------- figure
+def plot_loss_curve(history: list[dict[str, Any]], out_stem: Path, *, title: str = "") -> list[Path]:
+    """Objective and per-group loss per epoch (and q when it varies) -> PNG + SVG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [h["epoch"] for h in history]
+    groups = list(history[0]["group_loss"]) if history else []
+    with_q = any(len(set(round(v, 9) for v in h["q"].values())) > 1 for h in history)
+    fig, axes = plt.subplots(1, 2 if with_q else 1, figsize=(10 if with_q else 6, 4), squeeze=False)
+    ax = axes[0, 0]
+    ax.plot(epochs, [h["loss"] for h in history], color="black", linewidth=2, label="objective")
+    if len(groups) > 1:
+        for g in groups:
+            ax.plot(epochs, [h["group_loss"].get(g, float("nan")) for h in history], linewidth=1, label=g)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss")
+    ax.set_title(title or "pretraining loss")
+    ax.legend(fontsize=7)
+    if with_q:
+        ax_q = axes[0, 1]
+        for g in groups:
+            ax_q.plot(epochs, [h["q"].get(g, float("nan")) for h in history], label=g)
+        ax_q.set_xlabel("epoch")
+        ax_q.set_ylabel("Group-DRO weight q")
+        ax_q.set_title("group weights")
+        ax_q.legend(fontsize=7)
+    fig.tight_layout()
+    paths = []
+    for suffix in (".png", ".svg"):
+        path = out_stem.with_suffix(suffix)
+        fig.savefig(path, dpi=120)
+        paths.append(path)
+    plt.close(fig)
+    return paths
+
+
+# --------------------------------------------------------------------------- trainer
+def pretrain(
+    config: PretrainConfig,
+    cohort: PretrainCohort,
+    out_dir: str | os.PathLike[str],
+    *,
+    preprocess: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+    stop_after_epoch: int | None = None,
+) -> PretrainResult | None:
+    """Train an encoder and write its backbone directory.
+
+    Parameters
+    ----------
+    config : PretrainConfig
+    cohort : PretrainCohort
+        Patients (see :mod:`neurofeat.extract.pretrain_data`).
+    out_dir : path
+        Backbone directory (its name is the backbone name, e.g. ``models/dino_dro``).
+    preprocess : callable, optional
+        Record -> ``{"image": (C, S, S, S)}``; default: the extraction stage's
+        pipeline for ``config.preprocess``.
+    overwrite : bool
+        Replace an existing backbone / discard a resumable state of another
+        configuration.
+    progress : bool
+        Show a rich progress bar (rank 0).
+    stop_after_epoch : int, optional
+        Stop (state saved, no checkpoint written) once this many epochs are done;
+        returns None. For tests of resumption and for time-boxed jobs.
+
+    Returns
+    -------
+    PretrainResult or None
+        None on ranks other than 0 and when stopped early.
+
+    Raises
+    ------
+    PretrainError
+        Existing backbone without ``overwrite``; a resumable state from another
+        configuration; too few patients for a batch; a non-finite loss.
+    """
+    out = Path(out_dir)
+    state_dir = out / STATE_DIR
+    device = _resolve_device(config.device)
+    initialised_here = _maybe_init_process_group(device)
+    try:
+        return _train(config, cohort, out, state_dir, device, preprocess, overwrite, progress, stop_after_epoch)
+    finally:
+        if initialised_here:
+            torch.distributed.destroy_process_group()
+
+
+def _check_out_dir(config: PretrainConfig, out: Path, state_dir: Path, overwrite: bool, is_rank0: bool) -> bool:
+    """Decide fresh vs resume; returns True to resume."""
+    if state_dir.exists() and (state_dir / "progress.json").exists():
+        meta = json.loads((state_dir / "progress.json").read_text())
+        if meta.get("resume_key") == config.resume_key():
+            return True
+        if not overwrite:
+            previous = meta.get("config", {})
+            now = config.to_dict()
+            changed = sorted(k for k in now if k not in _RESUMABLE_FIELDS and previous.get(k) != now[k])
+            raise PretrainError(
+                f"{out} holds an unfinished run with a different configuration (changed: {changed}); "
+                "pass --overwrite to start afresh or choose another --out."
+            )
+        if is_rank0:
+            shutil.rmtree(state_dir)
+        return False
+    if (out / WEIGHTS_FILE).exists() or (out / CARD_FILE).exists():
+        if not overwrite:
+            raise PretrainError(
+                f"{out} already holds a trained backbone; pass --overwrite to replace it or choose another --out."
+            )
+    return False
+
+
+def _train(config: PretrainConfig, cohort: PretrainCohort, out: Path, state_dir: Path, device: torch.device,
+           preprocess: Any, overwrite: bool, show_progress: bool,
+           stop_after_epoch: int | None) -> PretrainResult | None:
+    from neurofeat import __version__
+    from neurofeat.extract.preprocess import build_transforms
+
+    rank, world = dist_utils.rank(), dist_utils.world_size()
+    is_rank0 = rank == 0
+    resume = _check_out_dir(config, out, state_dir, overwrite, is_rank0)
+    if dist_utils.is_distributed():
+        torch.distributed.barrier()
+
+    if config.preprocess.in_channels != config.encoder.in_channels:  # pragma: no cover - checked in config
+        raise PretrainError("preprocess/encoder channel mismatch")
+    n_patients = len(cohort)
+    per_rank = math.ceil(n_patients / world)
+    if per_rank < 2:
+        raise PretrainError(
+            f"{n_patients} patient(s) over {world} rank(s) leaves {per_rank} per rank; need at least 2 per batch."
+        )
+    batch_size = min(config.batch_size, per_rank)
+    drop_last = per_rank > batch_size  # full batches only; a 1-sample batch would break batch norm
+    steps_per_epoch = per_rank // batch_size if drop_last else math.ceil(per_rank / batch_size)
+
+    torch.manual_seed(config.seed)  # same initial weights on every rank
+    np.random.seed(config.seed % (2**32))
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.deterministic = True
+    encoder = build_encoder(config.encoder)
+    params = dict(config.method_params)
+    if config.method == "moco":
+        requested = int(params.get("queue_size", 4096))
+        global_batch = batch_size * world
+        params["queue_size"] = 0 if requested == 0 else max(global_batch, min(requested, n_patients - global_batch))
+    method = build_method(config.method, encoder, **params)
+    channels_last = config.channels_last if config.channels_last is not None else device.type == "cuda"
+    method.to(device)
+    if channels_last:
+        method.to(memory_format=torch.channels_last_3d)
+    dro = None
+    if config.dro:
+        dro = GroupDRO(len(cohort.group_names), eta=config.eta, adjustment=config.adjustment,
+                       group_counts=cohort.group_counts.tolist(), group_names=cohort.group_names).to(device)
+    trainable = [p for p in method.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=config.weight_decay)
+    amp_dtype = _resolve_precision(config.precision, device)
+    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16) if device.type == "cuda" else None
+
+    history: list[dict[str, Any]] = []
+    start_epoch = 0
+    wall_before = 0.0
+    if resume:
+        meta = _load_state(state_dir, method, dro, optimizer, scaler, device)
+        start_epoch = int(meta["epochs_done"])
+        history = list(meta["history"])
+        wall_before = float(meta.get("wall_time_s", 0.0))
+
+    model: torch.nn.Module = method
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        model = DistributedDataParallel(method, device_ids=[device.index] if device.type == "cuda" else None)
+
+    augment = MultiViewAugment(method.view_specs(config.encoder.input_size), config.augment)
+    pipeline = preprocess if preprocess is not None else build_transforms(config.preprocess)
+    dataset = PretrainDataset(cohort, pipeline, augment, seed=config.seed, cache=config.cache)
+    sampler = torch.utils.data.distributed.DistributedSampler(
+        dataset, num_replicas=world, rank=rank, shuffle=True, seed=config.seed, drop_last=False
+    )
+    loader_kwargs: dict[str, Any] = {}
+    if config.num_workers > 0:
+        loader_kwargs = {"num_workers": config.num_workers, "persistent_workers": False,
+                         "pin_memory": device.type == "cuda"}
+    group_names = list(cohort.group_names)
+    n_groups = len(group_names)
+    total_steps = config.epochs * steps_per_epoch
+    t_start = time.perf_counter()
+
+    progress_ctx = _progress(show_progress and is_rank0)
+    with progress_ctx as bar:
+        task = bar.add_task("pretraining", total=(config.epochs - start_epoch) * steps_per_epoch) if bar else None
+        for epoch in range(start_epoch, config.epochs):
+            method.train()
+            sampler.set_epoch(epoch)
+            dataset.set_epoch(epoch)
+            torch.manual_seed(_epoch_seed(config.seed, epoch, rank))
+            loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, sampler=sampler,
+                                                 drop_last=drop_last, **loader_kwargs)
+            sums = torch.zeros(n_groups, dtype=torch.float64)
+            counts = torch.zeros(n_groups, dtype=torch.float64)
+            objective_total = 0.0
+            n_steps = 0
+            lr = config.lr
+            for step_in_epoch, batch in enumerate(loader):
+                global_step = epoch * steps_per_epoch + step_in_epoch
+                lr = _lr_at(config, global_step, steps_per_epoch)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                memory = torch.channels_last_3d if channels_last else torch.contiguous_format
+                views = [v.to(device, non_blocking=True, memory_format=memory) for v in batch["views"]]
+                groups = batch["group"].to(device)
+                with torch.autocast(device_type=device.type, dtype=amp_dtype or torch.float32,
+                                    enabled=amp_dtype is not None):
+                    per_sample = model(views)
+                per_sample = per_sample.float()
+                outcome: DROStep = dro(per_sample, groups) if dro is not None else erm_objective(
+                    per_sample, groups, n_groups)
+                if not math.isfinite(outcome.objective_value):
+                    raise PretrainError(
+                        f"non-finite loss at epoch {epoch + 1}, step {step_in_epoch + 1} (patients "
+                        f"{[cohort.records[i]['patient_id'] for i in batch['index'].tolist()]}); "
+                        "lower --lr or use --precision fp32."
+                    )
+                optimizer.zero_grad(set_to_none=True)
+                if scaler is not None and scaler.is_enabled():
+                    scaler.scale(outcome.objective).backward()
+                    scaler.step(optimizer)
+                    scaler.update()
+                else:
+                    outcome.objective.backward()
+                    optimizer.step()
+                method.after_step((global_step + 1) / total_steps)
+                present = outcome.group_count.detach().cpu().double()
+                sums += torch.nan_to_num(outcome.group_loss.detach().cpu().double(), nan=0.0) * present
+                counts += present
+                objective_total += outcome.objective_value
+                n_steps += 1
+                if bar is not None:
+                    q_text = " ".join(f"{g}={q:.2f}" for g, q in zip(group_names, outcome.q.tolist()))
+                    bar.update(task, advance=1, description=(
+                        f"epoch {epoch + 1}/{config.epochs} loss {outcome.objective_value:.4f}"
+                        + (f" q[{q_text}]" if dro is not None else "")))
+            final_q = (dro.q.detach().cpu().tolist() if dro is not None else [1.0 / n_groups] * n_groups)
+            history.append({
+                "epoch": epoch + 1,
+                "loss": objective_total / max(1, n_steps),
+                "lr": lr,
+                "group_loss": {g: (float(s / c) if c > 0 else None)
+                               for g, s, c in zip(group_names, sums.tolist(), counts.tolist())},
+                "q": {g: float(q) for g, q in zip(group_names, final_q)},
+            })
+            wall = wall_before + time.perf_counter() - t_start
+            if is_rank0:
+                _save_state(state_dir, method, dro, optimizer, scaler, {
+                    "epochs_done": epoch + 1, "history": history, "wall_time_s": wall,
+                    "resume_key": config.resume_key(), "config": config.to_dict(),
+                })
+            if dist_utils.is_distributed():
+                torch.distributed.barrier()
+            if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch and epoch + 1 < config.epochs:
+                return None
+
+    wall_time = wall_before + time.perf_counter() - t_start
+    if not is_rank0:
+        if dist_utils.is_distributed():
+            torch.distributed.barrier()
+        return None
+
+    final_q = dro.q.detach().cpu().tolist() if dro is not None else [1.0 / n_groups] * n_groups
+    card: dict[str, Any] = {
+        "name": out.name,
+        "method": config.method,
+        "method_params": method.hparams(),
+        "dro": config.dro,
+        "eta": config.eta if config.dro else None,
+        "C": config.adjustment if config.dro else None,
+        "group_by": list(config.group_by),
+        "groups": {g: {"n": int(n), "q": float(q)}
+                   for g, n, q in zip(group_names, cohort.group_counts.tolist(), final_q)},
+        "preprocessing": config.preprocess.to_dict(),
+        "preprocess_sha256": config.preprocess.sha256(),
+        "manifest_sha256": cohort.manifest_sha256,
+        "data_source": cohort.source,
+        "n_patients": n_patients,
+        "augment": config.augment.to_dict(),
+        "seed": config.seed,
+        "epochs": config.epochs,
+        "batch_size": batch_size,
+        "world_size": world,
+        "optimizer": "adamw",
+        "lr": config.lr,
+        "weight_decay": config.weight_decay,
+        "schedule": config.schedule,
+        "warmup_epochs": config.warmup_epochs,
+        "precision": "fp32" if amp_dtype is None else str(amp_dtype).replace("torch.", ""),
+        "channels_last": channels_last,
+        "device": device.type,
+        "wall_time_s": round(wall_time, 3),
+        "loss_history": history,
+        "neurofeat_version": __version__,
+        "torch_version": torch.__version__,
+        "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    path = save_checkpoint(out, method.encoder, card)
+    plot_loss_curve(history, out / "loss_curve", title=f"{out.name}: {config.method}"
+                    + (" + Group-DRO" if config.dro else ""))
+    written = json.loads((path / CARD_FILE).read_text())
+    if not config.keep_state and state_dir.exists():
+        shutil.rmtree(state_dir)
+    if dist_utils.is_distributed():
+        torch.distributed.barrier()
+    return PretrainResult(path=path, name=out.name, card=written, checkpoint_sha256=written["checkpoint_sha256"],
+                          history=tuple(history), resumed_from=start_epoch)
+
+
+class _NoProgress:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: Any) -> None:
+        return None
+
+
+def _progress(enabled: bool) -> Any:
+    if not enabled:
+        return _NoProgress()
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    transient=False)
