@@ -237,7 +237,7 @@ def load_mapping(path: str | Path | None = None) -> ColumnMapping:
     >>> m.resolve(["ID", "IDH status", "MGMT status"]).source_of["idh1"]
     'IDH status'
     """
-    text = resources.files("neurofeat").joinpath("data", DEFAULT_MAPPING_FILE).read_text("utf-8")
+    text = (resources.files("neurofeat") / "data" / DEFAULT_MAPPING_FILE).read_text("utf-8")
     base = _parse(tomllib.loads(text), f"default mapping {DEFAULT_MAPPING_FILE}")
     user = _parse(_read_toml(Path(path)), f"mapping file {path}") if path is not None else None
 
