@@ -35,6 +35,7 @@ __all__ = [
     "default_tau",
     "concordance_pairs",
     "bootstrap_concordance",
+    "concordance_replicates",
 ]
 
 _TIED_TOL = 1e-8
@@ -190,6 +191,51 @@ def _counts(indices: np.ndarray, n: int) -> np.ndarray:
     return np.bincount(flat, minlength=b * n).reshape(b, n).astype(np.float64)
 
 
+def _concordant_matrix(comparable: np.ndarray, risk_row: np.ndarray) -> np.ndarray:
+    diff = risk_row[:, None] - risk_row[None, :]
+    return comparable * ((diff > _TIED_TOL) + 0.5 * (np.abs(diff) <= _TIED_TOL))
+
+
+def concordance_replicates(comparable: np.ndarray, weight: np.ndarray, risk: np.ndarray,
+                           indices: np.ndarray, *, chunk_size: int = 500) -> np.ndarray:
+    """Weighted concordance of every (index set, risk row), as sksurv would compute it.
+
+    Parameters
+    ----------
+    comparable : ndarray of bool or float, shape (n, n)
+        Comparable pairs (see :class:`ConcordancePairs`).
+    weight : ndarray, shape (n,)
+        Weight of each patient as the earlier member of a pair (1 = Harrell, squared
+        IPCW = Uno).
+    risk : ndarray, shape (R, n)
+    indices : ndarray of int, shape (B, m)
+        Index sets into the n patients (bootstrap resamples, leave-one-out sets, a fold).
+    chunk_size : int
+        Index sets processed at once.
+
+    Returns
+    -------
+    ndarray, shape (B, R)
+        NaN where an index set has no comparable pair.
+    """
+    risk = np.atleast_2d(np.asarray(risk, dtype=np.float64))
+    indices = np.atleast_2d(np.asarray(indices))
+    n = comparable.shape[0]
+    comparable = np.asarray(comparable, dtype=np.float64)
+    weight = np.asarray(weight, dtype=np.float64)
+    out = np.empty((indices.shape[0], risk.shape[0]))
+    concordant = [_concordant_matrix(comparable, row) for row in risk]
+    for start in range(0, indices.shape[0], chunk_size):
+        counts = _counts(indices[start:start + chunk_size], n)
+        weighted = counts * weight
+        den = np.einsum("bi,bi->b", weighted, counts @ comparable.T)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            for r, conc in enumerate(concordant):
+                num = np.einsum("bi,bi->b", weighted, counts @ conc.T)
+                out[start:start + chunk_size, r] = np.where(den > 0, num / den, np.nan)
+    return out
+
+
 def bootstrap_concordance(pairs: ConcordancePairs, risk: np.ndarray, indices: np.ndarray,
                           *, chunk_size: int = 500) -> tuple[np.ndarray, np.ndarray]:
     """Harrell's and Uno's C on bootstrap resamples, averaged over risk vectors.
@@ -213,34 +259,13 @@ def bootstrap_concordance(pairs: ConcordancePairs, risk: np.ndarray, indices: np
         NaN for a replicate without comparable pairs.
     """
     risk = np.atleast_2d(np.asarray(risk, dtype=np.float64))
-    n = pairs.n
-    if risk.shape[1] != n:
-        raise ValueError(f"risk has {risk.shape[1]} patients, pairs {n}")
-    indices = np.asarray(indices)
-    comparable = pairs.comparable.astype(np.float64)
-    harrell = np.empty(indices.shape[0])
-    uno = np.empty(indices.shape[0])
-    concordant = []
-    for row in risk:
-        diff = row[:, None] - row[None, :]
-        tie = np.abs(diff) <= _TIED_TOL
-        concordant.append(comparable * ((diff > _TIED_TOL) + 0.5 * tie))
-    for start in range(0, indices.shape[0], chunk_size):
-        counts = _counts(indices[start:start + chunk_size], n)
-        weighted = counts * pairs.uno_weight
-        den_pairs = counts @ comparable.T
-        with np.errstate(invalid="ignore", divide="ignore"):
-            den_h = np.einsum("bi,bi->b", counts, den_pairs)
-            den_u = np.einsum("bi,bi->b", weighted, den_pairs)
-            h_sum = np.zeros(counts.shape[0])
-            u_sum = np.zeros(counts.shape[0])
-            for conc in concordant:
-                num_pairs = counts @ conc.T
-                h_sum += np.einsum("bi,bi->b", counts, num_pairs) / den_h
-                u_sum += np.einsum("bi,bi->b", weighted, num_pairs) / den_u
-        harrell[start:start + chunk_size] = h_sum / len(concordant)
-        uno[start:start + chunk_size] = u_sum / len(concordant)
-    return harrell, uno
+    if risk.shape[1] != pairs.n:
+        raise ValueError(f"risk has {risk.shape[1]} patients, pairs {pairs.n}")
+    harrell = concordance_replicates(pairs.comparable, np.ones(pairs.n), risk, indices,
+                                     chunk_size=chunk_size)
+    uno = concordance_replicates(pairs.comparable, pairs.uno_weight, risk, indices,
+                                 chunk_size=chunk_size)
+    return harrell.mean(axis=1), uno.mean(axis=1)
 
 
 @dataclass(frozen=True)

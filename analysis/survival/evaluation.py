@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+from threadpoolctl import threadpool_limits
 
 from neurofeat.analysis.bootstrap import (
     bootstrap_ci,
@@ -212,6 +213,14 @@ def evaluate_survival(
     -------
     SurvivalEvaluation
     """
+    with threadpool_limits(limits=1, user_api="blas"):  # see protocol.py
+        return _evaluate(cv, tau=tau, n_boot=n_boot, seed=seed, ci_level=ci_level,
+                         horizons=horizons, horizon_names=horizon_names, by_site=by_site,
+                         min_site_patients=min_site_patients, bca_max_n=bca_max_n)
+
+
+def _evaluate(cv, *, tau, n_boot, seed, ci_level, horizons, horizon_names, by_site,
+              min_site_patients, bca_max_n) -> SurvivalEvaluation:
     alpha = 1.0 - ci_level
     subsets = [("all", np.arange(cv.time.size))]
     if by_site:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, clone
+from threadpoolctl import threadpool_limits
 
 from neurofeat.analysis.folds import (
     FoldError,
@@ -168,6 +169,37 @@ class SurvivalCVResult:
         return pd.concat(rows, ignore_index=True)
 
 
+def _fit_split(split, X, y, time, event, model, grid, risk, high, surv, rows) -> None:
+    """Fit one training fold, fill the test fold's risk/group/survival, append a row."""
+    from sksurv.metrics import concordance_index_censored
+
+    where = f"fold {split.name} of repeat {split.repeat}"
+    if not event[split.test].any():
+        raise SurvivalDataError(
+            f"{where} has no events among its {split.test.size} test patients; its "
+            "c-index is undefined. Use fewer folds (--folds), or --protocol cv.")
+    if not event[split.train].any():
+        raise SurvivalDataError(
+            f"{where}: the training fold ({split.train.size} patients) has no events; "
+            "a Cox model cannot be fitted. Use fewer folds or more sites.")
+    fitted = clone(model).fit(X[split.train], y[split.train])
+    test_risk = fitted.predict(X[split.test])
+    train_risk = fitted.predict(X[split.train])
+    groups = median_split(train_risk, test_risk)
+    risk[split.repeat, split.test] = test_risk
+    high[split.repeat, split.test] = groups.high_risk.astype(np.int8)
+    surv[split.repeat, split.test] = fitted.predict_survival(X[split.test], grid)
+    try:
+        c_fold = concordance_index_censored(event[split.test], time[split.test],
+                                            test_risk)[0]
+    except Exception:  # noqa: BLE001 - no comparable pair in a tiny fold
+        c_fold = np.nan
+    rows.append({"repeat": split.repeat, "fold": split.fold, "fold_name": split.name,
+                 "n_train": split.train.size, "n_test": split.test.size,
+                 "n_events_test": int(event[split.test].sum()),
+                 "threshold": groups.threshold, "harrell_c": float(c_fold)})
+
+
 def cross_validated_risk(
     X: np.ndarray,
     time: np.ndarray,
@@ -210,7 +242,6 @@ def cross_validated_risk(
     SurvivalDataError
         A training or test fold without events (named, with the fix).
     """
-    from sksurv.metrics import concordance_index_censored
     from sksurv.util import Surv
 
     time, event = check_survival_data(time, event, patient_ids=plan.patient_ids)
@@ -225,34 +256,13 @@ def cross_validated_risk(
     high = np.full((plan.n_repeats, n), -1, dtype=np.int8)
     surv = np.full((plan.n_repeats, n, grid.size), np.nan)
     rows = []
-    for split in plan.splits():
-        where = f"fold {split.name} of repeat {split.repeat}"
-        if not event[split.test].any():
-            raise SurvivalDataError(
-                f"{where} has no events among its {split.test.size} test patients; its "
-                "c-index is undefined. Use fewer folds (--folds), or --protocol cv.")
-        if not event[split.train].any():
-            raise SurvivalDataError(
-                f"{where}: the training fold ({split.train.size} patients) has no events; "
-                "a Cox model cannot be fitted. Use fewer folds or more sites.")
-        fitted = clone(model).fit(X[split.train], y[split.train])
-        test_risk = fitted.predict(X[split.test])
-        train_risk = fitted.predict(X[split.train])
-        groups = median_split(train_risk, test_risk)
-        risk[split.repeat, split.test] = test_risk
-        high[split.repeat, split.test] = groups.high_risk.astype(np.int8)
-        surv[split.repeat, split.test] = fitted.predict_survival(X[split.test], grid)
-        try:
-            c_fold = concordance_index_censored(event[split.test], time[split.test],
-                                                test_risk)[0]
-        except Exception:  # noqa: BLE001 - no comparable pair in a tiny fold
-            c_fold = np.nan
-        rows.append({"repeat": split.repeat, "fold": split.fold, "fold_name": split.name,
-                     "n_train": split.train.size, "n_test": split.test.size,
-                     "n_events_test": int(event[split.test].sum()),
-                     "threshold": groups.threshold, "harrell_c": float(c_fold)})
-        if progress is not None:
-            progress(1)
+    # one BLAS thread: small LAPACK calls (eigh, Cox Newton steps) are 10-100x slower
+    # when OpenBLAS threads compete on a busy machine
+    with threadpool_limits(limits=1, user_api="blas"):
+        for split in plan.splits():
+            _fit_split(split, X, y, time, event, model, grid, risk, high, surv, rows)
+            if progress is not None:
+                progress(1)
     return SurvivalCVResult(
         patient_ids=plan.patient_ids, sites=sites, time=time, event=event, risk=risk,
         high_risk=high, grid=grid, survival=surv, splits=pd.DataFrame(rows), plan=plan,
