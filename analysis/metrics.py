@@ -27,6 +27,9 @@ from scipy import stats
 __all__ = [
     "midranks",
     "batched_auc",
+    "resample_counts",
+    "weighted_auc",
+    "weighted_confusion_rates",
     "batched_balanced_accuracy",
     "batched_sensitivity",
     "batched_specificity",
@@ -97,6 +100,95 @@ def batched_auc(labels: np.ndarray, scores: np.ndarray) -> np.ndarray:
     with np.errstate(invalid="ignore", divide="ignore"):
         auc = (rank_sum - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg)
     return np.where((n_pos > 0) & (n_neg > 0), auc, np.nan)
+
+
+def resample_counts(index: np.ndarray, n: int) -> np.ndarray:
+    """How often each of n rows appears in each index set.
+
+    Parameters
+    ----------
+    index : ndarray of int, shape (B, m)
+    n : int
+
+    Returns
+    -------
+    ndarray of float64, shape (B, n)
+    """
+    index = np.atleast_2d(np.asarray(index, dtype=np.int64))
+    b = index.shape[0]
+    flat = (index + (np.arange(b, dtype=np.int64) * n)[:, None]).reshape(-1)
+    return np.bincount(flat, minlength=b * n).reshape(b, n).astype(np.float64)
+
+
+def weighted_auc(labels: np.ndarray, scores: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """AUC of every (weight vector, score row): resamples without re-sorting.
+
+    A bootstrap resample is a multiset of the n rows, i.e. a count per row. Its AUC is
+    ``sum_{i pos, j neg} w_i w_j [s_i > s_j] + 0.5 [s_i = s_j]`` over ``W1 W0``. Sorting
+    each score row once and taking cumulative sums of the negative weights gives all
+    resamples in O(B n) per score row, instead of one sort per resample.
+
+    Parameters
+    ----------
+    labels : ndarray of bool, shape (n,)
+    scores : ndarray, shape (R, n)
+    weights : ndarray, shape (B, n)
+        Non-negative counts (e.g. :func:`resample_counts`).
+
+    Returns
+    -------
+    ndarray, shape (B, R)
+        Equals the AUC of the expanded resample (sklearn's ``roc_auc_score`` on
+        ``y[idx], s[idx]``); NaN where a resample lacks positives or negatives.
+    """
+    labels = np.asarray(labels, dtype=bool)
+    scores = np.atleast_2d(np.asarray(scores, dtype=np.float64))
+    weights = np.atleast_2d(np.asarray(weights, dtype=np.float64))
+    w_pos_total = weights[:, labels].sum(axis=1)
+    w_neg_total = weights[:, ~labels].sum(axis=1)
+    out = np.empty((weights.shape[0], scores.shape[0]))
+    for r in range(scores.shape[0]):
+        order = np.argsort(scores[r], kind="stable")
+        s_sorted = scores[r, order]
+        lab = labels[order]
+        starts = np.flatnonzero(np.r_[True, s_sorted[1:] != s_sorted[:-1]])
+        w = weights[:, order]
+        w_neg = np.where(lab, 0.0, w)
+        w_pos = np.where(lab, w, 0.0)
+        neg_group = np.add.reduceat(w_neg, starts, axis=1)      # (B, G)
+        pos_group = np.add.reduceat(w_pos, starts, axis=1)      # (B, G)
+        neg_below = np.cumsum(neg_group, axis=1) - neg_group    # strictly lower groups
+        out[:, r] = (pos_group * (neg_below + 0.5 * neg_group)).sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        denom = (w_pos_total * w_neg_total)[:, None]
+        return np.where(denom > 0, out / np.where(denom > 0, denom, 1.0), np.nan)
+
+
+def weighted_confusion_rates(labels: np.ndarray, predicted: np.ndarray, weights: np.ndarray
+                             ) -> tuple[np.ndarray, np.ndarray]:
+    """Sensitivity and specificity of every (weight vector, prediction row).
+
+    Parameters
+    ----------
+    labels : ndarray of bool, shape (n,)
+    predicted : ndarray of bool, shape (R, n)
+    weights : ndarray, shape (B, n)
+
+    Returns
+    -------
+    sensitivity, specificity : ndarrays, shape (B, R)
+    """
+    labels = np.asarray(labels, dtype=bool)
+    predicted = np.atleast_2d(np.asarray(predicted, dtype=bool))
+    weights = np.atleast_2d(np.asarray(weights, dtype=np.float64))
+    w_pos = weights @ labels.astype(np.float64)
+    w_neg = weights.sum(axis=1) - w_pos
+    tp = weights @ (predicted & labels).T.astype(np.float64)
+    tn = weights @ (~predicted & ~labels).T.astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        sens = np.where(w_pos[:, None] > 0, tp / w_pos[:, None], np.nan)
+        spec = np.where(w_neg[:, None] > 0, tn / w_neg[:, None], np.nan)
+    return sens, spec
 
 
 def _rates(labels: np.ndarray, predicted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

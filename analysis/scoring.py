@@ -41,8 +41,8 @@ from typing import Any
 import numpy as np
 
 from neurofeat.analysis.bootstrap import BootstrapCI, bootstrap_ci, jackknife_indices
-from neurofeat.analysis.metrics import batched_auc, batched_balanced_accuracy, \
-    batched_sensitivity, batched_specificity, midranks
+from neurofeat.analysis.metrics import midranks, resample_counts, weighted_auc, \
+    weighted_confusion_rates
 
 __all__ = [
     "Scorer",
@@ -96,8 +96,8 @@ def _gather(target: np.ndarray, scores: np.ndarray, index: np.ndarray):
 
 
 def _auc_fn(target, scores, index):
-    labels, s = _gather(np.asarray(target, bool), scores, index)
-    return batched_auc(labels[None], s).T
+    labels = np.asarray(target, bool)
+    return weighted_auc(labels, scores, resample_counts(index, labels.size))
 
 
 def _delong_test(target, scores_a, scores_b):
@@ -111,27 +111,29 @@ def _delong_test(target, scores_a, scores_b):
 AUC = Scorer("auc", _auc_fn, True, _delong_test)
 
 
-def _threshold_scorer(name: str, batched, threshold: float) -> Scorer:
+def _threshold_scorer(name: str, combine, threshold: float) -> Scorer:
     def fn(target, scores, index):
-        labels, s = _gather(np.asarray(target, bool), scores, index)
-        return batched(labels[None], s >= threshold).T
+        labels = np.asarray(target, bool)
+        sens, spec = weighted_confusion_rates(labels, np.atleast_2d(scores) >= threshold,
+                                              resample_counts(index, labels.size))
+        return combine(sens, spec)
 
     return Scorer(name, fn, True, None)
 
 
 def balanced_accuracy_scorer(threshold: float = 0.5) -> Scorer:
     """Balanced accuracy of ``score >= threshold`` (target: bool (n,))."""
-    return _threshold_scorer("ba", batched_balanced_accuracy, threshold)
+    return _threshold_scorer("ba", lambda se, sp: (se + sp) / 2.0, threshold)
 
 
 def sensitivity_scorer(threshold: float = 0.5) -> Scorer:
     """Sensitivity of ``score >= threshold``."""
-    return _threshold_scorer("sensitivity", batched_sensitivity, threshold)
+    return _threshold_scorer("sensitivity", lambda se, sp: se, threshold)
 
 
 def specificity_scorer(threshold: float = 0.5) -> Scorer:
     """Specificity of ``score >= threshold``."""
-    return _threshold_scorer("specificity", batched_specificity, threshold)
+    return _threshold_scorer("specificity", lambda se, sp: sp, threshold)
 
 
 def _spearman_fn(target, scores, index):

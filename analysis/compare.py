@@ -1,0 +1,520 @@
+"""Paired comparison of backbones (or families of backbones) on the same task.
+
+"Is the DRO backbone better than the base one on this marker?" Both sides are scored
+on identical folds (the fold plan derives from task + seed + patient ids) and identical
+bootstrap resamples (the index matrix derives from the strata + task + seed), so every
+difference is paired patient by patient and fold by fold.
+
+Families: ``base`` = byol, dino, mae, moco; ``dro`` = their ``_dro`` twins. Family
+against family pairs member by member (byol vs byol_dro, ...); a family against one
+backbone pairs each member with it. With more than one pair a ``pooled`` row averages
+the pairs: the pooled metric of a side is the mean over its members, its bootstrap
+distribution the mean of the members' distributions on the same resamples, its per-fold
+values the mean over members of the same fold.
+
+The generic engine: a *scorer*
+------------------------------
+Everything here works on out-of-fold predictions through a
+:class:`~neurofeat.analysis.scoring.Scorer`, so any metric plugs in — AUC and balanced
+accuracy for classification, a c-index for survival — without touching this module::
+
+    Scorer(name, fn, higher_is_better=True, analytic_test=None)
+    fn(target, scores, index) -> ndarray (B, R)
+        target : the outcome, in the scorer's own form (bool (n,) for AUC/BA; e.g. a
+                 structured (event, time) array for a c-index)
+        scores : (R, n) out-of-fold predictions, one row per CV repeat
+        index  : (B, m) int index sets (bootstrap resamples, leave-one-out sets, or one
+                 fold's test rows as a (1, m) array)
+    analytic_test(target, scores_a (n,), scores_b (n,)) -> (name, statistic, p)
+        optional; called on the repeat-averaged scores (DeLong for AUC).
+
+Given ``{backbone: scores (R, n)}``, the fold ids ``(R, n)`` of the plan and the
+bootstrap strata, :func:`compare_scores` computes for each pair and metric:
+
+- each side's repeat-averaged metric with percentile and BCa bootstrap CIs;
+- the paired difference ``a - b`` with percentile and BCa CIs (same resamples);
+- per-fold differences (R x K values) -> Shapiro-Wilk -> paired t or Wilcoxon
+  (``test='auto'``, the NeuroRAD-FM rule), and the Nadeau-Bengio corrected resampled
+  t-test (the honest one for repeated CV);
+- the scorer's analytic test (DeLong for AUC).
+
+:class:`ComparisonResult.to_frame` gives the long ``tests`` table the store's
+``comparisons`` view reads (one row per pair x metric x test);
+:func:`adjust_across` adds Holm and Benjamini-Hochberg p-values across tasks (or
+sites, for survival).
+
+Examples
+--------
+>>> pair_backbones("base", "dro", ["byol", "byol_dro", "dino", "dino_dro"])
+[('byol', 'byol_dro'), ('dino', 'dino_dro')]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from neurofeat.analysis.bootstrap import BootstrapCI, bootstrap_ci, stratified_bootstrap_indices
+from neurofeat.analysis.folds import derive_seed
+from neurofeat.analysis.paired_tests import (PairedTestResult, adjust_pvalues,
+                                             corrected_resampled_ttest, paired_test)
+from neurofeat.analysis.scoring import (Scorer, score_folds, score_jackknife, score_point,
+                                        score_resamples)
+
+__all__ = [
+    "FAMILIES",
+    "resolve_side",
+    "pair_backbones",
+    "MetricDraws",
+    "metric_draws",
+    "PairComparison",
+    "ComparisonResult",
+    "compare_scores",
+    "adjust_across",
+    "compare_probes",
+]
+
+#: Backbone families usable as a side of a comparison.
+FAMILIES: dict[str, tuple[str, ...]] = {
+    "base": ("byol", "dino", "mae", "moco"),
+    "dro": ("byol_dro", "dino_dro", "mae_dro", "moco_dro"),
+}
+
+
+def resolve_side(name: str, known: Sequence[str]) -> tuple[str, ...]:
+    """Backbones of one side: a family name or one backbone.
+
+    Raises
+    ------
+    ValueError
+        Unknown name (lists the known backbones and families and the closest match),
+        or a family with members missing from the store.
+    """
+    import difflib
+
+    known = list(known)
+    if name in FAMILIES:
+        members = FAMILIES[name]
+        missing = [m for m in members if m not in known]
+        if missing:
+            raise ValueError(f"family '{name}' needs backbones {', '.join(members)}; the store "
+                             f"lacks {', '.join(missing)} (has: {', '.join(known) or 'none'})")
+        return members
+    if name in known:
+        return (name,)
+    choices = known + list(FAMILIES)
+    guess = difflib.get_close_matches(name, choices, n=1, cutoff=0.5)
+    hint = f" Did you mean '{guess[0]}'?" if guess else ""
+    raise ValueError(f"unknown backbone '{name}'.{hint} Backbones in the store: "
+                     f"{', '.join(known) or 'none'}; families: {', '.join(FAMILIES)}.")
+
+
+def _method(backbone: str) -> str:
+    return backbone[:-4] if backbone.endswith("_dro") else backbone
+
+
+def pair_backbones(a: str, b: str, known: Sequence[str]) -> list[tuple[str, str]]:
+    """Pairs compared for sides ``a`` and ``b`` (families pair member by member).
+
+    Two families pair by method (``byol`` with ``byol_dro``); a family against a
+    single backbone pairs each member with it; two backbones make one pair.
+    """
+    side_a = resolve_side(a, known)
+    side_b = resolve_side(b, known)
+    if len(side_a) > 1 and len(side_b) > 1:
+        by_method = {_method(m): m for m in side_b}
+        pairs = [(m, by_method[_method(m)]) for m in side_a if _method(m) in by_method]
+        if not pairs:
+            raise ValueError(f"families '{a}' and '{b}' share no method to pair on")
+        return pairs
+    return [(x, y) for x in side_a for y in side_b if x != y] or \
+        _raise(f"nothing to compare: '{a}' and '{b}' are the same backbone")
+
+
+def _raise(message: str):
+    raise ValueError(message)
+
+
+@dataclass(frozen=True, eq=False)
+class MetricDraws:
+    """One backbone's metric on the full sample, per fold, per resample and leave-one-out.
+
+    All repeat-averaged except ``folds``.
+
+    Attributes
+    ----------
+    point : float
+    boot : ndarray, shape (B,)
+    jack : ndarray, shape (m,)
+    folds : ndarray, shape (R, K)
+    mean_scores : ndarray, shape (n,)
+        Per-patient mean of the out-of-fold scores over repeats (analytic tests).
+    """
+
+    point: float
+    boot: np.ndarray
+    jack: np.ndarray | None
+    folds: np.ndarray
+    mean_scores: np.ndarray
+
+    @staticmethod
+    def mean(draws: Sequence[MetricDraws]) -> MetricDraws:
+        """Member-wise average (pooled family)."""
+        jacks = [d.jack for d in draws]
+        return MetricDraws(
+            float(np.mean([d.point for d in draws])),
+            np.mean([d.boot for d in draws], axis=0),
+            None if any(j is None for j in jacks) else np.mean(jacks, axis=0),
+            np.mean([d.folds for d in draws], axis=0),
+            np.mean([d.mean_scores for d in draws], axis=0))
+
+
+def metric_draws(scorer: Scorer, target: Any, scores: np.ndarray, fold_ids: np.ndarray,
+                 boot_index: np.ndarray, rows: np.ndarray | None = None,
+                 n_folds: int | None = None, bca: bool = True) -> MetricDraws:
+    """Compute a :class:`MetricDraws` for one backbone's out-of-fold scores (R, n)."""
+    scores = np.atleast_2d(scores)
+    point = float(np.nanmean(score_point(scorer, target, scores, rows)))
+    boot = np.nanmean(score_resamples(scorer, target, scores, boot_index), axis=1)
+    jack = np.nanmean(score_jackknife(scorer, target, scores, rows), axis=1) if bca else None
+    fold_ids = np.atleast_2d(fold_ids)
+    if rows is not None:
+        mask = np.zeros(scores.shape[1], bool)
+        mask[rows] = True
+        fold_ids = np.where(mask[None], fold_ids, -1)
+    folds = score_folds(scorer, target, scores, fold_ids, n_folds)
+    return MetricDraws(point, boot, jack, folds, np.nanmean(scores, axis=0))
+
+
+@dataclass(frozen=True)
+class PairComparison:
+    """Side A vs side B on one metric (and site).
+
+    Attributes
+    ----------
+    metric, site, backbone_a, backbone_b : str
+        ``backbone_a``/``_b`` are family names on the pooled row.
+    pooled : bool
+    a, b, diff : BootstrapCI
+        Repeat-averaged metric of each side and ``a - b``.
+    fold_test : PairedTestResult
+        Wilcoxon or paired t on per-fold differences (``test`` rule).
+    corrected : PairedTestResult
+        Nadeau-Bengio corrected resampled t-test on the same differences.
+    analytic : tuple (name, statistic, p) or None
+        The scorer's analytic test (DeLong for AUC); None for pooled rows.
+    higher_is_better : bool
+    n, n_pos : int
+    members : tuple of (str, str)
+        The pairs averaged into this row.
+    """
+
+    metric: str
+    site: str
+    backbone_a: str
+    backbone_b: str
+    pooled: bool
+    a: BootstrapCI
+    b: BootstrapCI
+    diff: BootstrapCI
+    fold_test: PairedTestResult
+    corrected: PairedTestResult
+    analytic: tuple[str, float, float] | None
+    higher_is_better: bool
+    n: int
+    n_pos: int
+    members: tuple[tuple[str, str], ...] = ()
+
+    def tests(self) -> list[tuple[str, float, float]]:
+        """(test, statistic, p) of every test run for this pair."""
+        out = [(self.fold_test.test, self.fold_test.statistic, self.fold_test.p_value),
+               (self.corrected.test, self.corrected.statistic, self.corrected.p_value)]
+        if self.analytic is not None:
+            out.append(self.analytic)
+        return out
+
+
+@dataclass(frozen=True, eq=False)
+class ComparisonResult:
+    """All pairs and metrics of one comparison on one task.
+
+    Attributes
+    ----------
+    task : str
+    side_a, side_b : str
+        As requested (family or backbone names).
+    pairs : tuple of PairComparison
+    primary_test : str
+        The test shown as "p" in :meth:`summary_frame` ('auto' -> the Shapiro-chosen
+        one, 'wilcoxon', 'ttest' or 'corrected-t').
+    params : dict
+    """
+
+    task: str
+    side_a: str
+    side_b: str
+    pairs: tuple[PairComparison, ...]
+    primary_test: str = "auto"
+    params: dict = field(default_factory=dict)
+
+    def to_frame(self) -> pd.DataFrame:
+        """Long ``tests`` table: one row per pair x metric x test (comparisons view)."""
+        rows = []
+        for pc in self.pairs:
+            for test, statistic, p in pc.tests():
+                rows.append({
+                    "task": self.task, "metric": pc.metric, "site": pc.site,
+                    "backbone_a": pc.backbone_a, "backbone_b": pc.backbone_b,
+                    "pooled": pc.pooled,
+                    "estimate_a": pc.a.estimate, "ci_low_a": pc.a.ci_low,
+                    "ci_high_a": pc.a.ci_high, "estimate_b": pc.b.estimate,
+                    "ci_low_b": pc.b.ci_low, "ci_high_b": pc.b.ci_high,
+                    "diff": pc.diff.estimate, "diff_ci_low": pc.diff.ci_low,
+                    "diff_ci_high": pc.diff.ci_high, "diff_bca_low": pc.diff.bca_low,
+                    "diff_bca_high": pc.diff.bca_high,
+                    "test": test, "statistic": statistic, "p_value": p,
+                    "n": pc.n, "n_pos": pc.n_pos,
+                })
+        frame = pd.DataFrame(rows)
+        if not frame.empty:
+            frame["p_holm"] = frame["p_value"]
+            frame["p_bh"] = frame["p_value"]
+        return frame
+
+    def _primary(self, pc: PairComparison) -> PairedTestResult:
+        return pc.corrected if self.primary_test == "corrected-t" else pc.fold_test
+
+    def summary_frame(self) -> pd.DataFrame:
+        """One row per pair x metric: both sides with CIs, the difference, the p-values."""
+        rows = []
+        for pc in self.pairs:
+            primary = self._primary(pc)
+            rows.append({
+                "metric": pc.metric, "site": pc.site,
+                "a": pc.backbone_a, "b": pc.backbone_b,
+                "estimate_a": pc.a.estimate, "ci_a": f"{pc.a.ci_low:.3f}-{pc.a.ci_high:.3f}",
+                "estimate_b": pc.b.estimate, "ci_b": f"{pc.b.ci_low:.3f}-{pc.b.ci_high:.3f}",
+                "diff": pc.diff.estimate,
+                "diff_ci": f"{pc.diff.ci_low:+.3f} to {pc.diff.ci_high:+.3f}",
+                "test": primary.test, "p": primary.p_value,
+                "p_corrected_t": pc.corrected.p_value,
+                "p_delong": pc.analytic[2] if pc.analytic else np.nan,
+            })
+        return pd.DataFrame(rows)
+
+    def summary(self) -> str:
+        """Readable lines, one per pair x metric."""
+        lines = [f"{self.side_a} vs {self.side_b} on {self.task}:"]
+        for pc in self.pairs:
+            primary = self._primary(pc)
+            extra = f", {pc.analytic[0]} p={pc.analytic[2]:.3g}" if pc.analytic else ""
+            lines.append(
+                f"  {pc.metric:<6} {pc.backbone_a} {pc.a.estimate:.3f} vs {pc.backbone_b} "
+                f"{pc.b.estimate:.3f}: diff {pc.diff.estimate:+.3f} "
+                f"[{pc.diff.ci_low:+.3f}, {pc.diff.ci_high:+.3f}], {primary.test} "
+                f"p={primary.p_value:.3g}, corrected-t p={pc.corrected.p_value:.3g}{extra}")
+        return "\n".join(lines)
+
+
+def _pair(metric: str, site: str, name_a: str, name_b: str, da: MetricDraws, db: MetricDraws,
+          *, alpha: float, test: str, n_train: float, n_test: float, analytic,
+          higher_is_better: bool, n: int, n_pos: int, pooled: bool,
+          members: tuple[tuple[str, str], ...]) -> PairComparison:
+    side_a = bootstrap_ci(da.point, da.boot, da.jack, alpha)
+    side_b = bootstrap_ci(db.point, db.boot, db.jack, alpha)
+    jack = None if da.jack is None or db.jack is None else da.jack - db.jack
+    diff = bootstrap_ci(da.point - db.point, da.boot - db.boot, jack, alpha)
+    fold_diff = (da.folds - db.folds).reshape(-1)
+    fold_diff = fold_diff[np.isfinite(fold_diff)]
+    method = test if test in ("wilcoxon", "ttest") else "auto"
+    if fold_diff.size >= 2:
+        fold_test = paired_test(fold_diff, method=method)
+        corrected = corrected_resampled_ttest(fold_diff, n_train=n_train, n_test=n_test)
+    else:
+        nan = float("nan")
+        fold_test = PairedTestResult(method, nan, nan, nan, int(fold_diff.size))
+        corrected = PairedTestResult("corrected-t", nan, nan, nan, int(fold_diff.size))
+    return PairComparison(metric, site, name_a, name_b, pooled, side_a, side_b, diff,
+                          fold_test, corrected, analytic, higher_is_better, n, n_pos, members)
+
+
+def compare_scores(scorers: Sequence[Scorer], targets: Mapping[str, Any] | Any,
+                   strata: np.ndarray, scores: Mapping[str, np.ndarray],
+                   pairs: Sequence[tuple[str, str]], fold_ids: np.ndarray, *, task: str,
+                   n_train: float, n_test: float, n_boot: int = 2000, seed: int = 0,
+                   test: str = "auto", alpha: float = 0.05, side_a: str = "",
+                   side_b: str = "", site: str = "all", rows: np.ndarray | None = None,
+                   n_folds: int | None = None, n_pos: int | None = None,
+                   bca: bool = True) -> ComparisonResult:
+    """Paired comparison of out-of-fold scores on identical folds and resamples.
+
+    Parameters
+    ----------
+    scorers : sequence of Scorer
+    targets : mapping scorer name -> target, or one target for all scorers
+    strata : ndarray, shape (n,)
+        Bootstrap strata (class for binary tasks, event for survival).
+    scores : mapping backbone -> ndarray (R, n)
+        Out-of-fold predictions on the same patients (same row order) and fold plan.
+    pairs : sequence of (backbone_a, backbone_b)
+    fold_ids : ndarray of int, shape (R, n)
+        The fold plan shared by all backbones.
+    task : str
+        Part of the bootstrap seed derivation.
+    n_train, n_test : float
+        Mean training / test fold sizes (corrected t-test).
+    n_boot, seed, alpha : bootstrap settings.
+    test : {'auto', 'wilcoxon', 'ttest', 'corrected-t'}
+        The primary test ('corrected-t' keeps the Shapiro rule for the fold test too).
+    side_a, side_b : str
+        Names used on the pooled row (default: 'A'/'B').
+    site : str
+        Label of the rows (e.g. a site name when ``rows`` selects that site).
+    rows : ndarray of int, optional
+        Restrict every statistic to these rows (per-site comparison).
+    n_pos : int, optional
+        Reported positives/events (default: ``strata`` sum when boolean).
+    bca : bool
+        Compute jackknife (BCa) intervals.
+
+    Returns
+    -------
+    ComparisonResult
+    """
+    if test not in ("auto", "wilcoxon", "ttest", "corrected-t"):
+        raise ValueError(f"test must be auto, wilcoxon, ttest or corrected-t, got {test!r}")
+    strata = np.asarray(strata)
+    n = strata.size
+    rows_arr = np.arange(n) if rows is None else np.asarray(rows)
+    for name, s in scores.items():
+        if np.atleast_2d(s).shape[1] != n:
+            raise ValueError(f"scores of {name!r} cover {np.atleast_2d(s).shape[1]} patients, "
+                             f"the strata {n}; align the backbones first")
+    boot_seed = derive_seed("bootstrap", task, seed, site)
+    boot_index = rows_arr[stratified_bootstrap_indices(strata[rows_arr], n_boot, boot_seed)]
+    if n_pos is None:
+        n_pos = int(np.asarray(strata[rows_arr]).astype(bool).sum())
+    names = sorted({x for pair in pairs for x in pair})
+    results: list[PairComparison] = []
+    for scorer in scorers:
+        target = targets.get(scorer.name) if isinstance(targets, Mapping) else targets
+        draws = {name: metric_draws(scorer, target, scores[name], fold_ids, boot_index,
+                                    None if rows is None else rows_arr, n_folds, bca)
+                 for name in names}
+        common = dict(alpha=alpha, test=test, n_train=n_train, n_test=n_test,
+                      higher_is_better=scorer.higher_is_better, n=int(rows_arr.size),
+                      n_pos=n_pos)
+        for a, b in pairs:
+            analytic = None
+            if scorer.analytic_test is not None:
+                sub_a = draws[a].mean_scores[rows_arr]
+                sub_b = draws[b].mean_scores[rows_arr]
+                sub_target = np.asarray(target)[rows_arr] if rows is not None else target
+                analytic = scorer.analytic_test(sub_target, sub_a, sub_b)
+            results.append(_pair(scorer.name, site, a, b, draws[a], draws[b], pooled=False,
+                                 analytic=analytic, members=((a, b),), **common))
+        if len(pairs) > 1:
+            pooled_a = MetricDraws.mean([draws[a] for a, _ in pairs])
+            pooled_b = MetricDraws.mean([draws[b] for _, b in pairs])
+            results.append(_pair(scorer.name, site, side_a or "A", side_b or "B", pooled_a,
+                                 pooled_b, pooled=True, analytic=None,
+                                 members=tuple(pairs), **common))
+    params = {"n_boot": n_boot, "seed": seed, "alpha": alpha, "test": test,
+              "n_train": n_train, "n_test": n_test, "pairs": [list(p) for p in pairs]}
+    return ComparisonResult(task, side_a or "A", side_b or "B", tuple(results), test, params)
+
+
+def adjust_across(frame: pd.DataFrame, across: str = "task") -> pd.DataFrame:
+    """Holm and BH p-values within each family of rows that differ only in ``across``.
+
+    Families are the groups of (metric, test, backbone_a, backbone_b, site, task) minus
+    ``across``; e.g. ``across='task'`` corrects each comparison over all tasks,
+    ``across='site'`` over sites.
+
+    Returns
+    -------
+    DataFrame
+        A copy with ``p_holm`` and ``p_bh`` filled.
+    """
+    frame = frame.copy()
+    keys = [c for c in ("task", "metric", "test", "backbone_a", "backbone_b", "site")
+            if c in frame.columns and c != across]
+    frame["p_holm"] = np.nan
+    frame["p_bh"] = np.nan
+    if frame.empty:
+        return frame
+    for _, group in frame.groupby(keys, dropna=False, sort=False):
+        frame.loc[group.index, "p_holm"] = adjust_pvalues(group["p_value"].to_numpy(), "holm")
+        frame.loc[group.index, "p_bh"] = adjust_pvalues(group["p_value"].to_numpy(), "fdr_bh")
+    return frame
+
+
+def compare_probes(embeddings: Mapping[str, np.ndarray], y: np.ndarray, *,
+                   patient_ids: np.ndarray, pairs: Sequence[tuple[str, str]], task: str,
+                   kind: str = "binary", threshold: float | None = None,
+                   metrics: Sequence[str] = ("auc", "ba"), n_splits: int = 5,
+                   n_repeats: int = 5, n_boot: int = 2000, seed: int = 0,
+                   test: str = "auto", side_a: str = "", side_b: str = "",
+                   linear_params: dict | None = None, on_split=None) -> ComparisonResult:
+    """Fit the probe of every backbone on the same folds, then :func:`compare_scores`.
+
+    Parameters
+    ----------
+    embeddings : mapping backbone -> ndarray (n, d)
+        Rows are the same patients in the same order for every backbone.
+    y : ndarray, shape (n,)
+        0/1 (binary) or the raw value (continuous; binarised at ``threshold``).
+    patient_ids : ndarray of str, shape (n,)
+    pairs : sequence of (backbone_a, backbone_b)
+    task : str
+    kind : {'binary', 'continuous'}
+    metrics : sequence of str
+        Scorer names (auc, ba, sensitivity, specificity; continuous also spearman, mae).
+    n_splits, n_repeats, n_boot, seed, test : see :func:`compare_scores`.
+    linear_params : dict, optional
+        Keyword arguments of :class:`~neurofeat.analysis.probes.LinearProbe`.
+    on_split : callable, optional
+        Progress callback, called once per fitted split.
+    """
+    from neurofeat.analysis.folds import stratified_kfold_plan
+    from neurofeat.analysis.probes import LinearProbe, RidgeProbe
+    from neurofeat.analysis.protocols import out_of_fold
+    from neurofeat.analysis.scoring import get_scorer
+
+    y = np.asarray(y, dtype=float)
+    if kind == "continuous":
+        if threshold is None:
+            raise ValueError(f"task {task!r} is continuous: give its threshold")
+        labels = y >= threshold
+        factory, output, cut, fit_y = RidgeProbe, "predict", float(threshold), y
+    elif kind == "binary":
+        labels = y.astype(bool)
+        params = dict(linear_params or {})
+        factory, output, cut, fit_y = (lambda: LinearProbe(**params)), "proba", 0.5, labels
+    else:
+        raise ValueError(f"compare_probes handles binary and continuous tasks, not {kind!r}")
+    scorers = [get_scorer(m, cut) for m in metrics]
+    if kind == "binary" and any(s.name in ("spearman", "mae") for s in scorers):
+        raise ValueError("spearman and mae are for continuous tasks; use auc, ba, "
+                         "sensitivity or specificity")
+    plan = stratified_kfold_plan(patient_ids, labels, n_splits=n_splits, n_repeats=n_repeats,
+                                 task=task, seed=seed)
+    names = sorted({x for pair in pairs for x in pair})
+    scores = {}
+    n_train = n_test = 0.0
+    for name in names:
+        oof = out_of_fold(embeddings[name], fit_y, plan, factory, output=output, strata=labels,
+                          on_split=on_split)
+        scores[name] = oof.scores
+        n_train, n_test = oof.train_test_sizes()
+    targets = {s.name: (y if s.name in ("spearman", "mae") else labels) for s in scorers}
+    result = compare_scores(scorers, targets, labels, scores, pairs, plan.fold_ids, task=task,
+                            n_train=n_train, n_test=n_test, n_boot=n_boot, seed=seed,
+                            test=test, side_a=side_a, side_b=side_b, n_folds=plan.n_folds)
+    result.params.update({"n_splits": n_splits, "n_repeats": n_repeats, "kind": kind,
+                          "threshold": cut, "metrics": list(metrics)})
+    return result
