@@ -1,0 +1,99 @@
+"""`neurofeat survival` through Typer's CliRunner on a small store."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from typer.testing import CliRunner
+
+from neurofeat.cli import app
+
+runner = CliRunner()
+N = 90
+
+
+@pytest.fixture(scope="module")
+def store_dir(tmp_path_factory):
+    from neurofeat.store import Store, append_embeddings, write_tables
+
+    root = tmp_path_factory.mktemp("survival-cli") / "store"
+    rng = np.random.default_rng(0)
+    store = Store.open(root, create=True)
+    ids = [f"GBM-{i:03d}" for i in range(N)]
+    sites = np.array(["UCSF", "UPenn", "CUIMC"])[np.arange(N) % 3]
+    X = rng.standard_normal((N, 16)).astype(np.float32)
+    lp = 0.8 * X[:, :2].sum(axis=1)
+    t_event = rng.exponential(400 * np.exp(-lp)) + 1
+    t_cens = rng.uniform(300, 1500, N)
+    idh1 = np.zeros(N, bool)
+    idh1[:6] = True  # outside the os cohort (IDH1 wild-type grade 4)
+    write_tables(store, {
+        "patients": pa.table({"patient_id": ids, "site": sites,
+                              "grade": np.full(N, 4, np.int16)}),
+        "clinical": pa.table({"patient_id": ids, "idh1": idh1, "mgmt": rng.random(N) < 0.4,
+                              "cdkn2a": rng.random(N) < 0.5,
+                              "os_days": np.minimum(t_event, t_cens),
+                              "os_event": t_event <= t_cens}),
+    })
+    append_embeddings(store, "dino_dro", ids, X, checkpoint_sha256="a" * 64,
+                      preprocess_sha256="b" * 64)
+    return str(root)
+
+
+def _run(store_dir, *args):
+    return runner.invoke(app, ["survival", "--store", store_dir, "--backbone", "dino_dro",
+                               "--model", "pca-cox", "--n-components", "3", "--bootstrap",
+                               "100", "--repeats", "1", "--folds", "3", *args])
+
+
+def test_survival_json_and_store(store_dir):
+    from neurofeat.store import Store, connect
+
+    result = _run(store_dir, "--json", "--by", "mgmt")
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.output)
+    assert payload["params"]["n_patients"] == N - 6  # the cohort filter dropped IDH1-mutant
+    metrics = {(m["site"], m["metric"]): m for m in payload["metrics"]}
+    assert {("all", "harrell_c"), ("all", "uno_c"), ("UCSF", "harrell_c"),
+            ("all", "logrank_p"), ("all", "logrank_p_by_mgmt")} <= set(metrics)
+    row = metrics[("all", "harrell_c")]
+    assert row["ci_low"] <= row["estimate"] <= row["ci_high"]
+    assert row["checkpoint_sha256"] == "a" * 64
+    run_dir = Store.open(store_dir).root / "runs" / payload["run_id"]
+    for name in ("km_all.png", "km_all.svg", "km_by_mgmt.png", "predictions.parquet"):
+        assert (run_dir / name).exists()
+    con = connect(Store.open(store_dir))
+    stored = con.sql("SELECT estimate FROM results WHERE command = 'survival' AND "
+                     f"run_id = '{payload['run_id']}' AND metric = 'harrell_c' "
+                     "AND site = 'all'").fetchall()[0][0]
+    assert stored == pytest.approx(row["estimate"])
+
+
+def test_survival_table_output_and_loso(store_dir):
+    result = _run(store_dir, "--protocol", "loso")
+    assert result.exit_code == 0, result.output
+    assert "Harrell C" in result.output and "log-rank p" in result.output
+    assert "loso: 1 repeat(s) x 3 fold(s)" in result.output
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--task", "idh1"], "task 'idh1' is a binary task"),
+    (["--site", "MGH"], "site 'MGH' has no patients"),
+    (["--min-patients", "500"], "has 84 patients with survival data; at least 500"),
+    (["--folds", "60"], "Use --folds"),
+    (["--by", "mgmtt"], "Did you mean 'mgmt'"),
+])
+def test_user_errors_exit_1_without_traceback(store_dir, args, message):
+    result = _run(store_dir, *args)
+    assert result.exit_code == 1
+    assert message in result.output
+    assert "Traceback" not in result.output
+
+
+def test_unknown_backbone(store_dir):
+    result = runner.invoke(app, ["survival", "--store", store_dir, "--backbone", "dino_dr"])
+    assert result.exit_code == 1
+    assert "Did you mean 'dino_dro'" in result.output
