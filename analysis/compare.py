@@ -432,7 +432,7 @@ def adjust_across(frame: pd.DataFrame, across: str = "task") -> pd.DataFrame:
     """Holm and BH p-values within each family of rows that differ only in ``across``.
 
     Families are the groups of (metric, test, backbone_a, backbone_b, site, task) minus
-    ``across``; e.g. ``across='task'`` corrects each comparison over all tasks,
+    ``across`` (Wilcoxon and paired t count as one test, the Shapiro-chosen fold test); e.g. ``across='task'`` corrects each comparison over all tasks,
     ``across='site'`` over sites.
 
     Returns
@@ -441,13 +441,18 @@ def adjust_across(frame: pd.DataFrame, across: str = "task") -> pd.DataFrame:
         A copy with ``p_holm`` and ``p_bh`` filled.
     """
     frame = frame.copy()
-    keys = [c for c in ("task", "metric", "test", "backbone_a", "backbone_b", "site")
-            if c in frame.columns and c != across]
     frame["p_holm"] = np.nan
     frame["p_bh"] = np.nan
     if frame.empty:
         return frame
-    for _, group in frame.groupby(keys, dropna=False, sort=False):
+    # Wilcoxon and paired t are the same "fold test" chosen per comparison by Shapiro-Wilk,
+    # so they form one family.
+    family = frame["test"].replace({"wilcoxon": "fold-test", "ttest": "fold-test"}) \
+        if "test" in frame.columns else None
+    keys = [c for c in ("task", "metric", "backbone_a", "backbone_b", "site")
+            if c in frame.columns and c != across]
+    by = [frame[k] for k in keys] + ([family] if family is not None else [])
+    for _, group in frame.groupby(by, dropna=False, sort=False):
         frame.loc[group.index, "p_holm"] = adjust_pvalues(group["p_value"].to_numpy(), "holm")
         frame.loc[group.index, "p_bh"] = adjust_pvalues(group["p_value"].to_numpy(), "fdr_bh")
     return frame

@@ -1,9 +1,144 @@
-"""CLI: placeholder until its issue lands (registers nothing yet)."""
+"""CLI: ``neurofeat probe`` — linear and kNN probes of one backbone on one task."""
 
 from __future__ import annotations
 
+import json
+from typing import Annotated
+
 import typer
+
+from neurofeat.cli.common import StoreOption, console, fail, open_store, print_frame, user_errors
+
+__all__ = ["register", "probe"]
+
+
+def _parse_fractions(text: str) -> tuple[float, ...]:
+    if not text.strip() or text.strip().lower() == "none":
+        return ()
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        fail(f"--fractions must be comma-separated numbers in (0, 1], got {text!r}")
+    bad = [v for v in values if not 0 < v <= 1]
+    if bad:
+        fail(f"--fractions must lie in (0, 1]; got {bad}")
+    return values
+
+
+def progress_bar(enabled: bool):
+    """A rich progress bar on stderr (or a no-op) with start(total) / advance() hooks."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, \
+        TimeElapsedColumn
+
+    progress = Progress(TextColumn("[progress.description]{task.description}"), BarColumn(),
+                        MofNCompleteColumn(), TimeElapsedColumn(),
+                        console=Console(stderr=True), transient=True, disable=not enabled)
+    state = {}
+
+    def start(total: int) -> None:
+        state["id"] = progress.add_task("fitting probes", total=total)
+
+    def advance() -> None:
+        if "id" in state:
+            progress.advance(state["id"])
+
+    return progress, start, advance
+
+
+def probe(
+    backbone: Annotated[str, typer.Option(help="Backbone whose embeddings are probed, e.g. dino_dro.")],
+    task: Annotated[str, typer.Option(help="Task name (neurofeat tasks list), e.g. idh1.")],
+    protocol: Annotated[str, typer.Option(
+        help="cv = repeated stratified k-fold; loso = leave one site out; site = k-fold "
+             "within each site.")] = "cv",
+    repeats: Annotated[int, typer.Option(help="CV repeats.", min=1)] = 5,
+    folds: Annotated[int, typer.Option(help="CV folds.", min=2)] = 5,
+    bootstrap: Annotated[int, typer.Option(help="Stratified bootstrap resamples for CIs.",
+                                           min=10)] = 2000,
+    seed: Annotated[int, typer.Option(help="Seed of folds and bootstrap (with the task name).")] = 0,
+    fractions: Annotated[str, typer.Option(
+        help="Training fractions of the data-fraction curve (cv only); 'none' skips it.")]
+    = "0.1,0.25,0.5,0.75,1.0",
+    knn: Annotated[bool, typer.Option("--knn/--no-knn", help="Also run the kNN probe.")] = True,
+    neighbors: Annotated[int, typer.Option(help="k of the kNN probe.", min=1)] = 15,
+    perturbation: Annotated[str, typer.Option(help="Embeddings of this perturbation.")] = "none",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the full result as JSON.")] = False,
+    store: StoreOption = None,
+) -> None:
+    """Linear probe (class-balanced L2 logistic, C by inner CV; ridge for continuous
+    tasks) and kNN probe on stored embeddings: AUC and balanced accuracy with 95 %
+    stratified-bootstrap CIs (percentile and BCa; DeLong for AUC), sensitivity,
+    specificity, per-site breakdown and a data-fraction curve. Results go to the store
+    (results view).
+
+    Example: neurofeat probe --backbone dino_dro --task idh1 --protocol loso --store S
+    """
+    from neurofeat.analysis.folds import FoldError
+    from neurofeat.analysis.protocols import PROTOCOLS
+    from neurofeat.cli.probe_runner import probe_on_store
+
+    if protocol not in PROTOCOLS:
+        fail(f"--protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
+    opened = open_store(store)
+    progress, start, advance = progress_bar(not as_json)
+    with user_errors(FoldError), progress:
+        result, info = probe_on_store(opened, backbone, task, protocol=protocol,
+                                      n_repeats=repeats, n_splits=folds, n_boot=bootstrap,
+                                      seed=seed, fractions=_parse_fractions(fractions),
+                                      knn=knn, knn_neighbors=neighbors,
+                                      perturbation=perturbation, on_split=advance,
+                                      on_start=start)
+    if as_json:
+        payload = result.to_dict()
+        payload["run_id"] = info.run_id if info else None
+        typer.echo(json.dumps(payload, indent=2))
+        return
+    _print_probe(result)
+    if info is not None:
+        console().print(f"wrote run [bold]{info.run_id}[/bold] to {info.path}")
+
+
+def _print_probe(result) -> None:
+    import pandas as pd
+
+    m = result.metrics
+    console().print(result.plan.summary())
+    full = m[m["fraction"] == 1.0]
+    pooled = full[full["site"] == "all"]
+    rows = []
+    for (probe_name, metric), group in pooled.groupby(["probe", "metric"], sort=False):
+        by = {r.ci_method: r for r in group.itertuples()}
+        pct = by.get("percentile")
+        row = {"probe": probe_name, "metric": metric, "estimate": pct.estimate,
+               "95% CI (percentile)": f"{pct.ci_low:.3f}-{pct.ci_high:.3f}"}
+        if "bca" in by:
+            row["BCa"] = f"{by['bca'].ci_low:.3f}-{by['bca'].ci_high:.3f}"
+        if "delong" in by:
+            row["DeLong"] = f"{by['delong'].ci_low:.3f}-{by['delong'].ci_high:.3f}"
+        row.update({"n": pct.n, "pos": pct.n_pos})
+        rows.append(row)
+    print_frame(pd.DataFrame(rows).fillna(""),
+                title=f"{result.backbone} on {result.task} ({result.protocol}), pooled")
+    main = "ridge" if result.kind == "continuous" else "linear"
+    sites = full[(full["site"] != "all") & (full["probe"] == main)
+                 & (full["ci_method"] == "percentile") & full["metric"].isin(["auc", "ba"])]
+    if not sites.empty:
+        table = sites.pivot_table(index=["site", "n", "n_pos"], columns="metric",
+                                  values="estimate", aggfunc="first").reset_index()
+        title = ("held-out site (leave-one-site-out)" if result.protocol == "loso"
+                 else "per site")
+        print_frame(table, title=f"{main} probe, {title}")
+    curve = m[(m["site"] == "all") & (m["ci_method"] == "percentile") & (m["probe"] == main)
+              & m["metric"].isin(["auc", "ba"])]
+    if curve["fraction"].nunique() > 1:
+        curve = curve.assign(value=[f"{e:.3f} [{lo:.3f}-{hi:.3f}]" for e, lo, hi in
+                                    zip(curve["estimate"], curve["ci_low"], curve["ci_high"])])
+        table = curve.pivot_table(index="fraction", columns="metric", values="value",
+                                  aggfunc="first").reset_index().sort_values("fraction")
+        print_frame(table, title="data-fraction curve (share of each training fold)")
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to *app*."""
+    """Add ``neurofeat probe`` to *app*."""
+    app.command("probe")(probe)
