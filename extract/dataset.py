@@ -43,6 +43,8 @@ __all__ = [
     "VolumeCache",
     "PatientDataset",
     "PatientBatch",
+    "BatchedPatients",
+    "fixed_chunks",
     "collate_patients",
     "make_loader",
 ]
@@ -278,25 +280,72 @@ def collate_patients(items: Sequence[Mapping[str, Any]]) -> PatientBatch:
     )
 
 
+def fixed_chunks(n_records: int, batch_size: int) -> list[list[int]]:
+    """Consecutive chunks ``[0..b-1], [b..2b-1], ...`` of the full, sorted record list.
+
+    Batches are always these chunks, whichever patients are still to do and however
+    many ranks share the work, so a patient's embedding is always computed in the same
+    batch: on CPU, a resumed or sharded run gives bit-identical embeddings to a clean
+    single-process run (batch composition changes the floating-point summation order).
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    return [list(range(start, min(start + batch_size, n_records))) for start in range(0, n_records, batch_size)]
+
+
+class BatchedPatients(torch.utils.data.Dataset):
+    """Items are whole batches: item ``k`` preprocesses the records of ``chunks[k]``.
+
+    Parameters
+    ----------
+    dataset : PatientDataset
+        Over the full record list.
+    chunks : list of list of int
+        Record indices per batch (from :func:`fixed_chunks`, possibly filtered to the
+        chunks that hold patients still to do).
+
+    Notes
+    -----
+    Sharding this dataset across ranks (``monai.data.DistributedSampler(...,
+    even_divisible=False)``) hands whole batches to ranks, never a patient twice.
+    """
+
+    def __init__(self, dataset: PatientDataset, chunks: Sequence[Sequence[int]]) -> None:
+        self.dataset = dataset
+        self.chunks = [list(c) for c in chunks]
+
+    def __len__(self) -> int:
+        return len(self.chunks)
+
+    def __getitem__(self, index: int) -> PatientBatch:
+        return collate_patients([self.dataset[i] for i in self.chunks[index]])
+
+
+def _identity(batch: Any) -> Any:
+    return batch
+
+
 def _worker_init(_: int) -> None:
     # One intra-op thread per worker: the workers run side by side with the model.
     torch.set_num_threads(1)
 
 
 def make_loader(
-    dataset: PatientDataset,
+    dataset: PatientDataset | BatchedPatients,
     *,
-    batch_size: int = 4,
+    batch_size: int | None = 4,
     workers: int = 2,
     sampler: Any = None,
     pin_memory: bool = False,
     prefetch_factor: int = 2,
 ) -> torch.utils.data.DataLoader:
-    """A DataLoader over *dataset* yielding :class:`PatientBatch` in record order.
+    """A DataLoader over *dataset* yielding :class:`PatientBatch` in order.
 
     Parameters
     ----------
-    dataset : PatientDataset
+    dataset : PatientDataset or BatchedPatients
+        With :class:`BatchedPatients` the batches are its chunks (*batch_size* is
+        ignored).
     batch_size : int
     workers : int
         Worker processes that decode and preprocess while the model runs (0 = in the
@@ -309,7 +358,8 @@ def make_loader(
     prefetch_factor : int
         Batches each worker prepares ahead (bounded memory).
     """
-    if batch_size < 1:
+    batched = isinstance(dataset, BatchedPatients)
+    if not batched and (batch_size is None or batch_size < 1):
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if workers < 0:
         raise ValueError(f"workers must be >= 0, got {workers}")
@@ -318,11 +368,11 @@ def make_loader(
         kwargs.update(prefetch_factor=prefetch_factor, worker_init_fn=_worker_init, persistent_workers=False)
     return torch.utils.data.DataLoader(
         dataset,
-        batch_size=batch_size,
+        batch_size=None if batched else batch_size,
         shuffle=False,
         sampler=sampler,
         num_workers=workers,
-        collate_fn=collate_patients,
+        collate_fn=_identity if batched else collate_patients,
         pin_memory=pin_memory,
         drop_last=False,
         **kwargs,

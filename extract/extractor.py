@@ -38,7 +38,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from neurofeat.extract.dataset import PatientDataset, load_patient_records, make_loader
+from neurofeat.extract.dataset import (
+    BatchedPatients,
+    PatientDataset,
+    fixed_chunks,
+    load_patient_records,
+    make_loader,
+)
 from neurofeat.extract.perturb import Perturbation
 from neurofeat.extract.preprocess import PreprocessConfig, build_transforms, unwrap_transform_error
 
@@ -514,56 +520,60 @@ def extract_embeddings(
             )
             with writer:
                 done = writer.done_ids()
-                todo = [r for r in records if r["patient_id"] not in done]
-                # every rank must shard the same list: agree on rank 0's view
-                todo_ids = _broadcast_from_rank0([r["patient_id"] for r in todo])
-                keep = set(todo_ids)
-                todo = [r for r in records if r["patient_id"] in keep]
+                # every rank must shard the same work: agree on rank 0's view of what is done
+                todo_ids = set(_broadcast_from_rank0([r["patient_id"] for r in records if r["patient_id"] not in done]))
                 _barrier()
                 pipeline = build_transforms(pre, perturbation=pert if pert.steps else None)
                 dataset = PatientDataset(
-                    todo, pipeline, cache_dir=cache_dir, preprocess_sha256=backbone.preprocess_sha256,
+                    records, pipeline, cache_dir=cache_dir, preprocess_sha256=backbone.preprocess_sha256,
                     perturbation=pert.label,
                 )
+                # fixed batches over the full list: same batch composition on resume / under torchrun
+                chunks = [c for c in fixed_chunks(len(records), batch_size)
+                          if any(records[i]["patient_id"] in todo_ids for i in c)]
+                batched = BatchedPatients(dataset, chunks)
                 sampler = None
                 if world > 1:
                     from monai.data import DistributedSampler
 
-                    sampler = DistributedSampler(dataset, even_divisible=False, shuffle=False,
+                    sampler = DistributedSampler(batched, even_divisible=False, shuffle=False,
                                                  num_replicas=world, rank=rank)
-                loader = make_loader(
-                    dataset, batch_size=batch_size, workers=workers, sampler=sampler,
-                    pin_memory=dev.type == "cuda",
-                )
+                loader = make_loader(batched, workers=workers, sampler=sampler, pin_memory=dev.type == "cuda")
                 n_written = n_failed = n_zero = n_cached = 0
                 local_failures: list[tuple[str, str]] = []
                 local_flags: list[tuple[str, str]] = []
                 with _progress(progress and rank == 0) as bar:
-                    task = bar.add_task(f"{backbone.name} [{pert.label}]", total=len(todo), rate="-")
+                    task = bar.add_task(f"{backbone.name} [{pert.label}]", total=len(todo_ids), rate="-")
                     n_seen = 0
                     for batch in loader:
-                        local_failures.extend(batch.failures)
+                        local_failures.extend((pid, why) for pid, why in batch.failures if pid in todo_ids)
                         if batch.images is not None:
                             n_cached += batch.n_cached
                             emb, bad = _embed_with_fallback(encoder, batch.images, dev)
                             bad_idx = {i for i, _ in bad}
-                            local_failures.extend((batch.patient_ids[i], reason) for i, reason in bad)
+                            local_failures.extend(
+                                (batch.patient_ids[i], reason) for i, reason in bad if batch.patient_ids[i] in todo_ids
+                            )
                             if emb is not None:
                                 finite = np.isfinite(emb).all(axis=1)
-                                for i in np.flatnonzero(~finite):
-                                    if int(i) not in bad_idx:
+                                ok = []
+                                for i, pid in enumerate(batch.patient_ids):
+                                    if pid not in todo_ids or i in bad_idx:
+                                        continue
+                                    if not finite[i]:
                                         local_failures.append(
-                                            (batch.patient_ids[int(i)], "embedding has NaN/inf values (check the scans' intensities)")
-                                        )
-                                ok = [i for i in range(len(batch.patient_ids)) if finite[i] and i not in bad_idx]
+                                            (pid, "embedding has NaN/inf values (check the scans' intensities)"))
+                                        continue
+                                    ok.append(i)
                                 if ok:
                                     n_written += writer.write_batch([batch.patient_ids[i] for i in ok], emb[ok])
-                                    for i in ok:
-                                        if batch.zero_filled[i]:
-                                            local_flags.append((batch.patient_ids[i], batch.zero_filled[i]))
-                        n_seen += len(batch)
+                                    local_flags.extend((batch.patient_ids[i], batch.zero_filled[i])
+                                                       for i in ok if batch.zero_filled[i])
+                        n_batch = sum(pid in todo_ids for pid in batch.patient_ids) + sum(
+                            pid in todo_ids for pid, _ in batch.failures)
+                        n_seen += n_batch
                         elapsed = time.perf_counter() - t0
-                        bar.update(task, advance=len(batch), rate=f"{n_seen / elapsed:.2f}" if elapsed > 0 else "-")
+                        bar.update(task, advance=n_batch, rate=f"{n_seen / elapsed:.2f}" if elapsed > 0 else "-")
                 failures = _gather_to_rank0(local_failures)
                 flags = _gather_to_rank0(local_flags)
                 totals = _gather_to_rank0([(n_written, n_cached)])
@@ -582,7 +592,7 @@ def extract_embeddings(
                     writer.commit()
                 _barrier()
             summaries.append(PerturbationSummary(
-                perturbation=pert.label, n_patients=len(records), n_already_done=len(records) - len(todo),
+                perturbation=pert.label, n_patients=len(records), n_already_done=len(records) - len(todo_ids),
                 n_written=n_written, n_failed=n_failed, n_zero_filled=n_zero, n_cached=n_cached,
                 seconds=time.perf_counter() - t0,
             ))

@@ -1,0 +1,283 @@
+"""Extraction end to end: rows and provenance in the store, agreement with a direct
+forward pass, determinism, resume after SIGKILL, failures, lock, cache, dry run,
+checkpoint clashes, zero-fill, perturbation partitions and torchrun sharding."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.torch
+torch = pytest.importorskip("torch")
+pytest.importorskip("monai")
+
+from conftest import make_backbone, make_store  # noqa: E402
+
+from neurofeat.extract.extractor import (  # noqa: E402
+    dry_run,
+    extract_embeddings,
+    resolve_extraction_backbone,
+)
+from neurofeat.extract.perturb import parse_perturbations  # noqa: E402
+from neurofeat.extract.preprocess import build_transforms  # noqa: E402
+from neurofeat.store import (  # noqa: E402
+    CheckpointMismatchError,
+    StoreLock,
+    StoreLockedError,
+    connect,
+    read_embeddings,
+)
+
+HERE = Path(__file__).parent
+
+
+def _embeddings(store, backbone="tiny", perturbation="none"):
+    table = read_embeddings(store, backbone, perturbation).sort_by("patient_id")
+    ids = table["patient_id"].to_pylist()
+    return ids, np.array(table["embedding"].to_pylist(), dtype=np.float32)
+
+
+def test_end_to_end_rows_provenance_and_direct_forward(cohort):
+    store, models = cohort["store"], cohort["models"]
+    backbone = resolve_extraction_backbone("tiny", models_dir=models)
+    result = extract_embeddings(store, backbone, batch_size=4, workers=1, seed=7)
+    assert result.n_written == 6 and result.n_failed == 0
+    con = connect(store)
+    rows = con.execute(
+        "SELECT patient_id, site, len(embedding), checkpoint_sha256, preprocess_sha256, seed, run_id "
+        "FROM embeddings WHERE backbone = 'tiny' AND perturbation = 'none' ORDER BY patient_id"
+    ).fetchall()
+    assert [r[0] for r in rows] == cohort["ids"]
+    assert [r[1] for r in rows] == ["A", "B"] * 3
+    weights_sha = hashlib.sha256((models / "tiny" / "model.safetensors").read_bytes()).hexdigest()
+    assert {r[3] for r in rows} == {weights_sha}
+    assert {r[4] for r in rows} == {backbone.preprocess.sha256()}
+    assert {r[2] for r in rows} == {128} and {r[5] for r in rows} == {7} and {r[6] for r in rows} == {result.run_id}
+
+    # independent path: preprocess one patient by hand and run the encoder on it
+    from neurofeat.extract.dataset import load_patient_records
+
+    record = load_patient_records(store, backbone.preprocess.sequences, ["P003"])[0]
+    image = build_transforms(backbone.preprocess)(record)["image"]
+    with torch.inference_mode():
+        direct = backbone.encoder(image[None]).numpy()[0]
+    ids, matrix = _embeddings(store)
+    np.testing.assert_allclose(matrix[ids.index("P003")], direct, rtol=1e-5, atol=1e-6)
+    assert np.unique(matrix, axis=0).shape[0] == 6  # every patient gets its own embedding
+
+
+def test_same_input_checkpoint_and_seed_give_identical_embeddings(tmp_path):
+    store_a, _ = make_store(tmp_path / "a", n=3)
+    store_b, _ = make_store(tmp_path / "b", n=3)
+    make_backbone(tmp_path / "models", "tiny", seed=0)
+    for store, batch in ((store_a, 1), (store_b, 1)):
+        backbone = resolve_extraction_backbone("tiny", models_dir=tmp_path / "models")
+        extract_embeddings(store, backbone, batch_size=batch, workers=0, seed=0)
+    ids_a, a = _embeddings(store_a)
+    ids_b, b = _embeddings(store_b)
+    assert ids_a == ids_b
+    np.testing.assert_array_equal(a, b)
+
+
+_CRASHING_RUN = """
+import sys, time
+from neurofeat.store import Store, EmbeddingWriter
+original = EmbeddingWriter.write_batch
+def slow_write(self, *args, **kwargs):
+    written = original(self, *args, **kwargs)
+    time.sleep(0.4)
+    return written
+EmbeddingWriter.write_batch = slow_write
+from neurofeat.extract.extractor import resolve_extraction_backbone, extract_embeddings
+store = Store.open(sys.argv[1])
+backbone = resolve_extraction_backbone("tiny", models_dir=sys.argv[2])
+extract_embeddings(store, backbone, batch_size=2, workers=0)
+"""
+
+
+@pytest.mark.slow
+def test_resume_after_sigkill_completes_without_duplicates(cohort, tmp_path):
+    store, models = cohort["store"], cohort["models"]
+    script = tmp_path / "crash.py"
+    script.write_text(_CRASHING_RUN)
+    proc = subprocess.Popen([sys.executable, str(script), str(store.root), str(models)])
+    pending = store.staging_dir / "pending"
+    deadline = time.time() + 60
+    while time.time() < deadline and not list(pending.rglob("part-*.parquet")):
+        time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    import pyarrow.parquet as pq
+
+    staged = sum(pq.read_metadata(p).num_rows for p in pending.rglob("part-*.parquet"))
+    assert 2 <= staged < 6, "the run must be killed mid-way"
+    # nothing partial is visible (the same batch size keeps batch composition, hence bits)
+    assert connect(store).execute("SELECT count(*) FROM embeddings").fetchone()[0] == 0
+    assert not list(store.embeddings_dir.rglob("*.parquet"))
+
+    backbone = resolve_extraction_backbone("tiny", models_dir=models)
+    result = extract_embeddings(store, backbone, batch_size=2, workers=0)
+    summary = result.per_perturbation[0]
+    assert summary.n_already_done == staged and summary.n_written == 6 - staged
+    ids, matrix = _embeddings(store)
+    assert ids == cohort["ids"]  # complete, each once
+    count = connect(store).execute("SELECT count(*), count(DISTINCT patient_id) FROM embeddings").fetchone()
+    assert count == (6, 6)
+
+    clean, _ = make_store(tmp_path / "clean", n=6)
+    extract_embeddings(clean, resolve_extraction_backbone("tiny", models_dir=models), batch_size=2, workers=0)
+    np.testing.assert_array_equal(matrix, _embeddings(clean)[1])
+
+
+def test_failures_are_recorded_and_the_rest_goes_on(cohort):
+    store, models = cohort["store"], cohort["models"]
+    from neurofeat.extract.dataset import load_patient_records
+
+    records = {r["patient_id"]: r for r in load_patient_records(store, ("t1", "t1ce", "t2", "flair"))}
+    os.unlink(records["P001"]["t2"])
+    Path(records["P004"]["flair"]).write_bytes(b"this is not a NIfTI file")
+    backbone = resolve_extraction_backbone("tiny", models_dir=models)
+    result = extract_embeddings(store, backbone, batch_size=4, workers=0)
+    assert result.n_written == 4 and result.n_failed == 2
+    failures = connect(store).execute(
+        "SELECT patient_id, backbone, perturbation, stage, reason FROM extract_failures ORDER BY patient_id"
+    ).fetchall()
+    assert [f[0] for f in failures] == ["P001", "P004"]
+    assert {f[1:4] for f in failures} == {("tiny", "none", "extract")}
+    assert "patient P001: sequence 't2' is missing" in failures[0][4]
+    assert "P004_flair.nii.gz" in failures[1][4]
+    ids, _ = _embeddings(store)
+    assert ids == ["P000", "P002", "P003", "P005"]
+
+
+def test_lock_refuses_a_concurrent_extraction(cohort):
+    store, models = cohort["store"], cohort["models"]
+    backbone = resolve_extraction_backbone("tiny", models_dir=models)
+    holder = StoreLock(store.locks_dir / "extract-tiny.lock", "an extraction of backbone 'tiny'").acquire()
+    try:
+        with pytest.raises(StoreLockedError, match=rf"extraction of backbone 'tiny' into .*store is already running \(pid {os.getpid()}"):
+            extract_embeddings(store, backbone, workers=0)
+    finally:
+        holder.release()
+    assert not list(store.embeddings_dir.rglob("*.parquet"))
+    assert extract_embeddings(store, backbone, workers=0).n_written == 6  # free again
+
+
+def test_cache_serves_a_second_backbone_with_identical_results(cohort, tmp_path):
+    store, models = cohort["store"], cohort["models"]
+    make_backbone(models, "tiny2", seed=1)
+    cache = tmp_path / "cache"
+    first = extract_embeddings(store, resolve_extraction_backbone("tiny", models_dir=models), workers=0, cache_dir=cache)
+    assert first.per_perturbation[0].n_cached == 0
+    assert len(list(cache.rglob("*.npy"))) == 6 and not list(cache.rglob("*.tmp"))
+    second = extract_embeddings(store, resolve_extraction_backbone("tiny2", models_dir=models), workers=0, cache_dir=cache)
+    assert second.per_perturbation[0].n_cached == 6
+    # the cached inputs give exactly what decoding gives
+    uncached, _ = make_store(tmp_path / "u", n=6)
+    extract_embeddings(uncached, resolve_extraction_backbone("tiny2", models_dir=models), workers=0)
+    np.testing.assert_array_equal(_embeddings(store, "tiny2")[1], _embeddings(uncached, "tiny2")[1])
+
+
+def test_other_checkpoint_under_same_name_needs_replace(cohort, tmp_path):
+    store, models = cohort["store"], cohort["models"]
+    extract_embeddings(store, resolve_extraction_backbone("tiny", models_dir=models), workers=0)
+    _, before = _embeddings(store)
+    other = tmp_path / "other_models"
+    make_backbone(other, "tiny", seed=5)
+    retrained = resolve_extraction_backbone("tiny", models_dir=other)
+    with pytest.raises(CheckpointMismatchError, match="backbone 'tiny' .* holds embeddings of checkpoint"):
+        extract_embeddings(store, retrained, workers=0)
+    report = dry_run(store, retrained)
+    assert not report.ok and "pass --replace" in report.summary()
+    result = extract_embeddings(store, retrained, workers=0, replace=True)
+    assert result.n_written == 6
+    _, after = _embeddings(store)
+    assert not np.allclose(before, after)
+    shas = connect(store).execute("SELECT DISTINCT checkpoint_sha256 FROM embeddings").fetchall()
+    assert shas == [(retrained.checkpoint_sha256,)]
+
+
+def test_dry_run_reports_problems_and_writes_nothing(cohort):
+    store, models = cohort["store"], cohort["models"]
+    from neurofeat.extract.dataset import load_patient_records
+
+    record = load_patient_records(store, ("t1",), ["P002"])[0]
+    os.unlink(record["t1"])
+    backbone = resolve_extraction_backbone("tiny", models_dir=models)
+    report = dry_run(store, backbone, perturbations=parse_perturbations("none,gibbs:0.2"))
+    assert report.n_patients == 6 and report.todo == {"none": 6, "gibbs-0.2": 6}
+    assert report.input_shape == (4, 32, 32, 32) and report.embedding_dim == 128
+    assert [p[0] for p in report.problems] == ["P002"]
+    assert "sequence 't1': file" in report.problems[0][1]
+    assert not store.embeddings_dir.exists() or not list(store.embeddings_dir.rglob("*.parquet"))
+    assert not (store.staging_dir / "pending").exists()
+
+
+def test_zero_filled_sequence_is_flagged_when_the_card_allows_it(tmp_path):
+    import pyarrow as pa
+
+    from neurofeat.store import Store, read_table
+
+    store, _ = make_store(tmp_path, n=3)
+    scans = read_table(store, "scans")
+    keep = pa.compute.invert(pa.compute.and_(pa.compute.equal(scans["patient_id"], "P001"),
+                                             pa.compute.equal(scans["sequence"], "flair")))
+    # rebuild the scans table without P001's FLAIR
+    for part in (store.root / "scans").glob("*.parquet"):
+        part.unlink()
+    import pyarrow.parquet as pq
+
+    pq.write_table(scans.filter(keep), store.root / "scans" / "part-0.parquet")
+    make_backbone(tmp_path / "models", "strict")
+    make_backbone(tmp_path / "models", "lenient", missing_sequence="zero")
+    strict = extract_embeddings(store, resolve_extraction_backbone("strict", models_dir=tmp_path / "models"), workers=0)
+    assert strict.n_failed == 1 and "sequence 'flair' is missing" in strict.failures[0][2]
+    lenient = extract_embeddings(Store.open(store.root), resolve_extraction_backbone("lenient", models_dir=tmp_path / "models"), workers=0)
+    assert lenient.n_failed == 0 and lenient.per_perturbation[0].n_zero_filled == 1
+    flags = connect(store).execute(
+        "SELECT patient_id, stage, reason FROM extract_failures WHERE backbone = 'lenient'").fetchall()
+    assert flags == [("P001", "zero_filled", "sequence(s) flair missing: zero-filled (the embedding is stored)")]
+    assert _embeddings(store, "lenient")[0] == ["P000", "P001", "P002"]
+
+
+def test_perturbations_go_to_their_own_partitions(cohort):
+    store, models = cohort["store"], cohort["models"]
+    backbone = resolve_extraction_backbone("tiny", models_dir=models)
+    extract_embeddings(store, backbone, workers=0, perturbations=parse_perturbations("none,contrast:1.5"))
+    counts = connect(store).execute(
+        "SELECT perturbation, count(*) FROM embeddings GROUP BY perturbation ORDER BY perturbation").fetchall()
+    assert counts == [("contrast-1.5", 6), ("none", 6)]
+    _, base = _embeddings(store)
+    _, perturbed = _embeddings(store, perturbation="contrast-1.5")
+    assert not np.allclose(base, perturbed)
+
+
+@pytest.mark.slow
+def test_torchrun_two_ranks_shard_and_commit_once(cohort, tmp_path):
+    if shutil.which("torchrun") is None:
+        pytest.skip("torchrun is not on PATH")
+    store, models = cohort["store"], cohort["models"]
+    # 5 patients over 2 ranks: uneven shards must not duplicate anyone
+    extra, _ = make_store(tmp_path / "ref", n=5)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MASTER_PORT": "29517"}
+    cmd = ["torchrun", "--nproc-per-node", "2", "--master-port", "29517", "-m", "neurofeat", "extract",
+           "--backbone", "tiny", "--models-dir", str(models), "--store", str(extra.root), "--device", "cpu",
+           "--workers", "0", "--batch-size", "2", "--no-progress"]
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=180)
+    assert done.returncode == 0, done.stderr[-3000:]
+    con = connect(extra)
+    assert con.execute("SELECT count(*), count(DISTINCT patient_id) FROM embeddings").fetchone() == (5, 5)
+    runs = con.execute("SELECT DISTINCT run_id FROM embeddings").fetchall()
+    assert len(runs) == 1
+    single, _ = make_store(tmp_path / "single", n=5)
+    extract_embeddings(single, resolve_extraction_backbone("tiny", models_dir=models), workers=0, batch_size=2)
+    np.testing.assert_allclose(_embeddings(extra)[1], _embeddings(single)[1], rtol=1e-5, atol=1e-6)
