@@ -151,7 +151,7 @@ class FoldPlan:
         if (pos < 0).any():
             missing = patient_ids[pos < 0]
             raise FoldError(f"{missing.size} patients are not in the fold plan "
-                            f"(first: {missing[0]!r})")
+                            f"(first: {str(missing[0])!r})")
         return FoldPlan(patient_ids, self.fold_ids[:, pos], self.fold_names, self.protocol,
                         self.task, self.seed,
                         None if self.block_ids is None else self.block_ids[pos],
@@ -202,7 +202,7 @@ def _check_ids(patient_ids: np.ndarray, strata: np.ndarray) -> np.ndarray:
                          f"{np.asarray(strata).shape} must be 1-d of the same length")
     uniq, counts = np.unique(patient_ids, return_counts=True)
     if (counts > 1).any():
-        raise ValueError(f"patient id {uniq[counts > 1][0]!r} appears "
+        raise ValueError(f"patient id {str(uniq[counts > 1][0])!r} appears "
                          f"{counts[counts > 1][0]} times; a fold plan needs one row per patient")
     return patient_ids
 
@@ -247,8 +247,13 @@ def stratified_kfold_plan(patient_ids: np.ndarray, strata: np.ndarray, *, n_spli
                         "cross-validate")
     if counts.min() < n_splits:
         rare = levels[np.argmin(counts)]
-        what = (f"{counts.min()} {stratum_name} patients" if rare in (True, 1)
-                else f"{counts.min()} patients in class {rare!r}")
+        rare = rare.item() if hasattr(rare, "item") else rare
+        if set(levels.tolist()) <= {0, 1}:
+            label = stratum_name if rare == 1 else ("negative" if stratum_name == "positive"
+                                                    else f"non-{stratum_name}")
+            what = f"{counts.min()} {label} patients"
+        else:
+            what = f"{counts.min()} patients in class {rare!r}"
         suggest = max(2, int(counts.min()))
         raise FoldError(
             f"task {task!r} has only {what} (of {patient_ids.size}); {n_splits}-fold "
