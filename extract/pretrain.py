@@ -489,6 +489,8 @@ def _check_out_dir(config: PretrainConfig, out: Path, state_dir: Path, overwrite
 def _train(config: PretrainConfig, cohort: PretrainCohort, out: Path, state_dir: Path, device: torch.device,
            preprocess: Any, overwrite: bool, show_progress: bool,
            stop_after_epoch: int | None) -> PretrainResult | None:
+    from rich.markup import escape
+
     from neurofeat import __version__
     from neurofeat.extract.preprocess import build_transforms
 
@@ -616,9 +618,9 @@ def _train(config: PretrainConfig, cohort: PretrainCohort, out: Path, state_dir:
                 n_steps += 1
                 if bar is not None:
                     q_text = " ".join(f"{g}={q:.2f}" for g, q in zip(group_names, outcome.q.tolist()))
-                    bar.update(task, advance=1, description=(
+                    bar.update(task, advance=1, description=escape(
                         f"epoch {epoch + 1}/{config.epochs} loss {outcome.objective_value:.4f}"
-                        + (f" q[{q_text}]" if dro is not None else "")))
+                        + (f" q({q_text})" if dro is not None else "")))
             final_q = (dro.q.detach().cpu().tolist() if dro is not None else [1.0 / n_groups] * n_groups)
             history.append({
                 "epoch": epoch + 1,

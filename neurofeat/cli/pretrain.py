@@ -1,9 +1,239 @@
-"""CLI: placeholder until its issue lands (registers nothing yet)."""
+"""CLI: ``neurofeat pretrain`` (SSL encoder [+ Group-DRO] -> models/<name>) and
+``neurofeat backbones`` (what is available, with their cards)."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
 import typer
+
+from neurofeat.cli.common import StoreOption, console, fail, print_frame
+
+__all__ = ["backbones", "pretrain", "register"]
+
+_METHODS = ("simclr", "moco", "byol", "dino", "mae")
+
+ModelsDirOption = Annotated[
+    Path | None,
+    typer.Option(help="Where backbones live (default: $NEUROFEAT_MODELS or ./models).", show_default=False),
+]
+
+
+def _parse_params(items: list[str] | None) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            fail(f"--param {item!r}: write KEY=VALUE, e.g. --param queue_size=1024")
+        try:
+            params[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            params[key.strip()] = value.strip()
+    return params
+
+
+def _group_columns(items: list[str] | None) -> tuple[str, ...]:
+    columns: list[str] = []
+    for item in items or []:
+        columns.extend(c.strip() for c in item.split(",") if c.strip())
+    return tuple(dict.fromkeys(columns))
+
+
+def pretrain(
+    method: Annotated[str, typer.Option(help=f"SSL method: {', '.join(_METHODS)}.", show_default=False)],
+    dro: Annotated[bool, typer.Option("--dro/--no-dro", help="Group-DRO over --group-by groups (backbone "
+                                                            "<method>_dro).")] = False,
+    group_by: Annotated[
+        list[str] | None,
+        typer.Option(help="Group column(s) of the clinical view / manifest (site, cohort, histology, ...); "
+                          "repeat or comma-separate. Default: site.", show_default=False),
+    ] = None,
+    eta: Annotated[float, typer.Option(min=0.0, help="Group-DRO step size of the group weights q.")] = 0.01,
+    adjustment: Annotated[
+        float, typer.Option("--adjustment", "-C", min=0.0, help="Group-DRO generalisation adjustment C "
+                                                                  "(adds C/sqrt(n_g) to group g's loss).")
+    ] = 0.0,
+    store: StoreOption = None,
+    manifest: Annotated[
+        Path | None,
+        typer.Option(exists=True, dir_okay=False, help="Train on a manifest.csv (patient_id, site, t1, t1ce, t2, "
+                                                       "flair) instead of the store.", show_default=False),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Backbone directory (default: <models-dir>/<method>[_dro]).", show_default=False),
+    ] = None,
+    models_dir: ModelsDirOption = None,
+    arch: Annotated[str, typer.Option(help="resnet10, resnet18, resnet34 or resnet50.")] = "resnet50",
+    widen_factor: Annotated[float, typer.Option(min=0.01, help="Width multiplier of the ResNet.")] = 1.0,
+    input_size: Annotated[int, typer.Option(min=8, help="Cubic input edge in voxels.")] = 128,
+    spacing: Annotated[float, typer.Option(min=0.01, help="Isotropic voxel spacing in mm.")] = 1.0,
+    epochs: Annotated[int, typer.Option(min=1, help="Epochs (NeuroRAD-FM: 100).")] = 100,
+    batch_size: Annotated[int, typer.Option(min=2, help="Volumes per step and rank.")] = 8,
+    lr: Annotated[float, typer.Option(min=0.0, help="AdamW learning rate (NeuroRAD-FM: 1e-5).")] = 1e-5,
+    weight_decay: Annotated[float, typer.Option(min=0.0, help="AdamW weight decay.")] = 0.05,
+    schedule: Annotated[str, typer.Option(help="Learning-rate schedule: constant or cosine.")] = "constant",
+    warmup_epochs: Annotated[int, typer.Option(min=0, help="Linear warm-up epochs.")] = 0,
+    param: Annotated[
+        list[str] | None,
+        typer.Option(help="Method hyper-parameter KEY=VALUE (e.g. temperature=0.2, queue_size=1024, n_local=6, "
+                          "mask_ratio=0.75); repeatable.", show_default=False),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of weights, data order, augmentations and masks.")] = 0,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N (torchrun: cuda:LOCAL_RANK).")] = "auto",
+    precision: Annotated[str, typer.Option(help="auto (bf16 on GPU, fp32 on CPU), fp32, bf16 or fp16.")] = "auto",
+    workers: Annotated[int, typer.Option(min=0, help="DataLoader worker processes.")] = 0,
+    keep_state: Annotated[bool, typer.Option("--keep-state", help="Keep the resumable state after the last "
+                                                                  "epoch (to train more epochs later).")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing backbone or an unfinished "
+                                                                "run of another configuration.")] = False,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show the progress bar.")] = True,
+) -> None:
+    """Pretrain a 3D encoder with SimCLR, MoCo, BYOL, DINO or MAE, optionally with Group-DRO.
+
+    Trains on the patients registered in the store (or a manifest) and writes
+    <models-dir>/<method>[_dro]/ with model.safetensors, card.json and loss_curve.png.
+    An interrupted run resumes from its last finished epoch when started again.
+    Under `torchrun --nproc-per-node N -m neurofeat pretrain ...` it trains with DDP.
+
+    Example: neurofeat pretrain --method dino --dro --group-by site --store S --arch resnet10
+    --widen-factor 0.25 --input-size 32 --spacing 4 --epochs 5 --batch-size 4 --lr 1e-3
+    """
+    from neurofeat.cli.common import user_errors
+
+    method = method.lower()
+    if method not in _METHODS:
+        fail(f"--method {method!r} is not one of {', '.join(_METHODS)}")
+    with user_errors():
+        from neurofeat.extract.checkpoint import default_models_dir
+        from neurofeat.extract.distributed import rank
+        from neurofeat.extract.encoders import EncoderConfig
+        from neurofeat.extract.preprocess import PreprocessConfig
+        from neurofeat.extract.pretrain import PretrainConfig, PretrainError, backbone_name
+        from neurofeat.extract.pretrain import pretrain as run_pretrain
+        from neurofeat.extract.pretrain_data import cohort_from_manifest, cohort_from_store
+
+    columns = _group_columns(group_by) or ("site",)
+    with user_errors(PretrainError, RuntimeError):
+        encoder = EncoderConfig(arch=arch, widen_factor=widen_factor, input_size=input_size,
+                                spacing=(spacing, spacing, spacing))
+        config = PretrainConfig(
+            method=method, dro=dro, group_by=columns, eta=eta, adjustment=adjustment, encoder=encoder,
+            preprocess=PreprocessConfig(input_size=input_size, spacing=spacing), method_params=_parse_params(param),
+            epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, schedule=schedule,
+            warmup_epochs=warmup_epochs, seed=seed, device=device, precision=precision, num_workers=workers,
+            keep_state=keep_state,
+        )
+        store_obj = None
+        if manifest is not None:
+            cohort = cohort_from_manifest(manifest, columns)
+        else:
+            from neurofeat.store import Store
+
+            store_obj = Store.open(store)
+            cohort = cohort_from_store(store_obj, columns)
+        target = out if out is not None else (models_dir or default_models_dir()) / backbone_name(method, dro)
+        if rank() == 0:
+            console().print(
+                f"pretraining [bold]{target.name}[/]: {method}{' + Group-DRO' if dro else ''} on "
+                f"{len(cohort)} patients from {cohort.source}; groups by {'+'.join(columns)}: "
+                + ", ".join(f"{g} ({n})" for g, n in cohort.groups_summary().items())
+            )
+        result = run_pretrain(config, cohort, target, overwrite=overwrite, progress=progress)
+    if result is None:  # not rank 0
+        return
+    _print_result(result)
+    if store_obj is not None:
+        with user_errors():
+            from neurofeat.store import write_run
+
+            frame = result.to_frame()
+            frame.insert(0, "backbone", result.name)
+            for column in ("checkpoint_sha256", "preprocess_sha256", "seed"):
+                frame[column] = result.card[column]
+            run = write_run(store_obj, "pretrain", {"pretrain_history": frame},
+                            params={k: result.card[k] for k in ("name", "method", "dro", "eta", "C", "group_by",
+                                                                "arch", "widen_factor", "input_size", "epochs",
+                                                                "checkpoint_sha256", "preprocess_sha256",
+                                                                "manifest_sha256", "seed")})
+        console().print(f"loss history stored as run {run.run_id} (view run_pretrain_history)")
+
+
+def _print_result(result: Any) -> None:
+    import pandas as pd
+
+    card = result.card
+    last = result.history[-1]
+    rows = [{"group": g, "n_patients": info["n"], "final_loss": last["group_loss"].get(g), "q": info["q"]}
+            for g, info in card["groups"].items()]
+    print_frame(pd.DataFrame(rows), title=f"{result.name}: epoch {last['epoch']} loss {last['loss']:.4f}")
+    console().print(result.summary())
+
+
+def backbones(
+    name: Annotated[str | None, typer.Argument(help="Show this backbone's full card.", show_default=False)] = None,
+    models_dir: ModelsDirOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """List the backbones available to `neurofeat extract`, with their cards.
+
+    Example: neurofeat backbones --models-dir models   (or: neurofeat backbones dino_dro)
+    """
+    import pandas as pd
+
+    from neurofeat.extract.checkpoint import (
+        BackboneNotFoundError,
+        CARD_FILE,
+        default_models_dir,
+        list_backbones,
+        missing_card_keys,
+        resolve_backbone,
+    )
+
+    root = models_dir or default_models_dir()
+    if name is not None:
+        try:
+            path = resolve_backbone(name, root)
+        except BackboneNotFoundError as error:
+            fail(str(error))
+        card = json.loads((path / CARD_FILE).read_text())
+        if as_json:
+            typer.echo(json.dumps(card, indent=2))
+            return
+        short = {k: v for k, v in card.items() if k not in ("loss_history", "augment", "preprocessing")}
+        frame = pd.DataFrame({"field": list(short), "value": [json.dumps(v) if isinstance(v, (dict, list)) else v
+                                                              for v in short.values()]})
+        print_frame(frame, title=f"backbone {name} ({path})")
+        missing = missing_card_keys(card)
+        if missing:
+            console().print(f"[yellow]card lacks {missing} (not written by `neurofeat pretrain`?)[/]")
+        return
+    infos = list_backbones(root)
+    if as_json:
+        typer.echo(json.dumps([info.to_dict() | {"card": info.card} for info in infos], indent=2, default=str))
+        return
+    if not infos:
+        console().print(f"no backbones in {root}; train one with `neurofeat pretrain --method dino --dro`.")
+        return
+    rows = []
+    for info in infos:
+        row = info.to_dict()
+        groups = info.card.get("groups") or {}
+        row["groups: n, q"] = " ".join(f"{g}:{v.get('n')},{v.get('q', float('nan')):.2f}"
+                                       for g, v in groups.items())
+        row["encoder"] = f"{row['arch']}x{row['widen_factor']:g}@{row['input_size']}" if row["arch"] else ""
+        row["dim"] = row["embedding_dim"]
+        row["n"] = info.card.get("n_patients")
+        row["sha256"] = str(row["checkpoint_sha256"] or "")[:12]
+        rows.append(row)
+    frame = pd.DataFrame(rows)[["name", "method", "dro", "encoder", "dim", "epochs", "n", "groups: n, q",
+                                "sha256"]]
+    print_frame(frame, title=f"backbones in {root}")
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to *app*."""
+    """Add ``pretrain`` and ``backbones`` to *app*."""
+    app.command("pretrain")(pretrain)
+    app.command("backbones")(backbones)
