@@ -19,7 +19,6 @@ plots           KM figures (censoring ticks, numbers at risk, log-rank p)
 
 from neurofeat.analysis.survival.concordance import (
     ConcordancePairs,
-    ConcordanceResult,
     bootstrap_concordance,
     concordance_pairs,
     default_tau,
@@ -56,7 +55,6 @@ __all__ = [
     "BrierResult",
     "COX_MODELS",
     "ConcordancePairs",
-    "ConcordanceResult",
     "CoxnetRisk",
     "KaplanMeierResult",
     "LogRankResult",

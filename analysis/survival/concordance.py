@@ -23,12 +23,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 
 from neurofeat.analysis.survival.validation import SurvivalDataError, check_survival_data
 
 __all__ = [
-    "ConcordanceResult",
     "ConcordancePairs",
     "harrell_c",
     "uno_c",
@@ -266,46 +264,3 @@ def bootstrap_concordance(pairs: ConcordancePairs, risk: np.ndarray, indices: np
     uno = concordance_replicates(pairs.comparable, pairs.uno_weight, risk, indices,
                                  chunk_size=chunk_size)
     return harrell.mean(axis=1), uno.mean(axis=1)
-
-
-@dataclass(frozen=True)
-class ConcordanceResult:
-    """A concordance index with its bootstrap interval.
-
-    Attributes
-    ----------
-    metric : str
-        ``'harrell_c'`` or ``'uno_c'``.
-    estimate, ci_low, ci_high : float
-    ci_level : float
-    ci_method : str
-    n_boot : int
-    n : int
-        Patients.
-    n_events : int
-    tau : float or None
-        Truncation time (Uno's C only).
-    """
-
-    metric: str
-    estimate: float
-    ci_low: float
-    ci_high: float
-    ci_level: float
-    ci_method: str
-    n_boot: int
-    n: int
-    n_events: int
-    tau: float | None = None
-
-    def summary(self) -> str:
-        """``harrell_c = 0.655 (95% CI 0.61-0.70, percentile, 1000 resamples), n=300``."""
-        level = int(round(self.ci_level * 100))
-        tau = f", tau={self.tau:g}" if self.tau is not None else ""
-        return (f"{self.metric} = {self.estimate:.3f} ({level}% CI {self.ci_low:.3f}-"
-                f"{self.ci_high:.3f}, {self.ci_method}, {self.n_boot} resamples), "
-                f"n={self.n}, events={self.n_events}{tau}")
-
-    def to_frame(self) -> pd.DataFrame:
-        """One row with every field."""
-        return pd.DataFrame([self.__dict__])

@@ -7,6 +7,12 @@
 - :class:`PCACoxRisk`: standardise -> PCA (k components) -> Cox proportional hazards
   (:class:`sksurv.linear_model.CoxPHSurvivalAnalysis`, Efron ties, small ridge).
 
+Defaults, where the issue was silent: Coxnet uses l1_ratio 0.5 and a 30-point path
+down to 5 % of the largest penalty (embeddings carry weak, diffuse survival signal;
+the path's small-penalty end costs most of the fitting time and is rarely chosen),
+3 inner folds. PCA+Cox keeps 10 components (about one per 10-20 events in typical
+GBM cohorts of 150-300 patients).
+
 Both expose ``predict(X)`` (the linear predictor: higher = higher risk) and
 ``predict_survival(X, times)`` (Breslow baseline from the training data).
 ``y`` is scikit-survival's structured array (``sksurv.util.Surv.from_arrays``).

@@ -7,7 +7,6 @@ predictions and Kaplan–Meier figures to the store with ``write_run``.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -226,12 +225,17 @@ def register(app: typer.Typer) -> None:
                       "preprocess_sha256": data.preprocess_sha256,
                       "n_patients": data.n, "n_events": int(event.sum()),
                       "n_missing_embedding": data.n_missing_embedding}
+        provenance = {"backbone": backbone, "task": data.task.name, "model": model,
+                      "seed": seed, "checkpoint_sha256": data.checkpoint_sha256,
+                      "preprocess_sha256": data.preprocess_sha256}
         km_frame = pd.concat([c.to_frame().assign(site=name) for name, curves in ev.km.items()
                               for c in curves], ignore_index=True)
         with user_errors():
             run = write_run(store, "survival",
-                            {"metrics": metrics, "predictions": cv.to_frame(),
-                             "folds": cv.splits, "km": km_frame, **extra_tables},
+                            {"metrics": metrics,
+                             "predictions": cv.to_frame().assign(**provenance),
+                             "folds": cv.splits.assign(**provenance),
+                             "km": km_frame.assign(**provenance), **extra_tables},
                             params=run_params, figures=figures)
         if as_json:
             payload = {"run_id": run.run_id, "path": str(run.path), "params": run_params,
