@@ -166,7 +166,8 @@ class LinearProbe(ClassifierMixin, BaseEstimator):
         Grid of inverse regularisation strengths (a single value skips the inner CV).
     inner_folds : int
         Folds of the stratified inner CV that picks C (shuffled with ``random_state``).
-    class_weight : {'balanced', None}
+    class_weight : {'balanced', None} or dict
+        'balanced': ``n / (2 n_class)``; a dict maps class label -> weight.
     tol : float
         Newton stopping tolerance on the decrement, relative to the objective.
     max_iter : int
@@ -209,18 +210,20 @@ class LinearProbe(ClassifierMixin, BaseEstimator):
         check_classification_targets(y)
         self.classes_, y_codes = np.unique(y, return_inverse=True)
         if self.classes_.size != 2:
-            raise ValueError(f"LinearProbe is a binary classifier; y has "
+            raise ValueError(f"Only binary classification is supported. LinearProbe got "
                              f"{self.classes_.size} class(es): {self.classes_.tolist()[:5]}")
-        if self.class_weight not in ("balanced", None):
-            raise ValueError(f"class_weight must be 'balanced' or None, got "
-                             f"{self.class_weight!r}")
+        if not (self.class_weight in ("balanced", None) or isinstance(self.class_weight, dict)):
+            raise ValueError(f"class_weight must be 'balanced', None or a dict label -> weight, "
+                             f"got {self.class_weight!r}")
         Cs = np.sort(np.atleast_1d(np.asarray(self.Cs, dtype=float)))
         if Cs.size == 0 or (Cs <= 0).any():
             raise ValueError(f"Cs must be positive, got {self.Cs!r}")
         t = y_codes.astype(np.float64)
         n = X.shape[0]
         counts = np.bincount(y_codes, minlength=2)
-        if self.class_weight == "balanced":
+        if isinstance(self.class_weight, dict):
+            sw = np.array([float(self.class_weight.get(c, 1.0)) for c in self.classes_])[y_codes]
+        elif self.class_weight == "balanced":
             sw = (n / (2.0 * counts))[y_codes]
         else:
             sw = np.ones(n)
@@ -291,7 +294,8 @@ class LinearProbe(ClassifierMixin, BaseEstimator):
 
     def predict(self, X) -> np.ndarray:
         """Predicted class (probability of ``classes_[1]`` >= 0.5)."""
-        return self.classes_[(self.decision_function(X) >= 0).astype(int)]
+        decision = self.decision_function(X)
+        return self.classes_[(decision >= 0).astype(int)]
 
 
 class RidgeProbe(RegressorMixin, BaseEstimator):
@@ -364,7 +368,7 @@ class KNNProbe(ClassifierMixin, BaseEstimator):
         check_classification_targets(y)
         self.classes_, codes = np.unique(y, return_inverse=True)
         if self.classes_.size != 2:
-            raise ValueError(f"KNNProbe is a binary classifier; y has "
+            raise ValueError(f"Only binary classification is supported. KNNProbe got "
                              f"{self.classes_.size} class(es): {self.classes_.tolist()[:5]}")
         if int(self.n_neighbors) < 1:
             raise ValueError(f"n_neighbors must be >= 1, got {self.n_neighbors}")
@@ -394,4 +398,5 @@ class KNNProbe(ClassifierMixin, BaseEstimator):
 
     def predict(self, X) -> np.ndarray:
         """Predicted class (balanced probability >= 0.5)."""
-        return self.classes_[(self.predict_proba(X)[:, 1] >= 0.5).astype(int)]
+        proba = self.predict_proba(X)[:, 1]
+        return self.classes_[(proba >= 0.5).astype(int)]
