@@ -34,6 +34,7 @@ __all__ = [
     "grid_affine",
     "grid_coordinates_mm",
     "load_mni152_tissues",
+    "prime_template_cache",
     "warp_tissues",
 ]
 
@@ -65,7 +66,9 @@ class TissueTemplate:
     source: str
 
 
-@functools.lru_cache(maxsize=4)
+_TEMPLATES: dict[float, TissueTemplate] = {}
+
+
 def load_mni152_tissues(spacing: float = 2.0) -> TissueTemplate:
     """Load the MNI152 2009a tissue maps shipped with nilearn, resampled to *spacing*.
 
@@ -78,14 +81,28 @@ def load_mni152_tissues(spacing: float = 2.0) -> TissueTemplate:
     Returns
     -------
     TissueTemplate
-        Cached per spacing (the arrays are read-only).
+        Cached per spacing in this process (the arrays are read-only).
 
     Examples
     --------
     >>> tissues = load_mni152_tissues(2.0)
-    >>> round(float((tissues.gm + tissues.wm).sum()) * 8 / 1000)  # litres of brain
-    1
+    >>> tissues.gm.shape
+    (103, 121, 99)
     """
+    spacing = float(spacing)
+    if spacing <= 0:
+        raise ValueError(f"spacing is {spacing} mm; use a positive voxel size such as 2.0.")
+    if spacing not in _TEMPLATES:
+        _TEMPLATES[spacing] = _build_tissues(spacing)
+    return _TEMPLATES[spacing]
+
+
+def prime_template_cache(template: TissueTemplate) -> None:
+    """Put an already built template into this process's cache (worker initialiser)."""
+    _TEMPLATES[float(template.spacing)] = template
+
+
+def _build_tissues(spacing: float) -> TissueTemplate:
     from nilearn import datasets
 
     t1_img = datasets.load_mni152_template(resolution=1)
@@ -102,9 +119,6 @@ def load_mni152_tissues(spacing: float = 2.0) -> TissueTemplate:
     gm, wm = gm / scale, wm / scale
     csf = np.clip(mask - gm - wm, 0.0, 1.0)
 
-    spacing = float(spacing)
-    if spacing <= 0:
-        raise ValueError(f"spacing is {spacing} mm; use a positive voxel size such as 2.0.")
     src_spacing = float(abs(src_affine[0, 0]))
     sigma = 0.0
     if spacing > src_spacing:

@@ -34,7 +34,14 @@ import numpy as np
 import pandas as pd
 
 from neurofeat.synth.acquisition import SiteProtocol, acquire, protocols_frame, site_protocols
-from neurofeat.synth.anatomy import AnatomyWarp, grid_affine, grid_coordinates_mm, load_mni152_tissues, warp_tissues
+from neurofeat.synth.anatomy import (
+    AnatomyWarp,
+    grid_affine,
+    grid_coordinates_mm,
+    load_mni152_tissues,
+    prime_template_cache,
+    warp_tissues,
+)
 from neurofeat.synth.labels import MARKERS, GenerativeModel, simulate_labels, site_names
 from neurofeat.synth.survival import WeibullSurvivalModel, simulate_survival
 from neurofeat.synth.tumour import SEQUENCES, compose_contrasts, tumour_compartments, tumour_spec
@@ -472,8 +479,13 @@ def generate_cohort(
             if progress is not None:
                 progress(job.index + 1, len(jobs))
     else:
-        load_mni152_tissues(spacing)  # loaded once in the parent; forked workers share it
-        with ProcessPoolExecutor(max_workers=n_workers, mp_context=_mp_context()) as pool:
+        template = load_mni152_tissues(spacing)  # built once here, handed to the workers
+        with ProcessPoolExecutor(
+            max_workers=n_workers,
+            mp_context=_mp_context(),
+            initializer=prime_template_cache,
+            initargs=(template,),
+        ) as pool:
             futures = {pool.submit(_render_and_write, job): job.index for job in jobs}
             for done, future in enumerate(as_completed(futures), start=1):
                 results[futures[future]] = future.result()

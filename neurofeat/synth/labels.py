@@ -68,9 +68,9 @@ multiplies every effect of one marker, so tests can dial the signal up and down.
   ==================  ======================================================
   trait               effects (d)
   ==================  ======================================================
-  enhancement_z       +1.3 IDH-wild-type, +0.6 grade 4, +0.25 EGFR
-  necrosis_z          +1.0 IDH-wild-type, +0.8 grade 4, +0.35 CDKN2A
-  mismatch_z          +1.6 IDH-mutant non-codeleted (T2-FLAIR mismatch sign)
+  enhancement_z       +1.0 IDH-wild-type, +0.6 grade 4, +0.25 EGFR
+  necrosis_z          +0.8 IDH-wild-type, +0.8 grade 4, +0.35 CDKN2A
+  mismatch_z          +1.4 IDH-mutant non-codeleted (T2-FLAIR mismatch sign)
   volume_z            +0.3 EGFR, +0.3 CDKN2A, +0.2 grade 4, -0.2 MGMT
   oedema_z            +0.8 IDH-wild-type, +0.4 EGFR, -0.25 MGMT
   irregularity_z      +0.5 IDH-wild-type, +0.4 codeletion, +0.3 CDKN2A
@@ -201,9 +201,9 @@ class GenerativeModel:
     trait_effects: Mapping[str, Mapping[str, float]] = field(
         default_factory=lambda: _frozen(
             {
-                "enhancement_z": _frozen({"idh_wt": 1.3, "grade4": 0.6, "egfr": 0.25}),
-                "necrosis_z": _frozen({"idh_wt": 1.0, "grade4": 0.8, "cdkn2a": 0.35}),
-                "mismatch_z": _frozen({"astro": 1.6}),
+                "enhancement_z": _frozen({"idh_wt": 1.0, "grade4": 0.6, "egfr": 0.25}),
+                "necrosis_z": _frozen({"idh_wt": 0.8, "grade4": 0.8, "cdkn2a": 0.35}),
+                "mismatch_z": _frozen({"astro": 1.4}),
                 "volume_z": _frozen({"egfr": 0.3, "cdkn2a": 0.3, "grade4": 0.2, "mgmt": -0.2}),
                 "oedema_z": _frozen({"idh_wt": 0.8, "egfr": 0.4, "mgmt": -0.25}),
                 "irregularity_z": _frozen({"idh_wt": 0.5, "codel": 0.4, "cdkn2a": 0.3}),

@@ -52,7 +52,7 @@ INTENSITIES: Mapping[str, Mapping[str, float]] = MappingProxyType(
     {
         #          csf     gm     wm    necrosis solid  oedema  enhancement boost (T1ce)
         "t1": MappingProxyType({"csf": 350.0, "gm": 620.0, "wm": 900.0, "necrosis": 250.0, "solid": 540.0, "oedema": 600.0, "boost": 0.0}),
-        "t1ce": MappingProxyType({"csf": 320.0, "gm": 650.0, "wm": 880.0, "necrosis": 240.0, "solid": 540.0, "oedema": 590.0, "boost": 950.0}),
+        "t1ce": MappingProxyType({"csf": 320.0, "gm": 650.0, "wm": 880.0, "necrosis": 240.0, "solid": 540.0, "oedema": 590.0, "boost": 1250.0}),
         "t2": MappingProxyType({"csf": 1500.0, "gm": 850.0, "wm": 600.0, "necrosis": 1400.0, "solid": 1000.0, "oedema": 1150.0, "boost": 0.0}),
         "flair": MappingProxyType({"csf": 200.0, "gm": 760.0, "wm": 560.0, "necrosis": 650.0, "solid": 980.0, "oedema": 1200.0, "boost": 0.0}),
     }
