@@ -322,7 +322,7 @@ class ProbeResult:
         return {"backbone": self.backbone, "task": self.task, "kind": self.kind,
                 "protocol": self.protocol, "params": self.params,
                 "metrics": records(self.to_frame()), "folds": records(self.folds),
-                "fitted": records(self.fitted)}
+                "fitted": records(self.fitted), "predictions": records(self.predictions)}
 
 
 def json_records(df: pd.DataFrame) -> list[dict]:

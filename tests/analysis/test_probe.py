@@ -121,3 +121,15 @@ def test_metrics_against_sklearn_and_scipy():
 @parametrize_with_checks([LinearProbe(Cs=(0.01, 1.0)), RidgeProbe(), KNNProbe(n_neighbors=3)])
 def test_sklearn_estimator_checks(estimator, check):
     check(estimator)
+
+
+def test_analysis_never_imports_torch_or_extract():
+    import subprocess
+    import sys
+
+    code = ("import sys, neurofeat.analysis, neurofeat.analysis.protocols, "
+            "neurofeat.analysis.compare, neurofeat.cli.probe_runner; "
+            "print('torch' in sys.modules, 'neurofeat.extract' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out == ["False", "False"]
