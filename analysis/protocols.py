@@ -229,7 +229,7 @@ def evaluate_probe(oof: OutOfFold, labels: np.ndarray, sites: np.ndarray, *,
             target = targets.get(scorer.name, labels)
             base = {"probe": probe, "site": site, "metric": scorer.name, "n": int(members.size),
                     "n_pos": n_pos, "fraction": oof.fraction}
-            if one_class and scorer.name in ("auc", "ba"):
+            if one_class and scorer.name in ("auc", "ba", "sensitivity", "specificity"):
                 rows.append({**base, "estimate": np.nan, "ci_low": np.nan, "ci_high": np.nan,
                              "ci_method": "percentile"})
                 continue
