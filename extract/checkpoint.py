@@ -240,7 +240,9 @@ def save_checkpoint(
         name: tensor.detach().to("cpu").contiguous()
         for name, tensor in encoder.state_dict().items()
     }
-    blob = st_save(tensors, metadata={"format": CHECKPOINT_FORMAT, "arch": config.arch})
+    # no safetensors metadata: its header order is not stable across processes, and the
+    # file's sha256 must depend on the weights alone (the card holds the metadata)
+    blob = st_save(tensors)
     _atomic_write_bytes(out / WEIGHTS_FILE, blob)
     sha256 = hashlib.sha256(blob).hexdigest()
 

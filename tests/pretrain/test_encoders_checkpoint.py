@@ -134,3 +134,10 @@ def test_resolve_and_list_backbones(tmp_path):
     with pytest.raises(BackboneNotFoundError, match=r"no backbone 'dino_drp'.*Did you mean 'dino_dro'"):
         resolve_backbone("dino_drp", tmp_path)
     assert list_backbones(tmp_path / "missing") == []
+
+
+def test_same_weights_give_the_same_checkpoint_sha256(tmp_path):
+    encoder = build_encoder(TINY)
+    first = save_checkpoint(tmp_path / "a", encoder, {"method": "mae"})
+    second = save_checkpoint(tmp_path / "b", encoder, {"method": "mae", "note": "other card"})
+    assert file_sha256(first / "model.safetensors") == file_sha256(second / "model.safetensors")
