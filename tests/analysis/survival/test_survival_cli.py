@@ -40,6 +40,9 @@ def store_dir(tmp_path_factory):
     })
     append_embeddings(store, "dino_dro", ids, X, checkpoint_sha256="a" * 64,
                       preprocess_sha256="b" * 64)
+    noisy = X + rng.standard_normal(X.shape).astype(np.float32)
+    append_embeddings(store, "dino", ids, noisy, checkpoint_sha256="c" * 64,
+                      preprocess_sha256="b" * 64)
     return str(root)
 
 
@@ -97,3 +100,27 @@ def test_unknown_backbone(store_dir):
     result = runner.invoke(app, ["survival", "--store", store_dir, "--backbone", "dino_dr"])
     assert result.exit_code == 1
     assert "Did you mean 'dino_dro'" in result.output
+
+
+@pytest.mark.slow
+def test_stats_compare_survival_branch(store_dir):
+    """`stats compare` on a survival task goes through analysis.survival.compare."""
+    from neurofeat.analysis.survival import harrell_c
+
+    result = runner.invoke(app, ["stats", "compare", "dino_dro", "dino", "--task", "os",
+                                 "--store", store_dir, "--bootstrap", "50", "--repeats", "1",
+                                 "--folds", "3", "--json"])
+    assert result.exit_code == 0, result.output
+    tests = json.loads(result.output)["tests"]
+    metrics = {t["metric"] for t in tests}
+    assert metrics == {"harrell_c", "uno_c"}
+    assert {t["site"] for t in tests} == {"all", "UCSF", "UPenn", "CUIMC"}
+    row = next(t for t in tests if t["metric"] == "harrell_c" and t["site"] == "all")
+    assert row["ci_low_a"] <= row["estimate_a"] <= row["ci_high_a"]
+    assert row["diff"] == pytest.approx(row["estimate_a"] - row["estimate_b"])
+    assert 0.0 <= row["p_holm"] <= 1.0 and row["p_holm"] >= row["p_value"] - 1e-12
+    # the survival command on the same backbone, folds and seed gives the same pooled C
+    single = json.loads(_run(store_dir, "--json", "--model", "coxnet").output)
+    pooled = next(m for m in single["metrics"]
+                  if m["site"] == "all" and m["metric"] == "harrell_c")
+    assert pooled["estimate"] == pytest.approx(row["estimate_a"], abs=1e-9)  # JSON: 10 digits
