@@ -180,7 +180,9 @@ def compare_survival_scores(
     if by_site and np.unique(sites).size > 1:
         for site in np.unique(sites):
             rows = np.flatnonzero(sites == site)
-            if rows.size >= min_site_patients and event[rows].any():
+            # a site needs events before its own truncation time to have a Uno C
+            if rows.size >= min_site_patients and \
+                    (event[rows] & (time[rows] < default_tau(time[rows]))).any():
                 subsets.append((str(site), rows))
     results, taus, frames = {}, {}, []
     with threadpool_limits(limits=1, user_api="blas"):

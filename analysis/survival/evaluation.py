@@ -236,8 +236,13 @@ def _evaluate(cv, *, tau, n_boot, seed, ci_level, horizons, horizon_names, by_si
         time, event = cv.time[rows], cv.event[rows]
         risk = cv.risk[:, rows]
         n, n_ev = rows.size, int(event.sum())
-        sc = subset_concordance(time, event, risk, site=site, rows=rows, tau=pooled_tau,
-                                n_boot=n_boot, seed=seed, jackknife=n <= bca_max_n)
+        try:
+            sc = subset_concordance(time, event, risk, site=site, rows=rows, tau=pooled_tau,
+                                    n_boot=n_boot, seed=seed, jackknife=n <= bca_max_n)
+        except SurvivalDataError:
+            if site == "all":
+                raise
+            continue  # e.g. a small site without an event before tau: skipped
         conc[site] = sc
         rows_out.append(_row(site, "harrell_c", sc.harrell, n, n_ev, ci=bootstrap_ci(
             sc.harrell, sc.harrell_boot, sc.harrell_jack, alpha), ci_method=ci_method))

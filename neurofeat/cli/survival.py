@@ -239,8 +239,10 @@ def register(app: typer.Typer) -> None:
                             params=run_params, figures=figures)
         if as_json:
             payload = {"run_id": run.run_id, "path": str(run.path), "params": run_params,
-                       "metrics": json.loads(metrics.to_json(orient="records", double_precision=15)),
-                       "folds": json.loads(cv.splits.to_json(orient="records", double_precision=15))}
+                       "metrics": json.loads(metrics.to_json(orient="records",
+                                                             double_precision=15)),
+                       "folds": json.loads(cv.splits.to_json(orient="records",
+                                                             double_precision=15))}
             typer.echo(json.dumps(payload, indent=2, default=str))
             return
         _print_results(metrics, cv, backbone, data, model, ev.tau)

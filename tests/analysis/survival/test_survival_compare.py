@@ -18,7 +18,8 @@ from neurofeat.analysis.survival.compare import (
 def comparison(cohort):
     X, time, event, ids, sites = cohort
     rng = np.random.default_rng(7)
-    emb = {"dino": X + rng.standard_normal(X.shape), "dino_dro": X + 0.3 * rng.standard_normal(X.shape)}
+    emb = {"dino": X + rng.standard_normal(X.shape),
+           "dino_dro": X + 0.3 * rng.standard_normal(X.shape)}
     return compare_survival_backbones(emb, time, event, patient_ids=ids, sites=sites,
                                       pairs=[("dino_dro", "dino")], model="pca-cox",
                                       model_params={"n_components": 3}, n_splits=3,
