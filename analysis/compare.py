@@ -131,12 +131,10 @@ def pair_backbones(a: str, b: str, known: Sequence[str]) -> list[tuple[str, str]
         if not pairs:
             raise ValueError(f"families '{a}' and '{b}' share no method to pair on")
         return pairs
-    return [(x, y) for x in side_a for y in side_b if x != y] or \
-        _raise(f"nothing to compare: '{a}' and '{b}' are the same backbone")
-
-
-def _raise(message: str):
-    raise ValueError(message)
+    pairs = [(x, y) for x in side_a for y in side_b if x != y]
+    if not pairs:
+        raise ValueError(f"nothing to compare: '{a}' and '{b}' are the same backbone")
+    return pairs
 
 
 @dataclass(frozen=True, eq=False)
