@@ -111,7 +111,7 @@ def _print_probe(result) -> None:
         by = {r.ci_method: r for r in group.itertuples()}
         pct = by.get("percentile")
         row = {"probe": probe_name, "metric": metric, "estimate": pct.estimate,
-               "95% CI (percentile)": f"{pct.ci_low:.3f}-{pct.ci_high:.3f}"}
+               "95% CI": f"{pct.ci_low:.3f}-{pct.ci_high:.3f}"}
         if "bca" in by:
             row["BCa"] = f"{by['bca'].ci_low:.3f}-{by['bca'].ci_high:.3f}"
         if "delong" in by:
@@ -119,7 +119,8 @@ def _print_probe(result) -> None:
         row.update({"n": pct.n, "pos": pct.n_pos})
         rows.append(row)
     print_frame(pd.DataFrame(rows).fillna(""),
-                title=f"{result.backbone} on {result.task} ({result.protocol}), pooled")
+                title=f"{result.backbone} on {result.task} ({result.protocol}), pooled; "
+                      "95% CI = stratified-bootstrap percentile")
     main = "ridge" if result.kind == "continuous" else "linear"
     sites = full[(full["site"] != "all") & (full["probe"] == main)
                  & (full["ci_method"] == "percentile") & full["metric"].isin(["auc", "ba"])]
