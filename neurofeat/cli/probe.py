@@ -63,6 +63,8 @@ def probe(
     knn: Annotated[bool, typer.Option("--knn/--no-knn", help="Also run the kNN probe.")] = True,
     neighbors: Annotated[int, typer.Option(help="k of the kNN probe.", min=1)] = 15,
     perturbation: Annotated[str, typer.Option(help="Embeddings of this perturbation.")] = "none",
+    site: Annotated[str | None, typer.Option(
+        help="Only patients of these sites (comma-separated), e.g. CUIMC.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the full result as JSON.")] = False,
     store: StoreOption = None,
 ) -> None:
@@ -87,7 +89,8 @@ def probe(
                                       n_repeats=repeats, n_splits=folds, n_boot=bootstrap,
                                       seed=seed, fractions=_parse_fractions(fractions),
                                       knn=knn, knn_neighbors=neighbors,
-                                      perturbation=perturbation, on_split=advance,
+                                      perturbation=perturbation, site=site,
+                                      on_split=advance,
                                       on_start=start)
     if as_json:
         payload = result.to_dict()

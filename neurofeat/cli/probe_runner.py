@@ -93,6 +93,23 @@ def load_aligned(store: Any, backbones: Sequence[str], task: Any, *, intersect: 
         dropped=dropped)
 
 
+def _restrict_sites(patient_ids, sites, site_filter, task_name):
+    """Row mask for ``--site`` (comma-separated site names; None = all)."""
+    if not site_filter:
+        return np.ones(len(patient_ids), bool)
+    wanted = [x.strip() for x in site_filter.split(",") if x.strip()]
+    known = sorted(set(np.asarray(sites).tolist()))
+    unknown = [w for w in wanted if w not in known]
+    if unknown:
+        import difflib
+
+        guess = difflib.get_close_matches(unknown[0], known, n=1, cutoff=0.5)
+        hint = f" Did you mean '{guess[0]}'?" if guess else ""
+        raise ValueError(f"site(s) {unknown} have no patient of task '{task_name}'.{hint} "
+                         f"Sites: {', '.join(known)}.")
+    return np.isin(sites, wanted)
+
+
 def probe_results_table(result: Any, *, perturbation: str, seed: int,
                         checkpoint_sha256: str | None,
                         preprocess_sha256: str | None) -> pd.DataFrame:
@@ -113,6 +130,7 @@ def probe_on_store(store: Any, backbone: str, task_name: str, *, protocol: str =
                    n_repeats: int = 5, n_splits: int = 5, n_boot: int = 2000, seed: int = 0,
                    fractions: Sequence[float] | None = None, knn: bool = True,
                    knn_neighbors: int = 15, perturbation: str = "none", write: bool = True,
+                   site: str | None = None,
                    on_split: Callable[[], None] | None = None,
                    on_start: Callable[[int], None] | None = None) -> tuple[Any, Any]:
     """Run the probe of one backbone on one task and write the run to the store.
@@ -130,6 +148,12 @@ def probe_on_store(store: Any, backbone: str, task_name: str, *, protocol: str =
         raise ValueError(f"task '{task.name}' is a survival task; use `neurofeat survival "
                          f"--backbone {backbone} --task {task.name}`")
     data = read_xy(store, backbone, task, perturbation=perturbation)
+    keep = _restrict_sites(data.patient_ids, data.sites, site, task.name)
+    if not keep.all():
+        from dataclasses import replace
+
+        data = replace(data, X=data.X[keep], y=data.y[keep], patient_ids=data.patient_ids[keep],
+                       sites=data.sites[keep])
     if data.n == 0:
         raise ValueError(f"no patient of task '{task.name}' has both a label and an embedding "
                          f"of backbone '{backbone}'")
@@ -151,8 +175,9 @@ def probe_on_store(store: Any, backbone: str, task_name: str, *, protocol: str =
         metrics = probe_results_table(result, perturbation=perturbation, seed=seed,
                                       checkpoint_sha256=data.checkpoint_sha256,
                                       preprocess_sha256=data.preprocess_sha256)
+        metrics["cohort_sites"] = site or "all"
         predictions = result.predictions.assign(backbone=backbone, task=task.name)
-        params = dict(result.params, backbone=backbone, task=task.name,
+        params = dict(result.params, backbone=backbone, task=task.name, site=site or "all",
                       perturbation=perturbation, n_patients=data.n,
                       n_missing_embedding=data.n_missing_embedding,
                       checkpoint_sha256=data.checkpoint_sha256,
@@ -186,6 +211,7 @@ def compare_on_store(store: Any, side_a: str, side_b: str, task_name: str, *,
                      metrics: Sequence[str] = ("auc", "ba"), test: str = "auto",
                      n_repeats: int = 5, n_splits: int = 5, n_boot: int = 2000, seed: int = 0,
                      intersect: bool = False, perturbation: str = "none",
+                     site: str | None = None,
                      on_split: Callable[[], None] | None = None,
                      on_start: Callable[[int], None] | None = None) -> tuple[Any, pd.DataFrame,
                                                                               AlignedData]:
@@ -206,6 +232,13 @@ def compare_on_store(store: Any, side_a: str, side_b: str, task_name: str, *,
     pairs = pair_backbones(side_a, side_b, store.backbones())
     names = sorted({x for pair in pairs for x in pair})
     data = load_aligned(store, names, task, intersect=intersect, perturbation=perturbation)
+    keep = _restrict_sites(data.patient_ids, data.sites, site, task.name)
+    if not keep.all():
+        from dataclasses import replace
+
+        data = replace(data, X={b: x[keep] for b, x in data.X.items()},
+                       patient_ids=data.patient_ids[keep], sites=data.sites[keep],
+                       y=data.y[keep], event=None if data.event is None else data.event[keep])
     if on_start is not None:
         on_start(len(names) * n_splits * n_repeats)
     if task.kind == "survival":
@@ -222,6 +255,9 @@ def compare_on_store(store: Any, side_a: str, side_b: str, task_name: str, *,
         tests = result.to_frame()
     tests = _provenance_columns(tests, data, pairs, side_a, side_b, seed)
     tests["perturbation"] = perturbation
+    if site:
+        # the comparison ran on these sites' patients only (the pooled 'all' of that subset)
+        tests["cohort_sites"] = site
     return result, tests, data
 
 

@@ -48,6 +48,9 @@ def compare(
                                                  "has, when their patient sets differ.")]
     = False,
     perturbation: Annotated[str, typer.Option(help="Embeddings of this perturbation.")] = "none",
+    site: Annotated[str | None, typer.Option(
+        help="Only patients of these sites (comma-separated), e.g. CUIMC for a "
+             "single-site analysis.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
     csv: Annotated[Path | None, typer.Option(help="Also write the tests table to this CSV.")]
     = None,
@@ -100,8 +103,8 @@ def compare(
                 result, tests, data = compare_on_store(
                     opened, side_a, side_b, name, metrics=task_metrics, test=test,
                     n_repeats=repeats, n_splits=folds, n_boot=bootstrap, seed=seed,
-                    intersect=intersect, perturbation=perturbation, on_split=advance,
-                    on_start=start)
+                    intersect=intersect, perturbation=perturbation, site=site,
+                    on_split=advance, on_start=start)
             except PatientSetMismatch as error:
                 fail(str(error))
             except (ValueError, StoreError) as error:  # FoldError is a ValueError
@@ -121,7 +124,7 @@ def compare(
     params = {"side_a": side_a, "side_b": side_b, "tasks": [n for n, _, _ in results],
               "metrics": list(metrics), "test": test, "repeats": repeats, "folds": folds,
               "bootstrap": bootstrap, "seed": seed, "intersect": intersect,
-              "perturbation": perturbation,
+              "perturbation": perturbation, "site": site or "all",
               "skipped": {n: why for n, why in skipped}}
     with user_errors():
         info = write_run(opened, "stats-compare", {"tests": tests}, params=params)

@@ -167,3 +167,21 @@ def test_stats_compare_user_errors(store_path, args, message):
     res = invoke("stats", "compare", *args, "--store", store_path, *FAST)
     assert res.exit_code == 1 and "Traceback" not in res.output
     assert message in " ".join(res.output.split()), res.output
+
+
+def test_site_filter(store_path):
+    res = invoke("probe", "--backbone", "dino", "--task", "idh1", "--site", "CUIMC",
+                 "--fractions", "none", "--no-knn", "--json", "--store", store_path, *FAST)
+    assert res.exit_code == 0, res.output
+    metrics = pd.DataFrame(json.loads(res.stdout)["metrics"])
+    assert set(metrics.site) == {"all", "CUIMC"} and (metrics.n == 30).all()
+    res = invoke("stats", "compare", "dino", "dino_dro", "--task", "idh1", "--site", "UCSF",
+                 "--json", "--store", store_path, "--folds", "3", *FAST)
+    assert res.exit_code == 0, res.output
+    tests = pd.DataFrame(json.loads(res.stdout)["tests"])
+    assert (tests.n == 30).all() and (tests.cohort_sites == "UCSF").all()
+    res = invoke("probe", "--backbone", "dino", "--task", "idh1", "--site", "UCFS",
+                 "--store", store_path, *FAST)
+    assert res.exit_code == 1
+    assert "site(s) ['UCFS'] have no patient of task 'idh1'. Did you mean 'UCSF'?" in \
+        " ".join(res.output.split())
