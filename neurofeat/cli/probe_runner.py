@@ -84,6 +84,7 @@ def load_aligned(store: Any, backbones: Sequence[str], task: Any, *, intersect: 
     for b, d in datas.items():
         pos = pd.Index(d.patient_ids).get_indexer(keep)
         X[b] = d.X[pos]
+        _check_finite(X[b], keep, b)
         dropped[b] = int(len(d.patient_ids) - keep.size)
     pos = pd.Index(first.patient_ids).get_indexer(keep)
     return AlignedData(
@@ -91,6 +92,16 @@ def load_aligned(store: Any, backbones: Sequence[str], task: Any, *, intersect: 
         event=None if first.event is None else first.event[pos], X=X,
         provenance={b: (d.checkpoint_sha256, d.preprocess_sha256) for b, d in datas.items()},
         dropped=dropped)
+
+
+def _check_finite(X: np.ndarray, patient_ids: np.ndarray, backbone: str) -> None:
+    """Refuse embeddings with NaN/inf, naming the patients."""
+    bad = ~np.isfinite(X).all(axis=1)
+    if bad.any():
+        ids = patient_ids[bad]
+        raise ValueError(f"backbone '{backbone}': {int(bad.sum())} embedding(s) contain NaN or "
+                         f"inf (patients {', '.join(ids[:5])}{'...' if ids.size > 5 else ''}); "
+                         "re-extract them with --replace, or drop them from the store")
 
 
 def _restrict_sites(patient_ids, sites, site_filter, task_name):
@@ -148,6 +159,7 @@ def probe_on_store(store: Any, backbone: str, task_name: str, *, protocol: str =
         raise ValueError(f"task '{task.name}' is a survival task; use `neurofeat survival "
                          f"--backbone {backbone} --task {task.name}`")
     data = read_xy(store, backbone, task, perturbation=perturbation)
+    _check_finite(data.X, data.patient_ids, backbone)
     keep = _restrict_sites(data.patient_ids, data.sites, site, task.name)
     if not keep.all():
         from dataclasses import replace

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
+
 import pandas as pd
 import pytest
 from probe_store_helpers import make_probe_store
@@ -185,3 +187,15 @@ def test_site_filter(store_path):
     assert res.exit_code == 1
     assert "site(s) ['UCFS'] have no patient of task 'idh1'. Did you mean 'UCSF'?" in \
         " ".join(res.output.split())
+
+
+def test_non_finite_embeddings_named():
+    # the store refuses NaN on write; the runner re-checks what it reads (files written
+    # by other tools), naming the patients
+    from neurofeat.cli.probe_runner import _check_finite
+
+    X = np.ones((3, 4), np.float32)
+    X[1, 3] = np.nan
+    with pytest.raises(ValueError, match=r"backbone 'bad': 1 embedding\(s\) contain NaN or inf "
+                                         r"\(patients P001\)"):
+        _check_finite(X, np.array(["P000", "P001", "P002"]), "bad")
