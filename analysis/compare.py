@@ -45,8 +45,11 @@ sites, for survival).
 
 Examples
 --------
->>> pair_backbones("base", "dro", ["byol", "byol_dro", "dino", "dino_dro"])
+>>> known = ["byol", "dino", "mae", "moco", "byol_dro", "dino_dro", "mae_dro", "moco_dro"]
+>>> pair_backbones("base", "dro", known)[:2]
 [('byol', 'byol_dro'), ('dino', 'dino_dro')]
+>>> pair_backbones("dino", "dino_dro", known)
+[('dino', 'dino_dro')]
 """
 
 from __future__ import annotations

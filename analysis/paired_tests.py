@@ -156,8 +156,8 @@ def corrected_resampled_ttest(a: np.ndarray, b: np.ndarray | None = None, *, n_t
     --------
     >>> r = corrected_resampled_ttest(np.array([0.02, 0.04, 0.00, 0.06]), n_train=80,
     ...                               n_test=20)
-    >>> round(r.statistic, 4)
-    1.7321
+    >>> round(r.statistic, 4)      # 0.03 / sqrt((1/4 + 20/80) * 0.002/3)
+    1.6432
     """
     if n_train <= 0 or n_test <= 0:
         raise ValueError(f"n_train and n_test must be > 0, got {n_train}, {n_test}")
