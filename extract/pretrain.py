@@ -45,7 +45,7 @@ from neurofeat.extract.checkpoint import CARD_FILE, WEIGHTS_FILE, save_checkpoin
 from neurofeat.extract.dro import DROStep, GroupDRO, erm_objective
 from neurofeat.extract.encoders import EncoderConfig, build_encoder
 from neurofeat.extract.methods import METHOD_NAMES, build_method
-from neurofeat.extract.pretrain_data import PretrainCohort, PretrainDataset
+from neurofeat.extract.pretrain_data import EpochIndexSampler, PretrainCohort, PretrainDataset
 
 __all__ = [
     "PretrainConfig",
@@ -61,7 +61,7 @@ STATE_DIR = ".pretrain_state"
 _PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 _SCHEDULES = ("constant", "cosine")
 # fields that may change between a run and its resumption
-_RESUMABLE_FIELDS = ("epochs", "num_workers", "device", "keep_state", "cache")
+_RESUMABLE_FIELDS = ("epochs", "num_workers", "device", "keep_state", "cache", "cache_dir", "cache_budget_gb")
 
 
 class PretrainError(RuntimeError):
@@ -111,9 +111,14 @@ class PretrainConfig:
     channels_last : bool or None
         channels-last-3d memory format; ``None`` = on GPU only.
     num_workers : int
-        DataLoader workers.
-    cache : bool
-        Keep preprocessed volumes in memory.
+        DataLoader workers (persistent: each keeps its memory cache across epochs).
+    cache : bool or None
+        Keep preprocessed volumes in memory (per worker); ``None`` = when the cohort's
+        volumes, times the number of workers, fit in ``cache_budget_gb``.
+    cache_dir : str or None
+        On-disk volume cache shared with `neurofeat extract` (store cohorts only).
+    cache_budget_gb : float
+        Memory budget of the automatic in-memory cache.
     keep_state : bool
         Keep the resumable training state after the last epoch.
     """
@@ -138,7 +143,9 @@ class PretrainConfig:
     precision: str = "auto"
     channels_last: bool | None = None
     num_workers: int = 0
-    cache: bool = True
+    cache: bool | None = None
+    cache_dir: str | None = None
+    cache_budget_gb: float = 2.0
     keep_state: bool = False
 
     def __post_init__(self) -> None:
@@ -554,14 +561,22 @@ def _train(config: PretrainConfig, cohort: PretrainCohort, out: Path, state_dir:
 
     augment = MultiViewAugment(method.view_specs(config.encoder.input_size), config.augment)
     pipeline = preprocess if preprocess is not None else build_transforms(config.preprocess)
-    dataset = PretrainDataset(cohort, pipeline, augment, seed=config.seed, cache=config.cache)
-    sampler = torch.utils.data.distributed.DistributedSampler(
+    cache = config.cache
+    if cache is None:
+        volume_bytes = config.encoder.in_channels * config.encoder.input_size**3 * 4
+        copies = max(1, config.num_workers)
+        cache = per_rank * volume_bytes * copies <= config.cache_budget_gb * 2**30
+    dataset = PretrainDataset(cohort, pipeline, augment, seed=config.seed, cache=cache,
+                              cache_dir=config.cache_dir, preprocess_sha256=config.preprocess.sha256())
+    sampler = EpochIndexSampler(torch.utils.data.distributed.DistributedSampler(
         dataset, num_replicas=world, rank=rank, shuffle=True, seed=config.seed, drop_last=False
-    )
+    ))
     loader_kwargs: dict[str, Any] = {}
     if config.num_workers > 0:
-        loader_kwargs = {"num_workers": config.num_workers, "persistent_workers": False,
+        loader_kwargs = {"num_workers": config.num_workers, "persistent_workers": True,
                          "pin_memory": device.type == "cuda"}
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=drop_last,
+                                         **loader_kwargs)
     group_names = list(cohort.group_names)
     n_groups = len(group_names)
     total_steps = config.epochs * steps_per_epoch
@@ -574,15 +589,14 @@ def _train(config: PretrainConfig, cohort: PretrainCohort, out: Path, state_dir:
             method.train()
             sampler.set_epoch(epoch)
             dataset.set_epoch(epoch)
+            batches = iter(loader)  # creating an iterator may draw from the global RNG: seed after
             torch.manual_seed(_epoch_seed(config.seed, epoch, rank))
-            loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, sampler=sampler,
-                                                 drop_last=drop_last, **loader_kwargs)
             sums = torch.zeros(n_groups, dtype=torch.float64)
             counts = torch.zeros(n_groups, dtype=torch.float64)
             objective_total = 0.0
             n_steps = 0
             lr = config.lr
-            for step_in_epoch, batch in enumerate(loader):
+            for step_in_epoch, batch in enumerate(batches):
                 global_step = epoch * steps_per_epoch + step_in_epoch
                 lr = _lr_at(config, global_step, steps_per_epoch)
                 for group in optimizer.param_groups:

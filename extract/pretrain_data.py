@@ -26,6 +26,7 @@ import torch
 from neurofeat.extract.augment import MultiViewAugment
 
 __all__ = [
+    "EpochIndexSampler",
     "PretrainCohort",
     "PretrainDataset",
     "cohort_from_manifest",
@@ -203,6 +204,8 @@ def cohort_from_store(store: Any, group_by: Sequence[str] = ()) -> PretrainCohor
         record[str(sequence)] = str(scan if scan.is_absolute() else store.root / scan)
         record[f"{sequence}_sha256"] = sha
     for patient_id, record in by_patient.items():
+        # same format as neurofeat.extract.dataset records, so the volume cache is shared
+        record["scan_sha256"] = ";".join(f"{seq}={record.get(f'{seq}_sha256') or ''}" for seq in _SEQUENCES)
         row = groups.get(patient_id)
         for k, name in enumerate(names[1:], start=1):
             record[name] = row[k] if row is not None else None
@@ -211,12 +214,37 @@ def cohort_from_store(store: Any, group_by: Sequence[str] = ()) -> PretrainCohor
     return cohort_from_records(list(by_patient.values()), group_by, source=str(store.root))
 
 
+class EpochIndexSampler(torch.utils.data.Sampler):
+    """Yields ``(epoch, index)`` pairs from a (distributed) sampler.
+
+    The epoch travels with every index, so persistent DataLoader workers (which keep
+    their in-memory volume cache between epochs) draw the right epoch's views.
+    """
+
+    def __init__(self, base: Any) -> None:
+        self.base = base
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch (also reshuffles the base sampler)."""
+        self.epoch = int(epoch)
+        if hasattr(self.base, "set_epoch"):
+            self.base.set_epoch(self.epoch)
+
+    def __iter__(self):
+        epoch = self.epoch
+        return iter([(epoch, int(index)) for index in self.base])
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+
 class PretrainDataset(torch.utils.data.Dataset):
     """Preprocessed, augmented views of the cohort's patients.
 
-    Item ``i`` is ``{"views": [tensor, ...], "group": int, "index": i}``; the views are
-    deterministic in ``(seed, epoch, i)`` (set the epoch with :meth:`set_epoch` before
-    each epoch; with ``persistent_workers=False`` workers see it).
+    Item ``i`` (or ``(epoch, i)``, see :class:`EpochIndexSampler`) is
+    ``{"views": [tensor, ...], "group": int, "index": i}``; the views are
+    deterministic in ``(seed, epoch, i)``.
 
     Parameters
     ----------
@@ -229,10 +257,17 @@ class PretrainDataset(torch.utils.data.Dataset):
     seed : int
     cache : bool
         Keep preprocessed volumes in memory (per worker process).
+    cache_dir : path, optional
+        On-disk volume cache shared with `neurofeat extract`
+        (:class:`neurofeat.extract.dataset.VolumeCache`, keyed by the scans' sha256 and
+        *preprocess_sha256*); needs records with scan hashes (store cohorts).
+    preprocess_sha256 : str
+        Hash of the preprocessing (cache key part).
     """
 
     def __init__(self, cohort: PretrainCohort, preprocess: Any, augment: MultiViewAugment, *, seed: int = 0,
-                 cache: bool = True) -> None:
+                 cache: bool = True, cache_dir: str | os.PathLike[str] | None = None,
+                 preprocess_sha256: str = "") -> None:
         self.cohort = cohort
         self.preprocess = preprocess
         self.augment = augment
@@ -240,6 +275,18 @@ class PretrainDataset(torch.utils.data.Dataset):
         self.cache = bool(cache)
         self.epoch = 0
         self._cache: dict[int, torch.Tensor] = {}
+        self.preprocess_sha256 = preprocess_sha256
+        self.disk_cache = None
+        if cache_dir is not None:
+            from neurofeat.extract.dataset import VolumeCache
+
+            unhashed = [r["patient_id"] for r in cohort.records if not _has_scan_hashes(r)]
+            if unhashed:
+                raise ValueError(
+                    f"--cache-dir needs the scans' sha256, which patient {unhashed[0]} (and {len(unhashed) - 1} "
+                    "more) lacks; train from the store (`neurofeat ingest` records them) or drop --cache-dir."
+                )
+            self.disk_cache = VolumeCache(cache_dir)
 
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch whose views ``__getitem__`` draws."""
@@ -253,14 +300,32 @@ class PretrainDataset(torch.utils.data.Dataset):
         if index in self._cache:
             return self._cache[index]
         record = self.cohort.records[index]
-        try:
-            image = torch.as_tensor(self.preprocess(dict(record))["image"], dtype=torch.float32)
-        except Exception as exc:  # noqa: BLE001 - re-raised with the patient named
-            raise RuntimeError(f"pretraining: cannot preprocess patient {record['patient_id']}: {exc}") from exc
+        key = None
+        image = None
+        if self.disk_cache is not None:
+            from neurofeat.extract.dataset import cache_key
+
+            key = cache_key(record, self.preprocess_sha256)
+            cached = self.disk_cache.get(key)
+            if cached is not None:
+                image = torch.from_numpy(cached)
+        if image is None:
+            try:
+                image = torch.as_tensor(self.preprocess(dict(record))["image"], dtype=torch.float32)
+            except Exception as exc:  # noqa: BLE001 - re-raised with the patient named
+                raise RuntimeError(f"pretraining: cannot preprocess patient {record['patient_id']}: {exc}") from exc
+            if self.disk_cache is not None and key is not None:
+                self.disk_cache.put(key, image.numpy())
         if self.cache:
             self._cache[index] = image
         return image
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        views = self.augment(self.image(index), seed=self.seed, epoch=self.epoch, index=index)
+    def __getitem__(self, item: int | tuple[int, int]) -> dict[str, Any]:
+        epoch, index = item if isinstance(item, tuple) else (self.epoch, item)
+        views = self.augment(self.image(index), seed=self.seed, epoch=epoch, index=index)
         return {"views": views, "group": int(self.cohort.group_index[index]), "index": int(index)}
+
+
+def _has_scan_hashes(record: Mapping[str, Any]) -> bool:
+    text = str(record.get("scan_sha256") or "")
+    return bool(text) and all(part.partition("=")[2] for part in text.split(";"))

@@ -85,6 +85,11 @@ def pretrain(
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N (torchrun: cuda:LOCAL_RANK).")] = "auto",
     precision: Annotated[str, typer.Option(help="auto (bf16 on GPU, fp32 on CPU), fp32, bf16 or fp16.")] = "auto",
     workers: Annotated[int, typer.Option(min=0, help="DataLoader worker processes.")] = 0,
+    cache_dir: Annotated[
+        Path | None,
+        typer.Option(envvar="NEUROFEAT_CACHE", help="On-disk cache of preprocessed volumes, shared with "
+                                                    "`neurofeat extract` (store cohorts).", show_default=False),
+    ] = None,
     keep_state: Annotated[bool, typer.Option("--keep-state", help="Keep the resumable state after the last "
                                                                   "epoch (to train more epochs later).")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing backbone or an unfinished "
@@ -124,7 +129,7 @@ def pretrain(
             preprocess=PreprocessConfig(input_size=input_size, spacing=spacing), method_params=_parse_params(param),
             epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, schedule=schedule,
             warmup_epochs=warmup_epochs, seed=seed, device=device, precision=precision, num_workers=workers,
-            keep_state=keep_state,
+            cache_dir=str(cache_dir) if cache_dir is not None else None, keep_state=keep_state,
         )
         store_obj = None
         if manifest is not None:

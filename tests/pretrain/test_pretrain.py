@@ -127,3 +127,21 @@ def test_too_few_patients(tmp_path, tiny_config, small_heads, fake_preprocess, m
     with pytest.raises(PretrainError, match="1 patient\\(s\\) over 1 rank\\(s\\).*at least 2"):
         pretrain(_config(tiny_config, small_heads), cohort, tmp_path / "x", preprocess=fake_preprocess,
                  progress=False)
+
+
+def test_workers_and_disk_cache_do_not_change_the_result(tmp_path, tiny_config, small_heads, fake_preprocess,
+                                                         make_records):
+    records = make_records(8)
+    for record in records:  # as a store cohort would carry them
+        record.update({f"{seq}_sha256": f"{record['patient_id']}-{seq}" for seq in ("t1", "t1ce", "t2", "flair")})
+        record["scan_sha256"] = ";".join(f"{seq}={record[seq + '_sha256']}" for seq in ("t1", "t1ce", "t2", "flair"))
+    cohort = cohort_from_records(records, ["site"])
+    base = _config(tiny_config, small_heads, method="mae", epochs=2)
+    inline = pretrain(base, cohort, tmp_path / "inline", preprocess=fake_preprocess, progress=False)
+    parallel = PretrainConfig(**{**base.__dict__, "num_workers": 2, "cache_dir": str(tmp_path / "cache")})
+    other = pretrain(parallel, cohort, tmp_path / "workers", preprocess=fake_preprocess, progress=False)
+    assert other.checkpoint_sha256 == inline.checkpoint_sha256
+    assert len(list((tmp_path / "cache").rglob("*.npy"))) == 8
+    with pytest.raises(ValueError, match="--cache-dir needs the scans' sha256, which patient P00"):
+        pretrain(parallel, cohort_from_records(make_records(8), ["site"]), tmp_path / "nohash",
+                 preprocess=fake_preprocess, progress=False)
