@@ -12,7 +12,8 @@ Every site has a :class:`SiteProtocol`; each image goes through, in order:
 4. thermal noise: Rician, ``sqrt((x + σ·n1)² + (σ·n2)²)`` with ``σ = noise_std ×``
    :data:`REFERENCE_INTENSITY` (:func:`rician_noise`; the same formula as
    :class:`monai.transforms.RandRicianNoise` with a fixed ``std``, which draws from
-   numpy's legacy ``RandomState`` and took a fifth of the rendering time);
+   numpy's legacy ``RandomState`` and took a fifth of the rendering time), added
+   inside the brain mask only since the background is zeroed in step 7;
 5. contrast: :class:`monai.transforms.AdjustContrast` (``gamma`` per sequence);
 6. scanner gain: :class:`monai.transforms.ScaleIntensity` (``intensity_scale`` per
    sequence);
@@ -20,7 +21,7 @@ Every site has a :class:`SiteProtocol`; each image goes through, in order:
    result is rounded to int16.
 
 With ``site_effect = 0`` all sites share the baseline protocol (scale 1, gamma 1,
-bias coefficients in ±0.02, noise 2.5 %, no ringing, blur 0.5 voxel), so they differ
+bias coefficients in ±0.02, noise 2.5 %, no ringing, no blur), so they differ
 only in their labels.  Each site-specific deviation is ``site_effect`` times a value
 from an evenly spaced design over the sites, permuted by the cohort seed so which site
 is the noisiest or brightest varies with the seed:
@@ -33,10 +34,12 @@ log gamma           0                           spread over [-0.25, 0.25]
 bias coefficients   [-0.02, 0.02]               centre shifted over [-0.06, 0.06]
 noise_std           0.025                       + [0, 0.04]
 gibbs_alpha         0                           + [0, 0.3]
-blur_sigma_vox      0.5                         + [0, 0.8]
+blur_sigma_vox      0                           + [0, 1.0]
 ==================  ==========================  ==========================
 
-MONAI (and so torch) is imported inside :func:`acquire`, not at module import.
+MONAI (and so torch) is imported inside :func:`acquire`, not at module import, so the
+label model and ``neurofeat --help`` stay free of torch; issue 4 asks for MONAI's
+transforms here although torch otherwise belongs to the extraction stage.
 """
 
 from __future__ import annotations
@@ -138,7 +141,7 @@ def site_protocols(sites: Sequence[str], site_effect: float, rng: np.random.Gene
     bias_centre = _spread(-0.06, 0.06, n, rng)
     noise_extra = _spread(0.0, 0.04, n, rng)
     gibbs = _spread(0.0, 0.3, n, rng)
-    blur_extra = _spread(0.0, 0.8, n, rng)
+    blur_extra = _spread(0.0, 1.0, n, rng)
     protocols = []
     for k, site in enumerate(sites):
         protocols.append(
@@ -149,7 +152,7 @@ def site_protocols(sites: Sequence[str], site_effect: float, rng: np.random.Gene
                 bias_coeff_range=(float(s * bias_centre[k] - 0.02), float(s * bias_centre[k] + 0.02)),
                 noise_std=float(0.025 + s * noise_extra[k]),
                 gibbs_alpha=float(min(s * gibbs[k], 0.9)),
-                blur_sigma_vox=float(0.5 + s * blur_extra[k]),
+                blur_sigma_vox=float(s * blur_extra[k]),
             )
         )
     return protocols
@@ -208,18 +211,20 @@ def acquire(
     dict of str -> numpy.ndarray of int16, shape (nx, ny, nz)
     """
     import torch
-    from monai.utils import convert_to_numpy
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny volumes: extra threads only spin (10x slower on a busy machine)
     try:
-        return _acquire(images, brain_mask, protocol, seed, convert_to_numpy)
+        return _acquire(images, brain_mask, protocol, int(seed))
     finally:
         torch.set_num_threads(threads)
 
 
-def _acquire(images, brain_mask, protocol, seed, convert_to_numpy) -> dict[str, np.ndarray]:
+def _acquire(
+    images: Mapping[str, np.ndarray], brain_mask: np.ndarray, protocol: SiteProtocol, seed: int
+) -> dict[str, np.ndarray]:
     from monai.transforms import AdjustContrast, GaussianSmooth, GibbsNoise, RandBiasField, ScaleIntensity
+    from monai.utils import convert_to_numpy
 
     sequences = list(images)
     stack = np.stack([np.asarray(images[seq], dtype=np.float32) for seq in sequences])
@@ -230,8 +235,10 @@ def _acquire(images, brain_mask, protocol, seed, convert_to_numpy) -> dict[str, 
     bias = RandBiasField(degree=3, coeff_range=protocol.bias_coeff_range, prob=1.0)
     bias.set_random_state(seed=int(seed) % 2**31)
     stack = bias(stack)  # one coil profile, shared by the four sequences
-    stack = rician_noise(
-        convert_to_numpy(stack), protocol.noise_std * REFERENCE_INTENSITY, np.random.default_rng([int(seed), 1])
+    stack = np.array(convert_to_numpy(stack), dtype=np.float32)
+    # noise only where the skull-stripped image keeps voxels (the rest becomes 0)
+    stack[:, brain_mask] = rician_noise(
+        stack[:, brain_mask], protocol.noise_std * REFERENCE_INTENSITY, np.random.default_rng([int(seed), 1])
     )
     out = {}
     for channel, sequence in enumerate(sequences):

@@ -13,9 +13,10 @@ around the centre ``c``:
 
 Irregular shape: the distance to the centre is modulated by a smooth random field
 (a sum of six plane waves with wavelengths of 1.3-3 core radii, random directions and
-phases), ``dist = |x - c| · (1 - irregularity · f(x))``, giving lobulated margins; a
-second field makes the oedema finger-like and a third makes the solid tumour
-heterogeneous.
+phases), ``dist = |x - c| · (1 - irregularity · f(x) / 2)``, giving lobulated margins;
+the oedema boundary uses half that modulation, reaches 0.5-1.5 times its nominal
+thickness depending on the white-matter fraction, and a second field makes it
+finger-like; a third field makes the solid tumour heterogeneous.
 
 Tissue intensities (arbitrary units, WM ≈ 600-900 like BraTS T1/T2) are listed in
 :data:`INTENSITIES`; each contrast is the partial-volume mix
@@ -239,8 +240,8 @@ def tumour_compartments(
         "heterogeneity": np.ones(shape, np.float32),
     }
     # Work in the box that can hold tumour: dist >= radius·(1 - irregularity) and the
-    # oedema reaches at most r_core + 2.4·(r_outer - r_core).
-    reach = (r_core + 2.4 * (r_outer - r_core)) / max(1.0 - spec.irregularity, 0.5) + 4.0 * width + float(spacing)
+    # oedema reaches at most r_core + 1.5·1.4·(r_outer - r_core).
+    reach = (r_core + 2.1 * (r_outer - r_core)) / max(1.0 - spec.irregularity, 0.5) + 4.0 * width + float(spacing)
     box = []
     axes = []
     for d in range(3):
@@ -261,8 +262,11 @@ def tumour_compartments(
     r_necrosis = r_core * spec.necrosis_fraction ** (1.0 / 3.0)
     necrosis = _sigmoid((r_necrosis - dist) / width) if spec.necrosis_fraction > 0.01 else np.zeros_like(core)
     wm_box = wm[box_t]
-    r_oedema = r_core + (r_outer - r_core) * (0.4 + 1.2 * wm_box) * (1.0 + 0.25 * np.clip(oedema_field, -2.0, 2.0))
-    total = np.maximum(_sigmoid((r_oedema - dist) / width), core)
+    # oedema: half the margin irregularity of the core (stays connected), reaching
+    # further along white matter and with its own finger-like modulation
+    dist_oedema = radius * (1.0 - 0.5 * spec.irregularity * np.clip(shape_field, -2.0, 2.0) / 2.0)
+    r_oedema = r_core + (r_outer - r_core) * (0.5 + 1.0 * wm_box) * (1.0 + 0.2 * np.clip(oedema_field, -2.0, 2.0))
+    total = np.maximum(_sigmoid((r_oedema - dist_oedema) / width), core)
     inside = np.clip(brain[box_t], 0.0, 1.0)
     necrosis = necrosis * inside
     out["necrosis"][box_t] = necrosis
