@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -113,7 +114,6 @@ def pretrain(
         fail(f"--method {method!r} is not one of {', '.join(_METHODS)}")
     with user_errors():
         from neurofeat.extract.checkpoint import default_models_dir
-        from neurofeat.extract.distributed import rank
         from neurofeat.extract.encoders import EncoderConfig
         from neurofeat.extract.preprocess import PreprocessConfig
         from neurofeat.extract.pretrain import PretrainConfig, PretrainError, backbone_name
@@ -140,7 +140,7 @@ def pretrain(
             store_obj = Store.open(store)
             cohort = cohort_from_store(store_obj, columns)
         target = out if out is not None else (models_dir or default_models_dir()) / backbone_name(method, dro)
-        if rank() == 0:
+        if int(os.environ.get("RANK", "0")) == 0:  # torchrun: the process group starts inside pretrain
             console().print(
                 f"pretraining [bold]{target.name}[/]: {method}{' + Group-DRO' if dro else ''} on "
                 f"{len(cohort)} patients from {cohort.source}; groups by {'+'.join(columns)}: "

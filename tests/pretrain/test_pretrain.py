@@ -145,3 +145,28 @@ def test_workers_and_disk_cache_do_not_change_the_result(tmp_path, tiny_config, 
     with pytest.raises(ValueError, match="--cache-dir needs the scans' sha256, which patient P00"):
         pretrain(parallel, cohort_from_records(make_records(8), ["site"]), tmp_path / "nohash",
                  preprocess=fake_preprocess, progress=False)
+
+
+def test_bf16_autocast_and_channels_last_paths_run_on_cpu(tmp_path, tiny_config, small_heads, fake_preprocess,
+                                                          make_records):
+    # The GPU recipe (bf16 autocast + channels-last-3d) exercised on the CPU backend;
+    # the CUDA-only parts (GradScaler for fp16, nccl) are not covered here.
+    cohort = cohort_from_records(make_records(4), ["site"])
+    config = _config(tiny_config, small_heads, method="byol", epochs=1, precision="bf16", channels_last=True)
+    result = pretrain(config, cohort, tmp_path / "byol", preprocess=fake_preprocess, progress=False)
+    assert result.card["precision"] == "bfloat16" and result.card["channels_last"] is True
+    assert all(v == v for v in result.history[-1]["group_loss"].values())  # finite, not NaN
+    loaded = load_checkpoint(tmp_path / "byol")
+    assert all(t.dtype in (torch.float32, torch.int64) for t in loaded.encoder.state_dict().values())
+
+
+def test_groups_from_several_columns_with_unknown_values(make_records):
+    records = make_records(4)
+    for record, cohort in zip(records, ["GBM", "LGG", None, "GBM"]):
+        record["cohort"] = cohort
+    cohort = cohort_from_records(records, ["site", "cohort"])
+    assert cohort.group_names == ("A|GBM", "A|LGG", "A|NA", "B|GBM")
+    assert cohort.groups_summary() == {"A|GBM": 1, "A|LGG": 1, "A|NA": 1, "B|GBM": 1}
+    assert cohort.group_index.tolist() == [0, 1, 2, 3]
+    # the manifest hash follows the data, not the order of the records
+    assert cohort_from_records(records[::-1], ["site", "cohort"]).manifest_sha256 == cohort.manifest_sha256
