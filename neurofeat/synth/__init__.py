@@ -35,7 +35,16 @@ from neurofeat.synth.cohort import (
     simulate_tables,
     write_nifti_gz,
 )
-from neurofeat.synth.labels import MARKERS, REGIONS, TRAITS, GenerativeModel, simulate_labels, site_names, site_sizes
+from neurofeat.synth.labels import (
+    CAUSES,
+    MARKERS,
+    REGIONS,
+    TRAITS,
+    GenerativeModel,
+    simulate_labels,
+    site_names,
+    site_sizes,
+)
 from neurofeat.synth.survival import WeibullSurvivalModel, hazard_covariates, simulate_survival
 from neurofeat.synth.tumour import (
     INTENSITIES,
@@ -48,6 +57,7 @@ from neurofeat.synth.tumour import (
 )
 
 __all__ = [
+    "CAUSES",
     "CLINICAL_COLUMNS",
     "INTENSITIES",
     "MANIFEST_COLUMNS",

@@ -193,7 +193,9 @@ class RenderedPatient:
     segmentation : numpy.ndarray of uint8, shape (size, size, size)
         BraTS labels: 0 background, 1 necrosis, 2 oedema, 4 enhancing/solid tumour.
     latent : dict of str -> float
-        Measured compartment volumes (ml) and the anatomy warp.
+        Measured compartment volumes (``necrosis_ml``, ``enhancing_ml``, ``core_ml``,
+        ``oedema_ml``: partial-volume sums on the grid), the physical tumour
+        parameters and the anatomy warp.
     """
 
     images: dict[str, np.ndarray]
@@ -248,6 +250,7 @@ def render_patient(
     images = acquire(clean, mask, protocol, seed=int(rng.integers(0, 2**31)))
     segmentation = (compartments.labels() * mask).astype(np.uint8)
     latent = compartments.volumes_ml(float(spacing) ** 3 / 1000.0)
+    latent["core_ml"] = latent["necrosis_ml"] + latent["enhancing_ml"]
     latent.update(
         {
             "warp_rot_x_deg": warp.rotation_deg[0],

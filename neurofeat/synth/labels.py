@@ -77,7 +77,11 @@ multiplies every effect of one marker, so tests can dial the signal up and down.
   ==================  ======================================================
 
 IDH1 is therefore strong (enhancement, necrosis, mismatch, location), MGMT weak
-(volume, oedema, location), CDKN2A weak (necrosis, volume, irregularity).  Sources for
+(volume, oedema, location), CDKN2A weak (necrosis, volume, irregularity); ATRX, TP53
+and TERT have no direct effect by default (any can be given one) and are predictable
+from the images only through the molecular class they go with.  With the defaults a
+cross-validated logistic probe on the latent traits and the centre reaches an AUC of
+about 0.96 for IDH1, 0.92 for 1p/19q, 0.7 for MGMT and CDKN2A (``tests/synth``).  Sources for
 directions: IDH-mutant gliomas are frontal/insular, less enhancing, less necrotic
 (Lai et al., J Clin Oncol 2011; Carrillo et al., AJNR 2012); the T2-FLAIR mismatch
 sign marks IDH-mutant 1p/19q-intact astrocytoma (Patel et al., Clin Cancer Res 2017);
@@ -113,6 +117,7 @@ import numpy as np
 import pandas as pd
 
 __all__ = [
+    "CAUSES",
     "MARKERS",
     "REGIONS",
     "TRAITS",
@@ -173,10 +178,12 @@ class GenerativeModel:
         Spread of the per-site MGMT logit offsets.
     trait_effects : Mapping[str, Mapping[str, float]]
         ``trait -> {cause: Cohen's d}``; causes are ``idh_wt``, ``astro`` (IDH-mutant
-        non-codeleted), ``codel``, ``grade4``, ``egfr``, ``cdkn2a``, ``mgmt``.
+        non-codeleted), ``codel``, ``grade4``, ``egfr``, ``cdkn2a``, ``mgmt``,
+        ``atrx``, ``tp53``, ``tert`` (:data:`CAUSES`; the last three have no direct
+        effect by default and reach the images through the molecular class).
     effect_scale : Mapping[str, float]
-        Multiplier per cause (missing = 1.0); e.g. ``{"idh_wt": 0.0}`` removes the
-        imaging signature of IDH status.
+        Multiplier per cause (missing = 1.0), or ``location`` for the region weights;
+        e.g. ``{"idh_wt": 0.0}`` removes the IDH-wild-type imaging signature.
     missing_rates : Mapping[str, float]
         Probability that a marker is unknown (before the site multiplier).
 
@@ -302,6 +309,24 @@ def _missing_multipliers(n_sites: int) -> np.ndarray:
     return np.asarray([cycle[k % len(cycle)] for k in range(n_sites)])
 
 
+#: Causes that ``trait_effects`` and ``effect_scale`` may name.
+CAUSES: tuple[str, ...] = ("idh_wt", "astro", "codel", "grade4", "egfr", "cdkn2a", "mgmt", "atrx", "tp53", "tert")
+
+
+def _check_causes(model: GenerativeModel, causes: Mapping[str, np.ndarray]) -> None:
+    for trait, effects in model.trait_effects.items():
+        if trait not in TRAITS:
+            raise ValueError(f"GenerativeModel.trait_effects names trait {trait!r}; use one of {list(TRAITS)}.")
+        for cause in effects:
+            if cause not in causes:
+                raise ValueError(
+                    f"GenerativeModel.trait_effects[{trait!r}] names cause {cause!r}; use one of {list(causes)}."
+                )
+    for cause in model.effect_scale:
+        if cause not in causes and cause != "location":
+            raise ValueError(f"GenerativeModel.effect_scale names {cause!r}; use one of {[*causes, 'location']}.")
+
+
 def simulate_labels(
     n: int,
     n_sites: int,
@@ -329,7 +354,8 @@ def simulate_labels(
         the reported labels (``<marker>``: pandas nullable boolean with NULLs),
         ``ki67``/``p53_ihc`` (reported, NULL possible) and ``*_true``, ``age``,
         ``sex``, ``grade``, ``histology``, ``p_<marker>`` (the probability each
-        marker was drawn with), the traits ``<trait>`` and ``<trait>_effect``,
+        marker was drawn with), ``idh1_site_logit_offset`` and
+        ``mgmt_site_logit_offset`` (the label shift of the site), the traits ``<trait>`` and ``<trait>_effect``,
         ``region`` and ``centre_x/y/z_mm`` (MNI152 mm).
     """
     model = model or GenerativeModel()
@@ -341,7 +367,9 @@ def simulate_labels(
     )
 
     # --- molecular class -------------------------------------------------------
-    idh_logit = _logit(model.idh1_prevalence) + _site_offsets(n_sites, model.idh1_site_logit_span)[site_index]
+    idh_site_offset = _site_offsets(n_sites, model.idh1_site_logit_span)[site_index]
+    mgmt_site_offset = _site_offsets(n_sites, model.mgmt_site_logit_span)[site_index]
+    idh_logit = _logit(model.idh1_prevalence) + idh_site_offset
     p_idh1 = _expit(idh_logit)
     idh1 = rng.random(n) < p_idh1
     p_codel = np.where(idh1, model.codel_given_idh, 0.0)
@@ -376,7 +404,7 @@ def simulate_labels(
     p_egfr = np.where(idh1, egfr_r[2], np.where(grade == 4, egfr_r[0], egfr_r[1]))
     egfr = rng.random(n) < p_egfr
     mgmt_logit = _logit(np.where(idh1, model.mgmt_rates[1], model.mgmt_rates[0]))
-    p_mgmt = _expit(mgmt_logit + _site_offsets(n_sites, model.mgmt_site_logit_span)[site_index])
+    p_mgmt = _expit(mgmt_logit + mgmt_site_offset)
     mgmt = rng.random(n) < p_mgmt
 
     # --- clinical ----------------------------------------------------------------
@@ -396,7 +424,11 @@ def simulate_labels(
         "egfr": egfr,
         "cdkn2a": cdkn2a,
         "mgmt": mgmt,
+        "atrx": atrx,
+        "tp53": tp53,
+        "tert": tert,
     }
+    _check_causes(model, causes)
     traits: dict[str, np.ndarray] = {}
     for trait in TRAITS:
         effect = np.zeros(n)
@@ -472,6 +504,8 @@ def simulate_labels(
     }
     for marker, p in probabilities.items():
         frame[f"p_{marker}"] = np.asarray(p, dtype=float)
+    frame["idh1_site_logit_offset"] = idh_site_offset
+    frame["mgmt_site_logit_offset"] = mgmt_site_offset
     for trait in TRAITS:
         frame[trait] = traits[trait]
         frame[f"{trait}_effect"] = traits[f"{trait}_effect"]

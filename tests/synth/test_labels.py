@@ -191,3 +191,17 @@ def test_location_depends_on_idh(big):
     frontal = big["region"].str.startswith(("frontal", "insular"))
     assert big.loc[big["idh1_true"], "region"].str.startswith(("frontal", "insular")).mean() > 0.5
     assert frontal[~big["idh1_true"]].mean() < 0.35
+
+
+def test_unknown_causes_are_refused():
+    with pytest.raises(ValueError, match="effect_scale names 'idh'; use one of"):
+        simulate_tables(10, model=GenerativeModel(effect_scale={"idh": 0.0}))
+    with pytest.raises(ValueError, match="trait_effects names trait 'size_z'"):
+        simulate_tables(10, model=GenerativeModel(trait_effects={"size_z": {"egfr": 1.0}}))
+
+
+def test_a_direct_effect_can_be_given_to_any_marker():
+    model = GenerativeModel(trait_effects={**GenerativeModel().trait_effects, "oedema_z": {"tert": 2.0}})
+    truth = simulate_tables(4000, seed=3, model=model).truth
+    shift = truth.loc[truth["tert_true"], "oedema_z"].mean() - truth.loc[~truth["tert_true"], "oedema_z"].mean()
+    assert shift == pytest.approx(2.0, abs=0.12)
