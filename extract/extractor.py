@@ -508,9 +508,20 @@ def extract_embeddings(
     summaries: list[PerturbationSummary] = []
     all_failures: list[tuple[str, str, str]] = []
     try:
+        locked_by_other = ""
         if rank == 0:
-            lock.acquire()
-        _barrier()
+            from neurofeat.store import StoreLockedError
+
+            try:
+                lock.acquire()
+            except StoreLockedError as exc:
+                locked_by_other = str(exc)
+        # every rank learns whether rank 0 got the lock (else the others would wait forever)
+        locked_by_other = _broadcast_from_rank0(locked_by_other)
+        if locked_by_other:
+            from neurofeat.store import StoreLockedError
+
+            raise StoreLockedError(locked_by_other)
         for pert in perturbations:
             t0 = time.perf_counter()
             writer = EmbeddingWriter(

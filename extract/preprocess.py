@@ -459,6 +459,7 @@ def build_transforms(
         Callable (wrapping a MONAI ``Compose``) that maps ``{"patient_id", <sequence>: path, ...}`` to a dict with ``"image"`` of
         shape ``(len(sequences), *input_size)`` float32 and ``"zero_filled"``.
     """
+    import torch
     from monai.transforms import (
         Compose,
         ConcatItemsd,
@@ -507,7 +508,7 @@ def build_transforms(
         steps.append(Resized(keys="image", spatial_size=config.input_size, mode="trilinear"))
     steps += [
         NormalizeIntensityd(keys="image", nonzero=True, channel_wise=True),
-        EnsureTyped(keys="image", dtype=np.float32, track_meta=track_meta),
+        EnsureTyped(keys="image", dtype=torch.float32, track_meta=track_meta),
     ]
     return PreprocessPipeline(Compose(steps), config)
 

@@ -1,0 +1,225 @@
+"""Extraction benchmark (issue 6): ratios measured in one run, on CPU.
+
+1. Pipeline efficiency = time of N forward passes on preloaded tensors / time of
+   ``extract_embeddings`` end to end on the same N patients (same batches; decoding,
+   preprocessing in DataLoader workers, store writes and commit included).
+   Target >= 0.8 with the small test encoder (MONAI resnet10, widen 0.25). Reported
+   for a cold run (every volume decoded) and for a second backbone served by the
+   preprocessed-volume cache.
+2. Peak memory of an extraction of 400 patients vs 100 (each in a fresh subprocess):
+   target <= 1.2x. Reported both as total peak RSS and as the increase over the RSS
+   right before extraction starts (the part that could grow with the cohort).
+3. Volumes/s of a ResNet50 (widen 1, 4 channels) at 128^3 on CPU (forward only, a few
+   volumes) and end to end. GPU: not measured here (no GPU on the benchmark machine);
+   with a GPU, bf16 autocast + channels_last_3d are used, and model-FLOPs utilisation
+   would be volumes/s x 925 GFLOP / peak bf16 FLOP/s.
+
+Usage: python benchmarks/bench_extract.py [--patients 48] [--input-size 64] [--workers 1]
+       [--repeats 3] [--skip-resnet50]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def write_cohort(root: Path, n_patients: int, n_distinct: int = 24, shape=(96, 96, 72)) -> object:
+    """A store of *n_patients* whose scans cycle over *n_distinct* synthetic patients."""
+    import nibabel as nib
+    import pyarrow as pa
+
+    from neurofeat.store import Store, write_tables
+
+    store = Store.open(root / "store", create=True)
+    rng = np.random.default_rng(0)
+    grid = np.stack(np.meshgrid(*[np.linspace(-1, 1, n) for n in shape], indexing="ij"))
+    files = []
+    for k in range(n_distinct):
+        centre = rng.uniform(-0.1, 0.1, 3)[:, None, None, None]
+        brain = (((grid - centre) / np.array([0.8, 0.75, 0.7])[:, None, None, None]) ** 2).sum(0) <= 1
+        entry = {}
+        for s, seq in enumerate(("t1", "t1ce", "t2", "flair")):
+            vol = np.zeros(shape, np.float32)
+            vol[brain] = 100 + 30 * s + rng.normal(0, 15, int(brain.sum()))
+            path = root / "images" / f"S{k:03d}_{seq}.nii.gz"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            nib.save(nib.Nifti1Image(vol, np.diag([2.0, 2.0, 2.0, 1.0])), str(path))
+            entry[seq] = (str(path), hashlib.sha256(path.read_bytes()).hexdigest())
+        files.append(entry)
+    patients, scans = [], []
+    for i in range(n_patients):
+        pid = f"P{i:05d}"
+        patients.append({"patient_id": pid, "site": "ABCD"[i % 4]})
+        for seq, (path, sha) in files[i % n_distinct].items():
+            scans.append({"patient_id": pid, "sequence": seq, "path": path, "sha256": sha})
+    write_tables(store, {"patients": pa.Table.from_pylist(patients), "scans": pa.Table.from_pylist(scans)})
+    return store
+
+
+def make_backbone(models: Path, name: str, arch: str, widen: float, size: int, spacing: float, seed: int = 0) -> Path:
+    from neurofeat.extract.checkpoint import save_checkpoint
+    from neurofeat.extract.encoders import EncoderConfig, build_encoder
+    from neurofeat.extract.preprocess import PreprocessConfig
+
+    torch.manual_seed(seed)
+    cfg = EncoderConfig(arch=arch, widen_factor=widen, input_size=size, spacing=(spacing,) * 3)
+    pre = PreprocessConfig(spacing=spacing, input_size=size)
+    card = {"method": "bench", "preprocessing": pre.to_dict(), "preprocess_sha256": pre.sha256()}
+    return save_checkpoint(models / name, build_encoder(cfg), card)
+
+
+def preloaded_batches(store, backbone, batch_size: int) -> list[torch.Tensor]:
+    """The extraction's batches, preprocessed once and held in memory."""
+    from neurofeat.extract.dataset import fixed_chunks, load_patient_records
+    from neurofeat.extract.preprocess import build_transforms
+
+    records = load_patient_records(store, backbone.preprocess.sequences)
+    pipeline = build_transforms(backbone.preprocess)
+    cache: dict[str, torch.Tensor] = {}
+    batches = []
+    for chunk in fixed_chunks(len(records), batch_size):
+        images = []
+        for i in chunk:
+            key = records[i]["scan_sha256"]
+            if key not in cache:
+                cache[key] = pipeline(dict(records[i]))["image"]
+            images.append(cache[key])
+        batches.append(torch.stack(images))
+    return batches
+
+
+def forward_seconds(encoder, batches: list[torch.Tensor]) -> float:
+    """Time of the forward passes alone (same call as extraction: embed_batch)."""
+    from neurofeat.extract.extractor import embed_batch
+
+    start = time.perf_counter()
+    for batch in batches:
+        embed_batch(encoder, batch, torch.device("cpu"))
+    return time.perf_counter() - start
+
+
+def extract_seconds(store, backbone, **kwargs) -> float:
+    from neurofeat.extract.extractor import extract_embeddings
+
+    start = time.perf_counter()
+    result = extract_embeddings(store, backbone, **kwargs)
+    elapsed = time.perf_counter() - start
+    assert result.n_failed == 0 and result.n_written > 0
+    return elapsed
+
+
+MEMORY_PROBE = """
+import json, resource, sys, time
+import psutil
+from neurofeat.store import Store
+from neurofeat.extract.extractor import extract_embeddings, resolve_extraction_backbone
+store = Store.open(sys.argv[1])
+backbone = resolve_extraction_backbone(sys.argv[3], models_dir=sys.argv[2])
+import neurofeat.extract.dataset, neurofeat.store  # imports done before the baseline
+before = psutil.Process().memory_info().rss
+result = extract_embeddings(store, backbone, batch_size=int(sys.argv[4]), workers=0)
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+print(json.dumps({"before": before, "peak": peak, "written": result.n_written}))
+"""
+
+
+def memory_run(store, models: Path, name: str, batch_size: int) -> dict:
+    out = subprocess.run(
+        [sys.executable, "-c", MEMORY_PROBE, str(store.root), str(models), name, str(batch_size)],
+        capture_output=True, text=True, check=True,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--patients", type=int, default=48)
+    parser.add_argument("--input-size", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--skip-resnet50", action="store_true")
+    args = parser.parse_args()
+
+    from neurofeat.extract.extractor import resolve_extraction_backbone
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench-extract-"))
+    try:
+        models = tmp / "models"
+        size = args.input_size
+        make_backbone(models, "small", "resnet10", 0.25, size, 2.0, seed=0)
+        print(f"torch threads: {torch.get_num_threads()}, input {size}^3, batch {args.batch_size}, "
+              f"workers {args.workers}, {args.patients} patients")
+
+        # 1. pipeline efficiency -------------------------------------------------
+        # Interleaved repeats, best of each: the machine is shared, so single timings are noisy.
+        store = write_cohort(tmp / "eff", args.patients)
+        small = resolve_extraction_backbone("small", models_dir=models)
+        batches = preloaded_batches(store, small, args.batch_size)
+        forward_seconds(small.encoder, batches[:1])  # warm-up (oneDNN primitives)
+        cache = tmp / "cache"
+        extract_seconds(store, replace(small, name="fill"), batch_size=args.batch_size, workers=args.workers,
+                        cache_dir=cache)
+        fwd, cold, warm = [], [], []
+        for r in range(args.repeats):
+            fwd.append(forward_seconds(small.encoder, batches))
+            cold.append(extract_seconds(store, replace(small, name=f"cold{r}"), batch_size=args.batch_size,
+                                        workers=args.workers))
+            warm.append(extract_seconds(store, replace(small, name=f"warm{r}"), batch_size=args.batch_size,
+                                        workers=args.workers, cache_dir=cache))
+        print(f"[1] forward only {min(fwd):.2f} s (best of {args.repeats}; all {[round(t, 2) for t in fwd]})")
+        print(f"    extract, cold (decode + preprocess in workers): {min(cold):.2f} s "
+              f"-> pipeline efficiency {min(fwd) / min(cold):.2f}")
+        print(f"    extract, preprocessed volumes from the cache (a second backbone): {min(warm):.2f} s "
+              f"-> pipeline efficiency {min(fwd) / min(warm):.2f} (target >= 0.8)")
+
+        # 2. memory: 400 vs 100 patients ------------------------------------------
+        small_mem = 32  # memory is about bookkeeping per patient; keep compute small
+        make_backbone(models, "mem", "resnet10", 0.25, small_mem, 6.0, seed=2)
+        peaks = {}
+        for n in (100, 400):
+            s = write_cohort(tmp / f"mem{n}", n, n_distinct=8)
+            peaks[n] = memory_run(s, models, "mem", args.batch_size)
+            assert peaks[n]["written"] == n
+        p100, p400 = peaks[100], peaks[400]
+        print(f"[2] peak RSS 100 patients {p100['peak'] / 2**20:.0f} MiB, 400 patients {p400['peak'] / 2**20:.0f} MiB "
+              f"-> ratio {p400['peak'] / p100['peak']:.3f} (target <= 1.2); increase during extraction "
+              f"{(p100['peak'] - p100['before']) / 2**20:.1f} vs {(p400['peak'] - p400['before']) / 2**20:.1f} MiB")
+
+        # 3. ResNet50 @ 128^3 --------------------------------------------------------
+        if not args.skip_resnet50:
+            make_backbone(models, "r50", "resnet50", 1.0, 128, 1.0, seed=3)
+            r50 = resolve_extraction_backbone("r50", models_dir=models)
+            s = write_cohort(tmp / "r50", 4, n_distinct=4, shape=(140, 160, 130))
+            r50_batches = preloaded_batches(s, r50, 2)
+            t_fwd = forward_seconds(r50.encoder, r50_batches)
+            t_e2e = extract_seconds(s, r50, batch_size=2, workers=args.workers)
+            from torch.utils.flop_counter import FlopCounterMode
+
+            with FlopCounterMode(display=False) as counter, torch.inference_mode():
+                r50.encoder(r50_batches[0][:1])
+            gflop = counter.get_total_flops() / 1e9
+            print(f"[3] resnet50 (conv1 stride {r50.card.get('conv1_stride')}) @128^3, 4 channels, on CPU: "
+                  f"{gflop:.0f} GFLOP per forward; forward {4 / t_fwd:.3f} volumes/s "
+                  f"({4 / t_fwd * gflop:.0f} GFLOP/s), end-to-end {4 / t_e2e:.3f} volumes/s "
+                  f"({torch.get_num_threads()} threads). GPU: not measured (no GPU lent to this task).")
+        print(f"peak RSS of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
