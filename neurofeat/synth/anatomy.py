@@ -264,7 +264,15 @@ def warp_tissues(
     inv = np.linalg.inv(template.affine)
     linear = inv[:3, :3] @ warp.matrix()
     shift = inv[:3, :3] @ (brain_centre - np.asarray(warp.shift_mm) - warp.matrix() @ brain_centre) + inv[:3, 3]
-    index = linear.astype(np.float32) @ points + shift.astype(np.float32)[:, None]
+    # elementwise (no BLAS call: a threaded 3x3 @ 3xN product only burns CPU here)
+    index = np.empty_like(points)
+    for d in range(3):
+        index[d] = (
+            np.float32(linear[d, 0]) * points[0]
+            + np.float32(linear[d, 1]) * points[1]
+            + np.float32(linear[d, 2]) * points[2]
+            + np.float32(shift[d])
+        )
     shape = coords_mm.shape[1:]
     out = []
     for volume in (template.csf, template.gm, template.wm):
