@@ -365,20 +365,30 @@ def _prepare_encoder(encoder: torch.nn.Module, device: torch.device) -> torch.nn
     return encoder
 
 
-def embed_batch(encoder: torch.nn.Module, images: torch.Tensor, device: torch.device) -> np.ndarray:
+def embed_batch(
+    encoder: torch.nn.Module,
+    images: torch.Tensor,
+    device: torch.device,
+    *,
+    mixed_precision: bool | None = None,
+    channels_last: bool | None = None,
+) -> np.ndarray:
     """Embeddings of a batch ``(B, C, D, H, W)`` -> float32 ``(B, E)`` numpy array.
 
-    Runs under ``torch.inference_mode``; on CUDA with bf16 autocast and
-    ``channels_last_3d`` inputs (the encoder must already be in that format, see
-    :func:`extract_embeddings`). On CPU it is plain float32, hence deterministic.
+    Runs under ``torch.inference_mode``. ``mixed_precision`` (bf16 autocast) and
+    ``channels_last`` (``channels_last_3d`` inputs; the encoder should be converted
+    too, see :func:`extract_embeddings`) default to on for CUDA and off on CPU, where
+    plain float32 keeps embeddings deterministic.
     """
+    on_gpu = device.type == "cuda"
+    mixed_precision = on_gpu if mixed_precision is None else mixed_precision
+    channels_last = on_gpu if channels_last is None else channels_last
     with torch.inference_mode():
-        if device.type == "cuda":
-            x = images.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last_3d)
-            with torch.autocast(device_type="cuda", dtype=torch.bfloat16):
-                out = encoder(x)
-        else:
-            out = encoder(images.to(device))
+        x = images.to(device, non_blocking=on_gpu)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last_3d)
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=mixed_precision):
+            out = encoder(x)
         return out.float().cpu().numpy()
 
 

@@ -139,7 +139,10 @@ def extract(
     if process_rank() != 0:
         return
     frame = result.to_frame()
-    print_frame(frame, title=f"extract {result.backbone} (run {result.run_id})")
+    compact = frame.drop(columns=["backbone"]).rename(columns={
+        "n_patients": "patients", "n_already_done": "stored before", "n_written": "written", "n_failed": "failed",
+        "n_zero_filled": "zero-filled", "n_cached": "cached", "seconds": "s", "patients_per_s": "patients/s"})
+    print_frame(compact, title=f"extract {result.backbone} on {result.device} (run {result.run_id})")
     try:
         from neurofeat.store import write_run
 

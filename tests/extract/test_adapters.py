@@ -196,7 +196,7 @@ def test_pickled_code_is_never_run(tmp_path):
         os.unlink(marker)
     path = tmp_path / "evil.pt"
     with open(path, "wb") as handle:
-        pickle.dump({"state_dict": {"conv1.weight": _Exploit()}}, handle)
+        pickle.dump({"state_dict": {"conv1.weight": _Exploit()}}, handle, protocol=2)
     with pytest.raises(AdapterError, match="cannot be loaded safely .*weights_only=True"):
         read_state_dict(path)
     assert not os.path.exists(marker)

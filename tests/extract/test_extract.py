@@ -281,3 +281,18 @@ def test_torchrun_two_ranks_shard_and_commit_once(cohort, tmp_path):
     single, _ = make_store(tmp_path / "single", n=5)
     extract_embeddings(single, resolve_extraction_backbone("tiny", models_dir=models), workers=0, batch_size=2)
     np.testing.assert_allclose(_embeddings(extra)[1], _embeddings(single)[1], rtol=1e-5, atol=1e-6)
+
+
+def test_gpu_path_construction_bf16_channels_last_on_cpu(cohort):
+    """The CUDA path (bf16 autocast + channels_last_3d) built on CPU: same embeddings
+    within bf16 precision. (Untested on a real GPU in this project's CI.)"""
+    from neurofeat.extract.extractor import embed_batch
+
+    backbone = resolve_extraction_backbone("tiny", models_dir=cohort["models"])
+    images = torch.randn(2, 4, 32, 32, 32, generator=torch.Generator().manual_seed(0))
+    reference = embed_batch(backbone.encoder, images, torch.device("cpu"))
+    encoder = backbone.encoder.to(memory_format=torch.channels_last_3d)
+    fast = embed_batch(encoder, images, torch.device("cpu"), mixed_precision=True, channels_last=True)
+    assert fast.dtype == np.float32 and fast.shape == reference.shape
+    np.testing.assert_allclose(fast, reference, rtol=0.05, atol=0.05 * np.abs(reference).max())
+    assert not np.array_equal(fast, reference)  # bf16 really was used
