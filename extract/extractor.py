@@ -439,6 +439,18 @@ def _progress(enabled: bool) -> Any:
     )
 
 
+def _all_cached(dataset: PatientDataset, indices: Sequence[int]) -> bool:
+    """True when every record at *indices* has its preprocessed volume in the cache."""
+    from neurofeat.extract.dataset import cache_key
+
+    if dataset.cache is None:
+        return False
+    return all(
+        dataset.cache.path(cache_key(dataset.records[i], dataset.preprocess_sha256, dataset.perturbation)).exists()
+        for i in indices
+    )
+
+
 def _extract_lock(store: Any, backbone: str) -> Any:
     from neurofeat.store import StoreLock
 
@@ -559,7 +571,13 @@ def extract_embeddings(
 
                     sampler = DistributedSampler(batched, even_divisible=False, shuffle=False,
                                                  num_replicas=world, rank=rank)
-                loader = make_loader(batched, workers=workers, sampler=sampler, pin_memory=dev.type == "cuda")
+                loader_workers = workers
+                if workers and dev.type == "cpu" and cache_dir is not None and _all_cached(
+                        dataset, [i for c in chunks for i in c]):
+                    # Nothing to decode: on CPU, worker processes would only compete with the
+                    # model for the same cores and add a copy per batch; load in-process.
+                    loader_workers = 0
+                loader = make_loader(batched, workers=loader_workers, sampler=sampler, pin_memory=dev.type == "cuda")
                 n_written = n_failed = n_zero = n_cached = 0
                 local_failures: list[tuple[str, str]] = []
                 local_flags: list[tuple[str, str]] = []
