@@ -439,6 +439,37 @@ def _progress(enabled: bool) -> Any:
     )
 
 
+class _RowBuffer:
+    """Collects embedding rows and stages them as one store part per flush."""
+
+    def __init__(self, writer: Any, flush_rows: int, flush_seconds: float) -> None:
+        if flush_rows < 1:
+            raise ValueError(f"flush_rows must be >= 1, got {flush_rows}")
+        self.writer = writer
+        self.flush_rows = flush_rows
+        self.flush_seconds = flush_seconds
+        self.ids: list[str] = []
+        self.rows: list[np.ndarray] = []
+        self.last = time.monotonic()
+
+    def add(self, patient_ids: list[str], embeddings: np.ndarray) -> None:
+        self.ids.extend(patient_ids)
+        self.rows.append(np.asarray(embeddings, dtype=np.float32))
+
+    def maybe_flush(self) -> int:
+        if len(self.ids) >= self.flush_rows or time.monotonic() - self.last >= self.flush_seconds:
+            return self.flush()
+        return 0
+
+    def flush(self) -> int:
+        self.last = time.monotonic()
+        if not self.ids:
+            return 0
+        ids, matrix = self.ids, np.concatenate(self.rows)
+        self.ids, self.rows = [], []
+        return self.writer.write_batch(ids, matrix)
+
+
 def _all_cached(dataset: PatientDataset, indices: Sequence[int]) -> bool:
     """True when every record at *indices* has its preprocessed volume in the cache."""
     from neurofeat.extract.dataset import cache_key
@@ -474,6 +505,8 @@ def extract_embeddings(
     seed: int = 0,
     run_id: str | None = None,
     progress: bool = False,
+    flush_rows: int = 512,
+    flush_seconds: float = 60.0,
 ) -> ExtractResult:
     """Extract one embedding per patient (per perturbation) of *backbone* into *store*.
 
@@ -502,6 +535,12 @@ def extract_embeddings(
         Default: a new ``extract-<time>-<hex>`` id.
     progress : bool
         Show a rich progress bar (patients/s, ETA) on rank 0.
+    flush_rows, flush_seconds : int, float
+        Embeddings are staged in the store (one Parquet part, invisible until the
+        commit) every *flush_rows* rows or *flush_seconds* seconds, whichever comes
+        first, and at the end: parts stay large enough to read well, memory stays
+        bounded (``flush_rows x dim`` floats), and a killed run loses at most that much
+        work.
 
     Returns
     -------
@@ -581,6 +620,7 @@ def extract_embeddings(
                 n_written = n_failed = n_zero = n_cached = 0
                 local_failures: list[tuple[str, str]] = []
                 local_flags: list[tuple[str, str]] = []
+                buffer = _RowBuffer(writer, flush_rows, flush_seconds)
                 with _progress(progress and rank == 0) as bar:
                     task = bar.add_task(f"{backbone.name} [{pert.label}]", total=len(todo_ids), rate="-")
                     n_seen = 0
@@ -605,14 +645,16 @@ def extract_embeddings(
                                         continue
                                     ok.append(i)
                                 if ok:
-                                    n_written += writer.write_batch([batch.patient_ids[i] for i in ok], emb[ok])
+                                    buffer.add([batch.patient_ids[i] for i in ok], emb[ok])
                                     local_flags.extend((batch.patient_ids[i], batch.zero_filled[i])
                                                        for i in ok if batch.zero_filled[i])
+                                    n_written += buffer.maybe_flush()
                         n_batch = sum(pid in todo_ids for pid in batch.patient_ids) + sum(
                             pid in todo_ids for pid, _ in batch.failures)
                         n_seen += n_batch
                         elapsed = time.perf_counter() - t0
                         bar.update(task, advance=n_batch, rate=f"{n_seen / elapsed:.2f}" if elapsed > 0 else "-")
+                n_written += buffer.flush()
                 failures = _gather_to_rank0(local_failures)
                 flags = _gather_to_rank0(local_flags)
                 totals = _gather_to_rank0([(n_written, n_cached)])

@@ -51,6 +51,8 @@ def test_end_to_end_rows_provenance_and_direct_forward(cohort):
     backbone = resolve_extraction_backbone("tiny", models_dir=models)
     result = extract_embeddings(store, backbone, batch_size=4, workers=1, seed=7)
     assert result.n_written == 6 and result.n_failed == 0
+    # rows are staged in parts of up to flush_rows rows, not one tiny file per batch
+    assert len(list(store.partition_dir("tiny", "none").glob("*.parquet"))) == 1
     con = connect(store)
     rows = con.execute(
         "SELECT patient_id, site, len(embedding), checkpoint_sha256, preprocess_sha256, seed, run_id "
@@ -100,7 +102,7 @@ EmbeddingWriter.write_batch = slow_write
 from neurofeat.extract.extractor import resolve_extraction_backbone, extract_embeddings
 store = Store.open(sys.argv[1])
 backbone = resolve_extraction_backbone("tiny", models_dir=sys.argv[2])
-extract_embeddings(store, backbone, batch_size=2, workers=0)
+extract_embeddings(store, backbone, batch_size=2, workers=0, flush_rows=2)
 """
 
 
