@@ -20,7 +20,7 @@ pytestmark = pytest.mark.torch
 torch = pytest.importorskip("torch")
 pytest.importorskip("monai")
 
-from conftest import make_backbone, make_store  # noqa: E402
+from extract_helpers import make_backbone, make_store  # noqa: E402
 
 from neurofeat.extract.extractor import (  # noqa: E402
     dry_run,
