@@ -7,6 +7,11 @@ The pipeline::
         ──► EmbeddingWriter.write_batch (one pending Parquet part per batch)
         ──► commit (all parts of the backbone/perturbation become visible at once)
 
+Batches are fixed consecutive chunks of the sorted patient list, whichever patients
+are still to do, so on CPU a resumed or torchrun-sharded run gives bit-identical
+embeddings to a clean run with the same ``batch_size``. Rows are staged in parts of up
+to ``flush_rows`` rows (memory stays bounded; files stay large enough to read well).
+
 Reliability: a patient whose scans cannot be read or preprocessed, or whose embedding
 is not finite, is recorded in ``extract_failures`` with the reason while the others go
 on. Parts are staged invisibly and committed once, so a run killed at any moment
