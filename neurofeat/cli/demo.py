@@ -58,6 +58,8 @@ def demo(
     if unknown or not chosen:
         fail(f"--methods: unknown {unknown or methods!r}; choose from {', '.join(known)}")
     store, models, cohort = out / "store", out / "models", out / "cohort"
+    # Preprocessed volumes are cached once and shared by pretraining and every extraction.
+    cache = ["--cache-dir", str(out / "cache")]
     if (store / "store.json").exists():
         fail(f"{store} already holds a store; remove {out} or choose another --out")
     tiny = ["--arch", "resnet10", "--widen-factor", "0.25", "--input-size", "32", "--spacing", "6"]
@@ -74,14 +76,14 @@ def demo(
     for name in backbones:
         method, dro = name.removesuffix("_dro"), name.endswith("_dro")
         args = ["pretrain", "--method", method, "--store", str(store), "--models-dir", str(models), *tiny]
-        args += ["--epochs", str(epochs), "--batch-size", "8", "--lr", "1e-3", "--seed", str(seed), "--no-progress"]
+        args += ["--epochs", str(epochs), "--batch-size", "8", "--lr", "1e-3", "--seed", str(seed), "--no-progress", *cache]
         if dro:
             args += ["--dro", "--group-by", "site"]
         timings[f"pretrain {name}"] = _run(f"3 pretrain {name}", args)
     for name in backbones:
         timings[f"extract {name}"] = _run(
             f"4 extract {name}",
-            ["extract", "--backbone", name, "--store", str(store), "--models-dir", str(models), "--workers", "1", "--no-progress"],
+            ["extract", "--backbone", name, "--store", str(store), "--models-dir", str(models), "--workers", "1", "--no-progress", *cache],
         )
     first = backbones[1]
     timings["probe"] = _run(
@@ -100,9 +102,10 @@ def demo(
         "8 sql",
         [
             "sql",
-            "SELECT command, backbone, task, site, metric, round(estimate, 3) AS estimate, "
+            "SELECT command, backbone, task, coalesce(probe, model) AS model, metric, round(estimate, 3) AS estimate, "
             "round(ci_low, 3) AS ci_low, round(ci_high, 3) AS ci_high FROM results "
-            "WHERE site = 'all' AND metric IN ('auc', 'balanced_accuracy', 'harrell_c') ORDER BY command, backbone",
+            "WHERE site = 'all' AND metric IN ('auc', 'ba', 'harrell_c', 'uno_c') AND ci_method LIKE 'percentile%' "
+            "ORDER BY command, backbone, model, metric",
             "--store",
             str(store),
         ],

@@ -8,7 +8,9 @@ the bytes of X (the Arrow buffers plus X) and no row passes through Python.
 
 from __future__ import annotations
 
+import os
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import duckdb
@@ -22,8 +24,6 @@ from neurofeat.store.embeddings import backbone_provenance
 from neurofeat.store.layout import Store, StoreError
 from neurofeat.store.tables import read_table
 from neurofeat.tasks import Task, get_task
-
-_BATCH_ROWS = 1024
 
 __all__ = ["TaskData", "read_xy", "read_labels", "read_embeddings", "task_counts"]
 
@@ -89,13 +89,22 @@ def _cursor() -> duckdb.DuckDBPyConnection:
 
 
 def _labels_table(store: Store, task: Task) -> pa.Table:
+    columns = task.label_columns
+    patient_columns = ("site", "cohort", "age", "sex", "grade", "histology")
+    if not task.cohort.strip() and not set(columns) & set(patient_columns):
+        # Everyone with a label: a plain Arrow join, no SQL needed.
+        sites = read_table(store, "patients", ["patient_id", "site"])
+        labels = read_table(store, "clinical", ["patient_id", *columns])
+        for column in columns:
+            labels = labels.filter(pc.is_valid(labels[column]))
+        joined = labels.join(sites, "patient_id", join_type="inner")
+        return joined.select(["patient_id", "site", *columns]).sort_by("patient_id")
     con = _cursor()
-    patients = read_table(store, "patients", ["patient_id", "site", "cohort", "age", "sex", "grade", "histology"])
+    patients = read_table(store, "patients", ["patient_id", *patient_columns])
     labels = read_table(store, "clinical")
     suffix = uuid.uuid4().hex
     con.register(f"p_{suffix}", patients)
     con.register(f"c_{suffix}", labels)
-    columns = task.label_columns
     not_null = " AND ".join(f'"{c}" IS NOT NULL' for c in columns)
     where = f"({task.cohort}) AND {not_null}" if task.cohort.strip() else not_null
     select = ", ".join(f'"{c}"' for c in columns)
@@ -219,17 +228,25 @@ def read_xy(store: Store, backbone: str, task: str | Task, *, perturbation: str 
     out_row = np.cumsum(present) - 1
     dim = pq.read_schema(files[0]).field("embedding").type.list_size
     X = np.empty((int(present.sum()), dim), dtype=np.float32)
-    # Pass 2: stream the embedding column batch by batch straight into X, so Arrow
-    # never holds more than one batch (peak memory ~ X + one batch).
-    start = 0
+    # Pass 2: decode row groups in parallel threads, each scattered straight into X,
+    # so Arrow never holds more than a few row groups (peak memory ~ X + a few MB).
+    groups, start = [], 0
     for path in files:
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=_BATCH_ROWS, columns=["embedding"]):
-            length = batch.num_rows
-            values = batch.column(0).flatten().to_numpy(zero_copy_only=True).reshape(length, dim)
-            sel = wanted[start : start + length]
-            rows = out_row[position[start : start + length][sel]]
-            X[rows] = values if sel.all() else values[sel]
-            start += length
+        metadata = pq.read_metadata(path)
+        for index in range(metadata.num_row_groups):
+            groups.append((path, index, start))
+            start += metadata.row_group(index).num_rows
+
+    def scatter(group: tuple[str, int, int]) -> None:
+        path, index, first = group
+        column = pq.ParquetFile(path).read_row_group(index, columns=["embedding"], use_threads=False).column(0)
+        values = column.combine_chunks().flatten().to_numpy(zero_copy_only=True).reshape(-1, dim)
+        sel = wanted[first : first + len(values)]
+        rows = out_row[position[first : first + len(values)][sel]]
+        X[rows] = values if sel.all() else values[sel]
+
+    with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
+        list(pool.map(scatter, groups))
     kept = labels.filter(pa.array(present))
     y, event = _label_arrays(kept, task)
     provenance = backbone_provenance(store, backbone)
