@@ -73,3 +73,23 @@ def test_analysis_imports_without_torch():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
+
+
+COMMANDS = [
+    ["demo"], ["synth"], ["ingest"], ["store", "info"], ["store", "validate"], ["store", "import"],
+    ["sql"], ["tasks"], ["pretrain"], ["backbones"], ["extract"], ["probe"], ["survival"], ["stats", "compare"],
+]
+
+
+def test_every_command_is_listed_and_has_an_example():
+    from typer.testing import CliRunner
+
+    from neurofeat.cli import app
+
+    runner = CliRunner()
+    top = runner.invoke(app, ["--help"], env={"COLUMNS": "200"}).output
+    for command in COMMANDS:
+        assert command[0] in top, command
+        result = runner.invoke(app, [*command, "--help"], env={"COLUMNS": "200"})
+        assert result.exit_code == 0, (command, result.output)
+        assert "example" in result.output.lower(), f"`neurofeat {' '.join(command)} --help` has no example"
