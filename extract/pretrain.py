@@ -45,7 +45,12 @@ from neurofeat.extract.checkpoint import CARD_FILE, WEIGHTS_FILE, save_checkpoin
 from neurofeat.extract.dro import DROStep, GroupDRO, erm_objective
 from neurofeat.extract.encoders import EncoderConfig, build_encoder
 from neurofeat.extract.methods import METHOD_NAMES, build_method
-from neurofeat.extract.pretrain_data import EpochIndexSampler, PretrainCohort, PretrainDataset
+from neurofeat.extract.pretrain_data import (
+    EpochIndexSampler,
+    GroupBalancedSampler,
+    PretrainCohort,
+    PretrainDataset,
+)
 
 __all__ = [
     "PretrainConfig",
@@ -121,6 +126,9 @@ class PretrainConfig:
         Memory budget of the automatic in-memory cache.
     keep_state : bool
         Keep the resumable training state after the last epoch.
+    group_balanced : bool or None
+        Sample every group equally often (with replacement), as Sagawa et al. train
+        Group-DRO; ``None`` = on with ``dro``, off without.
     """
 
     method: str = "dino"
@@ -147,6 +155,7 @@ class PretrainConfig:
     cache_dir: str | None = None
     cache_budget_gb: float = 2.0
     keep_state: bool = False
+    group_balanced: bool | None = None
 
     def __post_init__(self) -> None:
         from neurofeat.extract.preprocess import PreprocessConfig
@@ -189,6 +198,11 @@ class PretrainConfig:
             raise ValueError("batch_size must be >= 2 (batch norm and contrastive losses need 2 samples).")
         if not float(self.lr) > 0:
             raise ValueError(f"lr must be > 0, got {self.lr}.")
+
+    @property
+    def balanced_sampling(self) -> bool:
+        """Whether batches are drawn group-balanced (see ``group_balanced``)."""
+        return self.dro if self.group_balanced is None else bool(self.group_balanced)
 
     @property
     def name(self) -> str:
@@ -568,9 +582,13 @@ def _train(config: PretrainConfig, cohort: PretrainCohort, out: Path, state_dir:
         cache = per_rank * volume_bytes * copies <= config.cache_budget_gb * 2**30
     dataset = PretrainDataset(cohort, pipeline, augment, seed=config.seed, cache=cache,
                               cache_dir=config.cache_dir, preprocess_sha256=config.preprocess.sha256())
-    sampler = EpochIndexSampler(torch.utils.data.distributed.DistributedSampler(
-        dataset, num_replicas=world, rank=rank, shuffle=True, seed=config.seed, drop_last=False
-    ))
+    if config.balanced_sampling:
+        base_sampler: Any = GroupBalancedSampler(cohort.group_index, num_replicas=world, rank=rank, seed=config.seed)
+    else:
+        base_sampler = torch.utils.data.distributed.DistributedSampler(
+            dataset, num_replicas=world, rank=rank, shuffle=True, seed=config.seed, drop_last=False
+        )
+    sampler = EpochIndexSampler(base_sampler)
     loader_kwargs: dict[str, Any] = {}
     if config.num_workers > 0:
         loader_kwargs = {"num_workers": config.num_workers, "persistent_workers": True,
@@ -670,6 +688,7 @@ def _train(config: PretrainConfig, cohort: PretrainCohort, out: Path, state_dir:
         "eta": config.eta if config.dro else None,
         "C": config.adjustment if config.dro else None,
         "group_by": list(config.group_by),
+        "sampling": "group-balanced" if config.balanced_sampling else "shuffled",
         "groups": {g: {"n": int(n), "q": float(q)}
                    for g, n, q in zip(group_names, cohort.group_counts.tolist(), final_q)},
         "preprocessing": config.preprocess.to_dict(),

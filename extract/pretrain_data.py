@@ -13,6 +13,8 @@ and draws the method's augmented views per epoch (:mod:`neurofeat.extract.augmen
 
 from __future__ import annotations
 
+import math
+
 import hashlib
 import json
 import os
@@ -212,6 +214,48 @@ def cohort_from_store(store: Any, group_by: Sequence[str] = ()) -> PretrainCohor
         for seq in _SEQUENCES:
             record.setdefault(seq, None)
     return cohort_from_records(list(by_patient.values()), group_by, source=str(store.root))
+
+
+class GroupBalancedSampler(torch.utils.data.Sampler):
+    """Draw patients with replacement so that every group is equally likely per draw.
+
+    Group-DRO's online update raises only the weights of groups present in a batch, so
+    with natural sampling the groups seen most often (the largest site) gain weight
+    whatever their loss. Sagawa et al. (2020) train Group-DRO on group-balanced
+    batches; this sampler provides them. Every rank draws the same epoch sequence from
+    ``(seed, epoch)`` and takes every ``num_replicas``-th index, so shards are equal
+    in length and the run is reproducible and resumable.
+
+    Parameters
+    ----------
+    group_index : array of shape (n_patients,)
+        Group of each patient (0..G-1).
+    num_replicas, rank : int
+    seed : int
+    """
+
+    def __init__(self, group_index: Any, *, num_replicas: int = 1, rank: int = 0, seed: int = 0) -> None:
+        groups = np.asarray(group_index, dtype=np.int64)
+        counts = np.bincount(groups)
+        weights = 1.0 / counts[groups]
+        self.p = weights / weights.sum()
+        self.n = len(groups)
+        self.num_replicas = int(num_replicas)
+        self.rank = int(rank)
+        self.seed = int(seed)
+        self.epoch = 0
+        self.num_samples = math.ceil(self.n / self.num_replicas)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __iter__(self):
+        rng = np.random.default_rng([self.seed, self.epoch, 0x6D5])
+        draws = rng.choice(self.n, size=self.num_samples * self.num_replicas, replace=True, p=self.p)
+        return iter(draws[self.rank :: self.num_replicas].tolist())
+
+    def __len__(self) -> int:
+        return self.num_samples
 
 
 class EpochIndexSampler(torch.utils.data.Sampler):

@@ -56,6 +56,10 @@ def pretrain(
         float, typer.Option("--adjustment", "-C", min=0.0, help="Group-DRO generalisation adjustment C "
                                                                   "(adds C/sqrt(n_g) to group g's loss).")
     ] = 0.0,
+    sampling: Annotated[
+        str, typer.Option(help="Batch sampling: auto (group-balanced with --dro, as Sagawa et al.; shuffled "
+                               "without), balanced, or natural.")
+    ] = "auto",
     store: StoreOption = None,
     manifest: Annotated[
         Path | None,
@@ -124,12 +128,15 @@ def pretrain(
     with user_errors(PretrainError, RuntimeError):
         encoder = EncoderConfig(arch=arch, widen_factor=widen_factor, input_size=input_size,
                                 spacing=(spacing, spacing, spacing))
+        if sampling not in ("auto", "balanced", "natural"):
+            raise ValueError(f"--sampling must be auto, balanced or natural, got {sampling!r}")
         config = PretrainConfig(
             method=method, dro=dro, group_by=columns, eta=eta, adjustment=adjustment, encoder=encoder,
             preprocess=PreprocessConfig(input_size=input_size, spacing=spacing), method_params=_parse_params(param),
             epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, schedule=schedule,
             warmup_epochs=warmup_epochs, seed=seed, device=device, precision=precision, num_workers=workers,
             cache_dir=str(cache_dir) if cache_dir is not None else None, keep_state=keep_state,
+            group_balanced={"auto": None, "balanced": True, "natural": False}[sampling],
         )
         store_obj = None
         if manifest is not None:
