@@ -82,7 +82,14 @@ def _principal_axes(Xs: np.ndarray, k: int) -> np.ndarray:
 
 
 class _BreslowMixin:
-    """Breslow baseline hazard from the training linear predictor."""
+    """Linear predictor on standardised inputs, and the Breslow baseline hazard from the
+    training linear predictor (shared by the Cox estimators below)."""
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """Linear predictor (risk score), shape (n,)."""
+        check_is_fitted(self, "coef_")
+        X = check_array(X, dtype=np.float64)
+        return ((X - self.mean_) / self.scale_) @ self.coef_
 
     def _fit_baseline(self, lp: np.ndarray, event: np.ndarray, time: np.ndarray) -> None:
         from sksurv.linear_model.coxph import BreslowEstimator
@@ -221,12 +228,6 @@ class CoxnetRisk(_BreslowMixin, BaseEstimator):
         self._fit_baseline(Xs @ self.coef_, event, time)
         return self
 
-    def predict(self, X: np.ndarray) -> np.ndarray:
-        """Linear predictor (risk score), shape (n,)."""
-        check_is_fitted(self, "coef_")
-        X = check_array(X, dtype=np.float64)
-        return ((X - self.mean_) / self.scale_) @ self.coef_
-
 
 class PCACoxRisk(_BreslowMixin, BaseEstimator):
     """Standardise, project on the first principal components, fit a Cox model.
@@ -272,12 +273,6 @@ class PCACoxRisk(_BreslowMixin, BaseEstimator):
         self.n_features_in_ = X.shape[1]
         self._fit_baseline(Xs @ self.coef_, event, time)
         return self
-
-    def predict(self, X: np.ndarray) -> np.ndarray:
-        """Linear predictor (risk score), shape (n,)."""
-        check_is_fitted(self, "coef_")
-        X = check_array(X, dtype=np.float64)
-        return ((X - self.mean_) / self.scale_) @ self.coef_
 
 
 def make_cox_model(name: str, **params) -> BaseEstimator:
