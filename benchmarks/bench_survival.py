@@ -171,7 +171,7 @@ def main() -> None:
     max_risk_diff = max(np.nanmax(np.abs(fast.cv[k].risk - risk_ref[k])) for k in emb)
     pair = next(p for p in fast.results["all"].pairs
                 if p.metric == "harrell_c" and not p.pooled)
-    a, b = pair.backbone_a, pair.backbone_b
+    a = pair.backbone_a
     from neurofeat.analysis.scoring import score_resamples
     from neurofeat.analysis.survival.compare import HARRELL, UNO, survival_target
 

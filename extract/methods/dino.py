@@ -33,7 +33,6 @@ from neurofeat.extract.methods.base import (
     cosine_momentum,
     ema_update,
     frozen_copy,
-    mlp,
     register_method,
 )
 

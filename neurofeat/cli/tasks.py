@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from neurofeat.cli.common import console, open_store, print_frame, user_errors
+from neurofeat.cli.common import open_store, print_frame, user_errors
 
 
 def tasks(

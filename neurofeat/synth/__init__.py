@@ -57,6 +57,7 @@ from neurofeat.synth.tumour import (
 )
 
 __all__ = [
+    "write_nifti_gz",
     "CAUSES",
     "CLINICAL_COLUMNS",
     "INTENSITIES",

@@ -267,7 +267,7 @@ def test_perturbations_go_to_their_own_partitions(cohort):
 def test_torchrun_two_ranks_shard_and_commit_once(cohort, tmp_path):
     if shutil.which("torchrun") is None:
         pytest.skip("torchrun is not on PATH")
-    store, models = cohort["store"], cohort["models"]
+    models = cohort["models"]
     # 5 patients over 2 ranks: uneven shards must not duplicate anyone
     extra, _ = make_store(tmp_path / "ref", n=5)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MASTER_PORT": "29517"}

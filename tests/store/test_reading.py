@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pyarrow as pa
 import pytest
 
 from neurofeat.store import StoreError, append_embeddings, connect, read_labels, read_xy, task_counts

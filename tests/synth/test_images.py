@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import filecmp
-from pathlib import Path
 
 import nibabel as nib
 import numpy as np

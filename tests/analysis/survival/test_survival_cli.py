@@ -105,7 +105,6 @@ def test_unknown_backbone(store_dir):
 @pytest.mark.slow
 def test_stats_compare_survival_branch(store_dir):
     """`stats compare` on a survival task goes through analysis.survival.compare."""
-    from neurofeat.analysis.survival import harrell_c
 
     result = runner.invoke(app, ["stats", "compare", "dino_dro", "dino", "--task", "os",
                                  "--store", store_dir, "--bootstrap", "50", "--repeats", "1",
