@@ -60,7 +60,11 @@ def extract(
     ] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda (torchrun: cuda:LOCAL_RANK).")] = "auto",
     batch_size: Annotated[int, typer.Option(min=1, help="Volumes per forward pass.")] = 4,
-    workers: Annotated[int, typer.Option(min=0, help="DataLoader workers decoding/preprocessing in parallel.")] = 2,
+    workers: Annotated[
+        int | None,
+        typer.Option(min=0, help="Worker processes decoding/preprocessing while the model runs; 0 = one background "
+                                 "thread. Default: 0 on CPU, one per spare core (max 8) on GPU.", show_default=False),
+    ] = None,
     perturb: Annotated[
         str | None,
         typer.Option(help="Perturbations, each extracted into its own partition: e.g. "
@@ -97,6 +101,7 @@ def extract(
         ExtractionError,
         dry_run as run_dry_run,
         extract_embeddings,
+        default_workers,
         resolve_device,
         resolve_extraction_backbone,
     )
@@ -112,6 +117,7 @@ def extract(
     with user_errors(*errors):
         perturbations = parse_perturbations(perturb)
         dev = resolve_device(device)
+        workers = default_workers(dev) if workers is None else workers
         pre = None
         if checkpoint is not None:
             pre = PreprocessConfig(
