@@ -54,3 +54,16 @@ SELECT * FROM read_parquet('{root}/extract_failures/*.parquet', union_by_name = 
 -- view: ingest_rejects | ingest_rejects/*.parquet
 CREATE VIEW ingest_rejects AS
 SELECT * FROM read_parquet('{root}/ingest_rejects/*.parquet', union_by_name = true);
+
+-- view: open_extract_failures | -
+-- The failures still standing: per patient, backbone and perturbation, the latest
+-- failure, unless an embedding has been stored since (a later run succeeded).
+CREATE VIEW open_extract_failures AS
+SELECT f.* FROM extract_failures AS f
+WHERE NOT EXISTS (
+    SELECT 1 FROM embeddings AS e
+    WHERE e.patient_id = f.patient_id AND e.backbone = f.backbone AND e.perturbation = f.perturbation
+)
+QUALIFY row_number() OVER (
+    PARTITION BY f.patient_id, f.backbone, f.perturbation ORDER BY f.failed_at DESC, f.run_id DESC
+) = 1;

@@ -165,7 +165,7 @@ def extract(
     if result.failures:
         for pert, pid, reason in result.failures[:10]:
             typer.secho(f"failed {pid} [{pert}]: {reason}", fg=typer.colors.RED, err=True)
-        more = f" (showing 10; all in the extract_failures view)" if len(result.failures) > 10 else ""
+        more = f" (showing 10; all in the open_extract_failures view)" if len(result.failures) > 10 else ""
         if not allow_failures:
             fail(
                 f"{len(result.failures)} patient(s) failed{more}; the others were stored. Fix the scans and rerun "

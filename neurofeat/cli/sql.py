@@ -29,7 +29,8 @@ def sql(
     store: StoreOption = None,
 ) -> None:
     """Run read-only SQL on the store (views: patients, scans, clinical, embeddings,
-    emb_<backbone>, results, comparisons, runs, extract_failures, ingest_rejects).
+    emb_<backbone>, results, comparisons, runs, extract_failures, open_extract_failures,
+    ingest_rejects).
 
     Examples:
       neurofeat sql "SELECT site, count(*) FROM patients GROUP BY site" --store S

@@ -87,6 +87,7 @@ def connect(store: Store | str | Path, database: str = ":memory:") -> duckdb.Duc
     duckdb.DuckDBPyConnection
         With views ``patients``, ``scans``, ``clinical``, ``clinical_labels``,
         ``embeddings``, ``results``, ``comparisons``, ``runs``, ``extract_failures``,
+        ``open_extract_failures`` (failures not since fixed by a later run),
         ``ingest_rejects``, ``emb_<backbone>`` per backbone and ``run_<table>`` for
         every other table name found in run folders.
 

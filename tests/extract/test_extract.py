@@ -160,6 +160,15 @@ def test_failures_are_recorded_and_the_rest_goes_on(cohort):
     ids, _ = _embeddings(store)
     assert ids == ["P000", "P002", "P003", "P005"]
 
+    # P001's scan comes back: a rerun embeds it; only P004's failure is still open
+    shutil.copyfile(records["P001"]["t1"], records["P001"]["t2"])
+    rerun = extract_embeddings(store, backbone, batch_size=4, workers=0)
+    assert rerun.n_written == 1 and rerun.n_failed == 1
+    con = connect(store)
+    assert con.sql("SELECT count(*) FROM extract_failures").fetchall() == [(3,)]  # the history stays
+    open_rows = con.sql("SELECT patient_id, run_id FROM open_extract_failures").fetchall()
+    assert [r[0] for r in open_rows] == ["P004"] and open_rows[0][1] == rerun.run_id
+
 
 def test_lock_refuses_a_concurrent_extraction(cohort):
     store, models = cohort["store"], cohort["models"]

@@ -29,7 +29,7 @@ def full_store(store, ids):
 
 def test_views_exist_on_an_empty_store(tmp_path):
     con = connect(Store.open(tmp_path / "s", create=True))
-    for view in ("patients", "scans", "clinical", "embeddings", "results", "comparisons", "runs", "extract_failures", "ingest_rejects"):
+    for view in ("patients", "scans", "clinical", "embeddings", "results", "comparisons", "runs", "extract_failures", "open_extract_failures", "ingest_rejects"):
         assert con.sql(f"SELECT count(*) FROM {view}").fetchall() == [(0,)]
 
 
