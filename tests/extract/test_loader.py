@@ -78,3 +78,8 @@ def test_default_workers_per_device():
     assert default_workers(torch.device("cuda"), cpu_count=16) == 8
     assert default_workers(torch.device("cuda"), cpu_count=4) == 3
     assert default_workers(torch.device("cuda"), cpu_count=1) == 1
+
+
+def test_make_loader_can_load_in_the_loop_itself():
+    loader = make_loader(_Items(4), batch_size=2, workers=0, background=False)
+    assert isinstance(loader, torch.utils.data.DataLoader)
