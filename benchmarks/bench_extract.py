@@ -15,12 +15,14 @@
    right before extraction starts (the part that could grow with the cohort).
 3. Volumes/s of a ResNet50 (widen 1, 4 channels) at 128^3 on CPU (forward only, a few
    volumes) and end to end, with its FLOPs per forward counted by torch's
-   FlopCounterMode. GPU: not measured here (no GPU on the benchmark machine); with a
-   GPU, bf16 autocast + channels_last_3d are used, and model-FLOPs utilisation would be
-   volumes/s x GFLOP per forward / peak bf16 FLOP/s.
+   FlopCounterMode.
+4. On a CUDA device: forward volumes/s of ResNet50 @128^3 (bf16 autocast +
+   channels_last_3d, the extraction's path) and model-FLOPs utilisation = volumes/s x
+   counted GFLOP per forward / peak bf16 FLOP/s, for conv1 stride 2 and 1. Skipped
+   without CUDA (``--accelerator-device cpu --parts 4`` checks the code path on CPU).
 
 Usage: python benchmarks/bench_extract.py [--patients 96] [--input-size 64] [--workers 2]
-       [--repeats 3] [--skip-resnet50]
+       [--repeats 3] [--skip-resnet50] [--parts 1,2,3,4] [--accelerator-device cuda] [--peak-tflops T]
 """
 
 from __future__ import annotations
@@ -210,6 +212,45 @@ def efficiency(store, small, cache: Path, label: str, args) -> None:
           f"-> pipeline efficiency {f / min(warm):.2f} (target >= 0.8)")
 
 
+# Dense bf16 tensor-core peaks (TFLOP/s) from the vendors' data sheets, by device-name fragment.
+BF16_PEAK_TFLOPS = {"H100 SXM": 989.0, "H100 PCIe": 756.0, "H100": 989.0, "H200": 989.0, "A100": 312.0}
+
+
+def accelerator_throughput(device: torch.device, batch: int, iters: int, peak_tflops: float | None,
+                           arch: str = "resnet50", size: int = 128) -> None:
+    """Forward volumes/s and model-FLOPs utilisation of *arch* @ size^3 (4 channels) on *device*.
+
+    The extraction's own path is timed (``embed_batch``: inference_mode, and on CUDA bf16
+    autocast + channels_last_3d) on a preloaded batch, for conv1 stride 2 (the networks
+    ``neurofeat pretrain`` builds) and stride 1 (MONAI's default, the ~925 GFLOP figure).
+    FLOPs per forward are counted by torch's FlopCounterMode (2 per multiply-add).
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from neurofeat.extract.encoders import EncoderConfig, build_encoder
+    from neurofeat.extract.extractor import _prepare_encoder, embed_batch
+
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    if peak_tflops is None and device.type == "cuda":
+        peak_tflops = next((v for k, v in BF16_PEAK_TFLOPS.items() if k in name), None)
+    x = torch.randn(batch, 4, size, size, size)
+    for stride in (2, 1):
+        encoder = _prepare_encoder(build_encoder(EncoderConfig(arch=arch, input_size=size, conv1_stride=stride)), device)
+        with FlopCounterMode(display=False) as counter, torch.inference_mode():
+            encoder(x[:1].to(device))
+        gflop = counter.get_total_flops() / 1e9
+        embed_batch(encoder, x, device)  # warm-up (cuDNN / oneDNN algorithm choice)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        for _ in range(iters):
+            embed_batch(encoder, x, device)  # returns a host array: synchronises
+        rate = batch * iters / (time.perf_counter() - start)
+        mfu = "" if not peak_tflops else f", MFU {rate * gflop / 1e3 / peak_tflops:.1%} of {peak_tflops:.0f} TFLOP/s bf16"
+        print(f"[4] {arch} conv1 stride {stride} @{size}^3 on {name}: {gflop:.0f} GFLOP/forward, batch {batch}: "
+              f"{rate:.1f} volumes/s ({rate * gflop / 1e3:.1f} TFLOP/s{mfu})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--patients", type=int, default=96)
@@ -218,7 +259,13 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--skip-resnet50", action="store_true")
-    parser.add_argument("--parts", default="1,2,3", help="Which measurements to run (comma-separated).")
+    parser.add_argument("--parts", default="1,2,3,4", help="Which measurements to run (comma-separated); "
+                        "4 = accelerator volumes/s and MFU (CUDA only unless --accelerator-device cpu).")
+    parser.add_argument("--accelerator-device", default="cuda")
+    parser.add_argument("--accelerator-batch", type=int, default=8)
+    parser.add_argument("--accelerator-iters", type=int, default=20)
+    parser.add_argument("--peak-tflops", type=float, default=None,
+                        help="Peak bf16 TFLOP/s for MFU (default: from the device name for H100/H200/A100).")
     args = parser.parse_args()
 
     from neurofeat.extract.extractor import resolve_extraction_backbone
@@ -278,6 +325,13 @@ def main() -> None:
                   f"({6 / t_fwd * gflop:.0f} GFLOP/s), end-to-end {6 / t_e2e:.3f} volumes/s "
                   f"(efficiency {t_fwd / t_e2e:.2f}; decode + preprocess {prep:.0f} ms/patient on one core; "
                   f"{torch.get_num_threads()} threads). GPU: not measured (no GPU lent to this task).")
+        # 4. accelerator ------------------------------------------------------------
+        if "4" in parts:
+            device = torch.device(args.accelerator_device)
+            if device.type == "cuda" and not torch.cuda.is_available():
+                print("[4] GPU volumes/s and MFU: skipped (no CUDA device here; run on a GPU machine)")
+            else:
+                accelerator_throughput(device, args.accelerator_batch, args.accelerator_iters, args.peak_tflops)
         print(f"peak RSS of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
