@@ -774,9 +774,14 @@ class DryRunReport:
 
 
 def _check_scans(record: Mapping[str, Any], pre: PreprocessConfig) -> list[str]:
-    """Header-level checks of one patient's scans (no voxel data is read)."""
+    """Checks of one patient's scans: bytes as registered at ingest (sha256), header-level
+    geometry (no voxel data is decoded)."""
     import nibabel as nib
 
+    from neurofeat.extract.volumes import parse_scan_sha256
+    from neurofeat.ingest.nifti import sha256_file
+
+    registered = parse_scan_sha256(record.get("scan_sha256"))
     problems = []
     grids = {}
     for seq in pre.sequences:
@@ -789,6 +794,12 @@ def _check_scans(record: Mapping[str, Any], pre: PreprocessConfig) -> list[str]:
             if pre.missing_sequence == "error":
                 problems.append(f"sequence '{seq}': file {path} does not exist")
             continue
+        if seq in registered:
+            actual = sha256_file(path)  # the hash ingest registered
+            if actual != registered[seq]:
+                problems.append(f"sequence '{seq}': {path} changed since ingest (sha256 {actual[:12]}…, registered "
+                                f"{registered[seq][:12]}…); restore the file or re-ingest the patient")
+                continue
         try:
             img = nib.load(path)
             shape = tuple(int(s) for s in img.shape)
@@ -821,8 +832,9 @@ def dry_run(
     """Check everything :func:`extract_embeddings` needs, without extracting.
 
     Checks: the checkpoint loaded (done by :func:`resolve_extraction_backbone`) and does
-    not clash with the checkpoint stored under the backbone name; every scan exists and
-    its NIfTI header reads as one 3-D volume with a valid spacing; each patient's
+    not clash with the checkpoint stored under the backbone name; every scan exists, its
+    bytes are those registered at ingest (sha256: a truncated, corrupted or replaced
+    file is caught) and its NIfTI header reads as one 3-D volume with a valid spacing; each patient's
     sequences share a grid; the first readable patient preprocesses to the encoder's
     input shape and the encoder maps it to ``embedding_dim`` (and to the dimension
     already stored); free disk space covers the rows (and the cache).

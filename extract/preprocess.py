@@ -55,7 +55,7 @@ from typing import Any
 
 import numpy as np
 
-from neurofeat.extract.volumes import ScanGridError, ScanReadError, read_stacked
+from neurofeat.extract.volumes import ScanGridError, ScanReadError, parse_scan_sha256, read_stacked
 
 __all__ = [
     "PREPROCESS_VERSION",
@@ -339,8 +339,15 @@ class LoadSequencesd:
     atol : float
         Absolute tolerance on affine entries (mm) between sequences.
 
+    Notes
+    -----
+    When the record carries ``scan_sha256`` (records from the store do), each file's
+    bytes are checked against the sha256 registered at ingest.
+
     Raises
     ------
+    ScanReadError
+        A file cannot be read, or changed since ingest.
     ScanGridError
         A scan is not one 3-D volume, or the sequences differ in shape or affine
         (naming the patient, the sequences and the fix).
@@ -357,7 +364,9 @@ class LoadSequencesd:
 
         zero = set(filter(None, str(data.get("zero_filled", "")).split(",")))
         paths = [None if seq in zero else os.fspath(data[seq]) for seq in self.sequences]
-        image, affine = read_stacked(paths, names=self.sequences, patient_id=_patient(data), atol=self.atol)
+        registered = parse_scan_sha256(data.get("scan_sha256"))
+        image, affine = read_stacked(paths, names=self.sequences, patient_id=_patient(data), atol=self.atol,
+                                     sha256s=[registered.get(seq) for seq in self.sequences])
         out = {k: v for k, v in data.items() if k not in self.sequences}
         out[self.name] = MetaTensor(torch.from_numpy(image), affine=torch.from_numpy(affine))
         return out

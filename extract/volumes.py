@@ -24,6 +24,7 @@ Example
 
 from __future__ import annotations
 
+import hashlib
 import os
 import zlib
 from collections.abc import Sequence
@@ -36,10 +37,11 @@ try:  # ISA-L inflates gzip about twice as fast as zlib
 except ImportError:  # pragma: no cover - exercised where isal is absent
     from gzip import decompress as _gunzip
 
-__all__ = ["gunzip", "read_nifti", "read_stacked", "ScanGridError", "ScanReadError"]
+__all__ = ["gunzip", "read_nifti", "read_stacked", "parse_scan_sha256", "ScanGridError", "ScanReadError",
+           "ScanChangedError"]
 
 _GZIP_MAGIC = b"\x1f\x8b"
-_NIFTI1_MAGICS = (b"n+1\x00", b"ni1\x00")
+_NIFTI1_SINGLE_FILE = b"n+1\x00"  # "ni1" is a .hdr/.img pair: nibabel.load reads those
 
 
 class ScanGridError(ValueError):
@@ -48,6 +50,20 @@ class ScanGridError(ValueError):
 
 class ScanReadError(ValueError):
     """A scan file cannot be read (truncated, not NIfTI, unreadable); names patient and file."""
+
+
+class ScanChangedError(ValueError):
+    """A scan file's bytes are not those registered at ingest (its sha256 differs).
+
+    Attributes
+    ----------
+    path, expected, actual : str
+        The file, the registered sha256 and the file's sha256 now.
+    """
+
+    def __init__(self, path: str, expected: str, actual: str) -> None:
+        self.path, self.expected, self.actual = path, expected, actual
+        super().__init__(f"{path} has sha256 {actual[:12]}…, not the {expected[:12]}… registered at ingest")
 
 
 def gunzip(data: bytes) -> bytes:
@@ -61,26 +77,53 @@ def gunzip(data: bytes) -> bytes:
     return _gunzip(data)
 
 
-def read_nifti(path: str | os.PathLike[str]) -> Any:
+def read_nifti(path: str | os.PathLike[str], expected_sha256: str | None = None) -> Any:
     """The nibabel image of *path*, with MONAI's header correction applied.
 
-    A gzipped NIfTI-1 file is inflated in one call and parsed from memory; anything
-    else (plain ``.nii``, NIfTI-2, Analyze) goes through ``nibabel.load``.
+    The file is read whole; a single-file NIfTI-1 (``.nii`` or ``.nii.gz``, inflated in
+    one call) is parsed from memory, anything else (NIfTI-2, Analyze or NIfTI pairs)
+    goes through ``nibabel.load``.
+
+    Parameters
+    ----------
+    path : path
+    expected_sha256 : str, optional
+        The sha256 of the file's bytes registered at ingest; a different file is refused.
+
+    Raises
+    ------
+    ScanChangedError
+        The file's sha256 is not *expected_sha256*.
     """
     import nibabel as nib
     from monai.data import correct_nifti_header_if_necessary
 
     path = os.fspath(path)
-    image = None
     with open(path, "rb") as handle:
-        head = handle.read(2)
-        if head == _GZIP_MAGIC:
-            raw = gunzip(head + handle.read())
-            if raw[344:348] in _NIFTI1_MAGICS:
-                image = nib.Nifti1Image.from_bytes(raw)
-    if image is None:
+        data = handle.read()
+    if expected_sha256:
+        actual = hashlib.sha256(data).hexdigest()
+        if actual != expected_sha256.lower():
+            raise ScanChangedError(path, expected_sha256, actual)
+    raw = gunzip(data) if data[:2] == _GZIP_MAGIC else data
+    if raw[344:348] == _NIFTI1_SINGLE_FILE:
+        image = nib.Nifti1Image.from_bytes(raw)
+    else:
         image = nib.load(path)
     return correct_nifti_header_if_necessary(image)
+
+
+def parse_scan_sha256(text: str | None) -> dict[str, str]:
+    """``"t1=<sha>;t1ce=<sha>;t2=;..."`` (a record's ``scan_sha256``) -> ``{"t1": sha, ...}``.
+
+    Sequences without a hash are left out.
+    """
+    out = {}
+    for item in filter(None, str(text or "").split(";")):
+        name, _, digest = item.partition("=")
+        if digest:
+            out[name] = digest
+    return out
 
 
 def _spatial_array(image: Any, path: str, patient_id: str, sequence: str) -> np.ndarray:
@@ -103,6 +146,7 @@ def read_stacked(
     names: Sequence[str] | None = None,
     patient_id: str = "<unknown patient>",
     atol: float = 1e-3,
+    sha256s: Sequence[str | None] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Read one scan per channel into a ``(C, X, Y, Z)`` float32 array and its affine.
 
@@ -117,6 +161,9 @@ def read_stacked(
         Named in every message.
     atol : float
         Tolerance on affine entries (mm) when checking that the scans share a grid.
+    sha256s : sequence of str or None, optional
+        Per channel, the sha256 registered at ingest: a file whose bytes changed since
+        is refused, so that a stored embedding always comes from the registered scan.
 
     Returns
     -------
@@ -132,8 +179,8 @@ def read_stacked(
         A file is not one 3-D volume, or two scans differ in shape or affine (the
         message names patient, sequences and the fix).
     ScanReadError
-        A file cannot be read (truncated, corrupt, not NIfTI); names patient, sequence
-        and file.
+        A file cannot be read (truncated, corrupt, not NIfTI), or its bytes are not
+        those registered at ingest; names patient, sequence and file.
     """
     from nibabel.filebasedimages import ImageFileError
     from nibabel.spatialimages import HeaderDataError
@@ -149,11 +196,16 @@ def read_stacked(
     for i in present:
         path = os.fspath(paths[i])  # type: ignore[arg-type]
         try:
-            nifti = read_nifti(path)
+            nifti = read_nifti(path, sha256s[i] if sha256s is not None else None)
             affine = np.array(nifti.affine, dtype=np.float64, copy=True)
             array = _spatial_array(nifti, path, patient_id, names[i])
         except ScanGridError:
             raise
+        except ScanChangedError as exc:
+            raise ScanReadError(
+                f"patient {patient_id}: sequence '{names[i]}' changed since ingest ({exc}); restore the "
+                "file, or re-ingest the patient so that its scans are registered as they are now"
+            ) from exc
         except (OSError, EOFError, ValueError, zlib.error, ImageFileError, HeaderDataError) as exc:
             raise ScanReadError(
                 f"patient {patient_id}: cannot read sequence '{names[i]}' from {path} "

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -145,6 +146,7 @@ def test_failures_are_recorded_and_the_rest_goes_on(cohort):
     from neurofeat.extract.dataset import load_patient_records
 
     records = {r["patient_id"]: r for r in load_patient_records(store, ("t1", "t1ce", "t2", "flair"))}
+    p001_t2 = Path(records["P001"]["t2"]).read_bytes()
     os.unlink(records["P001"]["t2"])
     Path(records["P004"]["flair"]).write_bytes(b"this is not a NIfTI file")
     backbone = resolve_extraction_backbone("tiny", models_dir=models)
@@ -160,12 +162,21 @@ def test_failures_are_recorded_and_the_rest_goes_on(cohort):
     ids, _ = _embeddings(store)
     assert ids == ["P000", "P002", "P003", "P005"]
 
-    # P001's scan comes back: a rerun embeds it; only P004's failure is still open
+    assert "changed since ingest" in failures[1][4]  # P004's file is not the registered one
+
+    # another file in place of P001's T2 is refused: the rows must come from registered scans
     shutil.copyfile(records["P001"]["t1"], records["P001"]["t2"])
+    other = extract_embeddings(store, backbone, batch_size=4, workers=0)
+    assert other.n_written == 0 and other.n_failed == 2
+    reason = dict((pid, why) for _, pid, why in other.failures)["P001"]
+    assert re.search(r"patient P001: sequence 't2' changed since ingest \(.*P001_t2.nii.gz has sha256", reason)
+
+    # the original scan comes back: a rerun embeds it; only P004's failure is still open
+    Path(records["P001"]["t2"]).write_bytes(p001_t2)
     rerun = extract_embeddings(store, backbone, batch_size=4, workers=0)
     assert rerun.n_written == 1 and rerun.n_failed == 1
     con = connect(store)
-    assert con.sql("SELECT count(*) FROM extract_failures").fetchall() == [(3,)]  # the history stays
+    assert con.sql("SELECT count(*) FROM extract_failures").fetchall() == [(5,)]  # the history stays
     open_rows = con.sql("SELECT patient_id, run_id FROM open_extract_failures").fetchall()
     assert [r[0] for r in open_rows] == ["P004"] and open_rows[0][1] == rerun.run_id
 
@@ -229,6 +240,13 @@ def test_dry_run_reports_problems_and_writes_nothing(cohort):
     assert report.input_shape == (4, 32, 32, 32) and report.embedding_dim == 128
     assert [p[0] for p in report.problems] == ["P002"]
     assert "sequence 't1': file" in report.problems[0][1]
+    # a truncated scan (an interrupted copy) is caught without decoding it
+    flair = load_patient_records(store, ("flair",), ["P003"])[0]["flair"]
+    Path(flair).write_bytes(Path(flair).read_bytes()[:-100])
+    report = dry_run(store, backbone)
+    assert [p[0] for p in report.problems] == ["P002", "P003"]
+    assert re.search(r"sequence 'flair': .*P003_flair.nii.gz changed since ingest \(sha256 \w+…, registered",
+                     report.problems[1][1])
     assert not store.embeddings_dir.exists() or not list(store.embeddings_dir.rglob("*.parquet"))
     assert not (store.staging_dir / "pending").exists()
 
