@@ -90,7 +90,8 @@ def extract(
 
     Rows go to embeddings/backbone=NAME/perturbation=P/ with the checkpoint and
     preprocessing hashes. Interrupted runs resume; failed patients are recorded in the
-    extract_failures view (exit status 1 unless --allow-failures). Multi-GPU:
+    extract_failures view (still open ones: open_extract_failures; exit status 1 unless
+    --allow-failures). Multi-GPU:
     torchrun --nproc-per-node 4 -m neurofeat extract --backbone dino_dro --store S
 
     Example: neurofeat extract --backbone dino_dro --store S --perturb gibbs:0.2,bias:0.3
