@@ -212,6 +212,15 @@ def efficiency(store, small, cache: Path, label: str, args) -> None:
           f"-> pipeline efficiency {f / min(warm):.2f} (target >= 0.8)")
 
 
+def gflop_per_forward(encoder: torch.nn.Module, x: torch.Tensor) -> float:
+    """GFLOP of one forward pass on *x*, counted by torch's FlopCounterMode (2 per multiply-add)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter, torch.inference_mode():
+        encoder(x)
+    return counter.get_total_flops() / 1e9
+
+
 # Dense bf16 tensor-core peaks (TFLOP/s) from the vendors' data sheets, by device-name fragment.
 BF16_PEAK_TFLOPS = {"H100 SXM": 989.0, "H100 PCIe": 756.0, "H100": 989.0, "H200": 989.0, "A100": 312.0}
 
@@ -225,8 +234,6 @@ def accelerator_throughput(device: torch.device, batch: int, iters: int, peak_tf
     ``neurofeat pretrain`` builds) and stride 1 (MONAI's default, the ~925 GFLOP figure).
     FLOPs per forward are counted by torch's FlopCounterMode (2 per multiply-add).
     """
-    from torch.utils.flop_counter import FlopCounterMode
-
     from neurofeat.extract.encoders import EncoderConfig, build_encoder
     from neurofeat.extract.extractor import _prepare_encoder, embed_batch
 
@@ -236,9 +243,7 @@ def accelerator_throughput(device: torch.device, batch: int, iters: int, peak_tf
     x = torch.randn(batch, 4, size, size, size)
     for stride in (2, 1):
         encoder = _prepare_encoder(build_encoder(EncoderConfig(arch=arch, input_size=size, conv1_stride=stride)), device)
-        with FlopCounterMode(display=False) as counter, torch.inference_mode():
-            encoder(x[:1].to(device))
-        gflop = counter.get_total_flops() / 1e9
+        gflop = gflop_per_forward(encoder, x[:1].to(device))
         embed_batch(encoder, x, device)  # warm-up (cuDNN / oneDNN algorithm choice)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
@@ -315,11 +320,7 @@ def main() -> None:
             t_fwd = forward_seconds(r50.encoder, r50_batches)
             t_e2e = extract_seconds(s, r50, batch_size=2)
             prep = preprocess_core_ms(s, r50, n=6)
-            from torch.utils.flop_counter import FlopCounterMode
-
-            with FlopCounterMode(display=False) as counter, torch.inference_mode():
-                r50.encoder(r50_batches[0][:1])
-            gflop = counter.get_total_flops() / 1e9
+            gflop = gflop_per_forward(r50.encoder, r50_batches[0][:1])
             print(f"[3] resnet50 (conv1 stride {r50.card.get('conv1_stride')}) @128^3, 4 channels, on CPU: "
                   f"{gflop:.0f} GFLOP per forward; forward {6 / t_fwd:.3f} volumes/s "
                   f"({6 / t_fwd * gflop:.0f} GFLOP/s), end-to-end {6 / t_e2e:.3f} volumes/s "

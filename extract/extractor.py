@@ -119,9 +119,9 @@ def default_workers(device: torch.device, cpu_count: int | None = None) -> int:
     """
     if device.type == "cpu":
         return 0
-    cores = cpu_count if cpu_count is not None else (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-                                                     else os.cpu_count() or 1)
-    return max(1, min(8, cores - 1))
+    if cpu_count is None:
+        cpu_count = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, min(8, cpu_count - 1))
 
 
 def resolve_device(device: str = "auto", local_rank: int | None = None) -> torch.device:
@@ -834,8 +834,8 @@ def dry_run(
     Checks: the checkpoint loaded (done by :func:`resolve_extraction_backbone`) and does
     not clash with the checkpoint stored under the backbone name; every scan exists, its
     bytes are those registered at ingest (sha256: a truncated, corrupted or replaced
-    file is caught) and its NIfTI header reads as one 3-D volume with a valid spacing; each patient's
-    sequences share a grid; the first readable patient preprocesses to the encoder's
+    file is caught) and its NIfTI header reads as one 3-D volume with a valid spacing;
+    each patient's sequences share a grid; the first readable patient preprocesses to the encoder's
     input shape and the encoder maps it to ``embedding_dim`` (and to the dimension
     already stored); free disk space covers the rows (and the cache).
 

@@ -13,10 +13,9 @@ and draws the method's augmented views per epoch (:mod:`neurofeat.extract.augmen
 
 from __future__ import annotations
 
-import math
-
 import hashlib
 import json
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path

@@ -3,8 +3,8 @@
 Decoding is most of the cost of a cold extraction on CPU, so this module reads a scan
 the cheap way and stacks the sequences with a single copy each:
 
-- a ``.nii.gz`` is read whole and inflated in one call (ISA-L's ``isal_zlib`` when the
-  ``isal`` package is installed, the standard ``zlib`` otherwise), instead of
+- a ``.nii.gz`` is read whole and inflated in one call (ISA-L's ``igzip`` when the
+  ``isal`` package is installed, the standard ``gzip`` otherwise), instead of
   nibabel's streaming ``GzipFile`` reads, which inflate in 32 KiB pieces;
 - the header fix-up is MONAI's own (``correct_nifti_header_if_necessary``), as in
   MONAI's ``NibabelReader``;
@@ -13,7 +13,8 @@ the cheap way and stacks the sequences with a single copy each:
   ``ConcatItemsd`` make a C-ordered copy, a float32 copy and then the stack.
 
 The values are those of MONAI's ``LoadImaged(reader="NibabelReader", dtype=float32)``
-followed by ``ConcatItemsd`` (``tests/extract/test_volumes.py`` checks it bit for bit).
+followed by ``ConcatItemsd`` (``tests/extract/test_preprocess_equivalence.py`` checks it
+bit for bit).
 
 Example
 -------

@@ -89,10 +89,8 @@ def demo(
     timings["probe"] = _run(
         "5 probe", ["probe", "--backbone", first, "--task", "idh1", "--store", str(store), *stats, "--fractions", "none"]
     )
-    if len(chosen) > 1:
-        pair = ["base", "dro"] if set(chosen) >= {"byol", "dino", "mae", "moco"} else [chosen[0], f"{chosen[0]}_dro"]
-    else:
-        pair = [chosen[0], f"{chosen[0]}_dro"]
+    # the families "base"/"dro" need every family member pretrained; else compare one pair
+    pair = ["base", "dro"] if set(chosen) >= {"byol", "dino", "mae", "moco"} else [chosen[0], f"{chosen[0]}_dro"]
     timings["compare"] = _run("6 stats compare", ["stats", "compare", *pair, "--task", "idh1", "--store", str(store), *stats])
     timings["survival"] = _run(
         "7 survival",

@@ -12,6 +12,7 @@ import os
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import duckdb
 import numpy as np
@@ -24,6 +25,9 @@ from neurofeat.store.embeddings import backbone_provenance
 from neurofeat.store.layout import Store, StoreError
 from neurofeat.store.tables import read_table
 from neurofeat.tasks import Task, get_task
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["TaskData", "read_xy", "read_labels", "read_embeddings", "task_counts"]
 
@@ -232,14 +236,15 @@ def read_xy(store: Store, backbone: str, task: str | Task, *, perturbation: str 
     # so Arrow never holds more than a few row groups (peak memory ~ X + a few MB).
     groups, start = [], 0
     for path in files:
-        metadata = pq.read_metadata(path)
+        metadata = pq.read_metadata(path)  # parsed once; each row group's reader reuses it
         for index in range(metadata.num_row_groups):
-            groups.append((path, index, start))
+            groups.append((path, metadata, index, start))
             start += metadata.row_group(index).num_rows
 
-    def scatter(group: tuple[str, int, int]) -> None:
-        path, index, first = group
-        column = pq.ParquetFile(path).read_row_group(index, columns=["embedding"], use_threads=False).column(0)
+    def scatter(group: tuple[str, pq.FileMetaData, int, int]) -> None:
+        path, metadata, index, first = group
+        reader = pq.ParquetFile(path, metadata=metadata)
+        column = reader.read_row_group(index, columns=["embedding"], use_threads=False).column(0)
         values = column.combine_chunks().flatten().to_numpy(zero_copy_only=True).reshape(-1, dim)
         sel = wanted[first : first + len(values)]
         rows = out_row[position[first : first + len(values)][sel]]

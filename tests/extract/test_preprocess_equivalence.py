@@ -45,9 +45,25 @@ class _Above:
 
 
 class _ZeroFill:
+    """Stock-MONAI zero-fill: load a missing sequence from the first present file, zero it later."""
+
+    def __init__(self, keys):
+        self.keys = tuple(keys)
+
+    def missing(self, data):
+        return set(filter(None, str(data.get("zero_filled", "")).split(",")))
+
+    def substitute(self, data):
+        out = dict(data)
+        missing = self.missing(out)
+        present = next(k for k in self.keys if k not in missing)
+        for seq in missing:
+            out[seq] = out[present]
+        return out
+
     def __call__(self, data):
         out = dict(data)
-        for seq in filter(None, str(out.get("zero_filled", "")).split(",")):
+        for seq in self.missing(out):
             out[seq] = out[seq] * 0
         return out
 
@@ -77,12 +93,14 @@ def stock_monai_chain(config: PreprocessConfig, perturbation=None):
     )
 
     seqs = list(config.sequences)
+    zero_fill = _ZeroFill(seqs)
     steps = [
         CheckSequencesd(seqs, config.missing_sequence),
+        zero_fill.substitute,
         LoadImaged(keys=seqs, reader="NibabelReader", image_only=True, dtype=np.float32,
                    squeeze_non_spatial_dims=True),
         EnsureChannelFirstd(keys=seqs, channel_dim="no_channel"),
-        _ZeroFill(),
+        zero_fill,
         ConcatItemsd(keys=seqs, name="image", dim=0),
         _Drop(seqs),
     ]
