@@ -35,8 +35,10 @@ import numpy as np
 
 try:  # ISA-L inflates gzip about twice as fast as zlib
     from isal.igzip import decompress as _gunzip
+    from isal.isal_zlib import error as _InflateError
 except ImportError:  # pragma: no cover - exercised where isal is absent
     from gzip import decompress as _gunzip
+    from zlib import error as _InflateError
 
 __all__ = ["gunzip", "read_nifti", "read_stacked", "parse_scan_sha256", "ScanGridError", "ScanReadError",
            "ScanChangedError"]
@@ -73,9 +75,15 @@ def gunzip(data: bytes) -> bytes:
     Raises
     ------
     gzip.BadGzipFile, EOFError, zlib.error
-        Not gzip, truncated, or corrupt (as ``gzip.decompress``).
+        Not gzip, truncated, or corrupt (as ``gzip.decompress``; ISA-L's own error for
+        corrupt data becomes ``zlib.error``).
     """
-    return _gunzip(data)
+    try:
+        return _gunzip(data)
+    except _InflateError as exc:
+        if isinstance(exc, zlib.error):
+            raise
+        raise zlib.error(str(exc)) from exc
 
 
 def read_nifti(path: str | os.PathLike[str], expected_sha256: str | None = None) -> Any:

@@ -12,6 +12,7 @@ constant channels, crop margins, all three size modes and a perturbation.
 from __future__ import annotations
 
 import gzip
+import zlib
 
 import numpy as np
 import pytest
@@ -254,6 +255,10 @@ def test_gunzip_reads_every_member_like_gzip():
         gunzip(b"\x1f\x8bnot really gzip")
     with pytest.raises(EOFError):
         gunzip(two_members[:-30])
+    corrupt = bytearray(gzip.compress(payload))
+    corrupt[40:60] = bytes(20)
+    with pytest.raises(zlib.error):  # as gzip.decompress, whichever inflater is installed
+        gunzip(bytes(corrupt))
 
 
 def test_truncated_or_foreign_scans_name_patient_sequence_and_file(tmp_path):
@@ -262,7 +267,11 @@ def test_truncated_or_foreign_scans_name_patient_sequence_and_file(tmp_path):
     truncated.write_bytes(open(good, "rb").read()[:-40])
     foreign = tmp_path / "c.nii.gz"
     foreign.write_bytes(gzip.compress(b"just some text, not NIfTI"))
-    for bad in (truncated, foreign):
+    corrupt = tmp_path / "d.nii.gz"
+    damaged = bytearray(open(good, "rb").read())
+    damaged[60:80] = bytes(20)
+    corrupt.write_bytes(bytes(damaged))
+    for bad in (truncated, foreign, corrupt):
         with pytest.raises(ScanReadError, match=rf"patient GBM-9: cannot read sequence 'flair' from .*{bad.name} "):
             read_stacked([good, str(bad)], names=["t1", "flair"], patient_id="GBM-9")
 
