@@ -65,6 +65,11 @@ def extract(
         typer.Option(min=0, help="Worker processes decoding/preprocessing while the model runs; 0 = one background "
                                  "thread. Default: 0 on CPU, one per spare core (max 8) on GPU.", show_default=False),
     ] = None,
+    threads: Annotated[
+        int | None,
+        typer.Option(min=1, help="CPU threads for the encoder (default: every core). Fewer leave cores to "
+                                 "decoding; embeddings are reproducible for a given count.", show_default=False),
+    ] = None,
     perturb: Annotated[
         str | None,
         typer.Option(help="Perturbations, each extracted into its own partition: e.g. "
@@ -139,7 +144,7 @@ def extract(
             return
         result = extract_embeddings(
             opened, resolved, perturbations=perturbations, device=dev, batch_size=batch_size, workers=workers,
-            cache_dir=cache_dir, replace=replace, seed=seed, progress=progress,
+            cache_dir=cache_dir, replace=replace, seed=seed, progress=progress, threads=threads,
         )
     from neurofeat.extract.extractor import process_rank
 
@@ -158,7 +163,7 @@ def extract(
             params={"backbone": result.backbone, "checkpoint_sha256": result.checkpoint_sha256,
                     "preprocess_sha256": result.preprocess_sha256, "preprocessing": resolved.preprocess.to_dict(),
                     "source": resolved.source, "device": result.device, "batch_size": batch_size,
-                    "workers": workers, "seed": seed, "perturbations": [p.label for p in perturbations],
+                    "workers": workers, "threads": result.threads, "seed": seed, "perturbations": [p.label for p in perturbations],
                     "embedding_run_id": result.run_id},
         )
     except Exception as exc:  # noqa: BLE001 - the embeddings are committed; the log is secondary

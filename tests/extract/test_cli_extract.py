@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 import pytest
@@ -32,8 +33,13 @@ def test_extract_then_rerun_is_a_no_op(cohort):
     again = _run("--backbone", "tiny", "--models-dir", models, "--store", store.root, "--workers", "0", "--no-progress")
     assert again.exit_code == 0
     assert connect(store).execute("SELECT count(*) FROM embeddings").fetchone()[0] == 12
-    # the run summary is written to the store
+    # the run summary is written to the store, with the threads the encoder ran on
     assert list((store.root / "runs").glob("extract-*/run.json"))
+    threaded = _run("--backbone", "tiny", "--models-dir", models, "--store", store.root, "--workers", "0",
+                    "--no-progress", "--threads", "1", "--perturb", "contrast:1.2")
+    assert threaded.exit_code == 0, threaded.output
+    params = [json.loads(p.read_text()).get("params", {}) for p in (store.root / "runs").glob("extract-*/run.json")]
+    assert {p.get("threads") for p in params if p.get("perturbations") == ["contrast-1.2"]} == {1}
 
 
 def test_failures_exit_nonzero_unless_allowed(cohort):

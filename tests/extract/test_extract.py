@@ -4,6 +4,7 @@ checkpoint clashes, zero-fill, perturbation partitions and torchrun sharding."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import re
@@ -89,6 +90,36 @@ def test_same_input_checkpoint_and_seed_give_identical_embeddings(tmp_path):
     ids_b, b = _embeddings(store_b)
     assert ids_a == ids_b
     np.testing.assert_array_equal(a, b)
+
+
+def test_threads_apply_to_the_forward_pass_and_are_restored(cohort, monkeypatch):
+    import neurofeat.extract.extractor as extractor
+
+    store, models = cohort["store"], cohort["models"]
+    seen = []
+    original = extractor.embed_batch
+
+    def spy(encoder, images, device):
+        seen.append(torch.get_num_threads())
+        return original(encoder, images, device)
+
+    monkeypatch.setattr(extractor, "embed_batch", spy)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        backbone = resolve_extraction_backbone("tiny", models_dir=models)
+        result = extract_embeddings(store, backbone, batch_size=4, workers=0, threads=1)
+        assert seen and set(seen) == {1} and result.threads == 1 and "(1 CPU thread(s))" in result.summary()
+        assert torch.get_num_threads() == 2  # restored
+        _, one = _embeddings(store)
+        other = extract_embeddings(store, dataclasses.replace(backbone, name="tiny2"), batch_size=4, workers=0)
+        assert other.threads == 2 and set(seen[-2:]) == {2}
+        # the tiny encoder sums in the same order with 1 or 2 threads
+        np.testing.assert_array_equal(one, _embeddings(store, "tiny2")[1])
+    finally:
+        torch.set_num_threads(before)
+    with pytest.raises(ValueError, match="threads must be >= 1"):
+        extract_embeddings(store, backbone, threads=0)
 
 
 _CRASHING_RUN = """
