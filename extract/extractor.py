@@ -90,6 +90,10 @@ class ExtractionBackbone:
         ``"neurofeat"`` (a `neurofeat pretrain` checkpoint) or the adapter name.
     path : Path
     card : dict
+    architecture : dict
+        How the weights were built into a network (a neurofeat encoder config, or an
+        adapter's inferred shape and options): stored with the rows, since the same
+        checkpoint built another way is another encoder.
     """
 
     name: str
@@ -100,6 +104,7 @@ class ExtractionBackbone:
     source: str = "neurofeat"
     path: Path = Path(".")
     card: dict[str, Any] = field(default_factory=dict)
+    architecture: dict[str, Any] = field(default_factory=dict)
 
     @property
     def preprocess_sha256(self) -> str:
@@ -229,6 +234,7 @@ def resolve_extraction_backbone(
         return ExtractionBackbone(
             name=name or adapter, encoder=loaded.encoder, checkpoint_sha256=loaded.sha256, preprocess=pre,
             embedding_dim=loaded.embedding_dim, source=adapter, path=Path(checkpoint), card=card,
+            architecture=dict(loaded.info),
         )
     if adapter:
         raise ExtractionError("--adapter needs --checkpoint PATH (the external weights file)")
@@ -245,7 +251,7 @@ def resolve_extraction_backbone(
     return ExtractionBackbone(
         name=Path(name).name if Path(name).is_dir() else name, encoder=loaded.encoder,
         checkpoint_sha256=loaded.sha256, preprocess=pre, embedding_dim=embedding_dim(loaded.config),
-        source="neurofeat", path=Path(path), card=dict(loaded.card),
+        source="neurofeat", path=Path(path), card=dict(loaded.card), architecture=loaded.config.to_dict(),
     )
 
 
@@ -631,7 +637,7 @@ def extract_embeddings(
             writer = EmbeddingWriter(
                 store, backbone.name, checkpoint_sha256=backbone.checkpoint_sha256,
                 preprocess_sha256=backbone.preprocess_sha256, perturbation=pert.label, run_id=run_id,
-                replace=replace, seed=seed, rank=rank, world_size=world,
+                replace=replace, seed=seed, rank=rank, world_size=world, architecture=backbone.architecture or None,
             )
             with writer:
                 done = writer.done_ids()
@@ -862,8 +868,8 @@ def dry_run(
     DryRunReport
     """
     from neurofeat.extract.perturb import Perturbation as _Perturbation
-    from neurofeat.store import backbone_provenance
-    from neurofeat.store.embeddings import EmbeddingWriter  # noqa: F401  (same provenance rules)
+    from neurofeat.store import backbone_provenance, identity_clash
+    from neurofeat.store.embeddings import architecture_json
 
     perturbations = list(perturbations) if perturbations else [_Perturbation()]
     pre = backbone.preprocess
@@ -871,11 +877,12 @@ def dry_run(
     problems: list[tuple[str, str]] = []
 
     provenance = backbone_provenance(store, backbone.name)
-    stored = {p.get("checkpoint_sha256") for p in provenance}
     stored_dim = {p.get("dim") for p in provenance}
-    replacing = bool(stored) and stored != {backbone.checkpoint_sha256}
+    clash = identity_clash(provenance, backbone.checkpoint_sha256, backbone.preprocess_sha256,
+                           architecture_json(backbone.architecture or None))
+    replacing = bool(clash)
     if replacing and not replace:
-        problems.append(("", f"backbone '{backbone.name}' already holds checkpoint {sorted(stored)[0][:12]}…; "
+        problems.append(("", f"backbone '{backbone.name}' already holds another encoder ({clash}); "
                              "pass --replace to swap it, or use another --backbone name"))
     if stored_dim and not replacing and stored_dim != {backbone.embedding_dim}:
         problems.append(("", f"stored embeddings of '{backbone.name}' are {sorted(stored_dim)}-d, the encoder "

@@ -16,6 +16,7 @@ from neurofeat.store.embeddings import (
     EmbeddingWriter,
     append_embeddings,
     backbone_provenance,
+    identity_clash,
     new_run_id,
 )
 from neurofeat.store.layout import Store, StoreError, resolve_store_path
@@ -36,6 +37,7 @@ __all__ = [
     "TaskData",
     "append_embeddings",
     "backbone_provenance",
+    "identity_clash",
     "connect",
     "example_queries",
     "new_run_id",

@@ -15,9 +15,10 @@ import json
 import re
 import shutil
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -35,6 +36,7 @@ __all__ = [
     "append_embeddings",
     "CheckpointMismatchError",
     "backbone_provenance",
+    "identity_clash",
     "new_run_id",
 ]
 
@@ -80,6 +82,38 @@ def backbone_provenance(store: Store, backbone: str) -> list[dict]:
     return [_file_provenance(p) for p in sorted(store.backbone_dir(backbone).glob("perturbation=*/*.parquet"))]
 
 
+def architecture_json(architecture: Mapping[str, Any] | None) -> str | None:
+    """Canonical JSON of an encoder's architecture (``None`` when not given)."""
+    return None if architecture is None else json.dumps(dict(architecture), sort_keys=True, default=str)
+
+
+def identity_clash(
+    provenance: Sequence[Mapping[str, Any]],
+    checkpoint_sha256: str,
+    preprocess_sha256: str,
+    architecture: str | None = None,
+) -> str:
+    """How stored files differ from an encoder about to write; ``""`` when they match.
+
+    One backbone name holds the embeddings of one encoder: the same checkpoint bytes,
+    built into the same network (*architecture*: canonical JSON, e.g. an adapter's
+    ``conv1_stride``), fed by the same preprocessing. Files written before the
+    architecture was recorded match any architecture.
+    """
+    parts = []
+    stored = sorted({str(p.get("checkpoint_sha256")) for p in provenance} - {checkpoint_sha256})
+    if stored:
+        parts.append(f"checkpoint {stored[0][:12]}…, not {checkpoint_sha256[:12]}…")
+    stored = sorted({str(p.get("preprocess_sha256")) for p in provenance} - {preprocess_sha256})
+    if stored:
+        parts.append(f"preprocessing {stored[0][:12]}…, not {preprocess_sha256[:12]}…")
+    if architecture is not None:
+        stored = sorted({p["architecture"] for p in provenance if p.get("architecture") is not None} - {architecture})
+        if stored:
+            parts.append(f"architecture {stored[0]}, not {architecture}")
+    return "; ".join(parts)
+
+
 class EmbeddingWriter:
     """Append one backbone's embeddings to the store, batch by batch.
 
@@ -90,13 +124,18 @@ class EmbeddingWriter:
         Backbone name (``dino``, ``dino_dro``, ``radiomics``...).
     checkpoint_sha256, preprocess_sha256 : str
         Provenance stored on every row and in each file's key-value metadata.
+    architecture : mapping, optional
+        How the checkpoint was built into a network (an adapter's options, the
+        encoder config), stored in each file's key-value metadata: the same weights
+        built with another ``conv1_stride`` are another encoder.
     perturbation : str
         ``'none'`` or a label such as ``'gibbs-0.2'``.
     run_id : str, optional
         Defaults to a new ``extract-...`` id.
     replace : bool
-        Allow a checkpoint different from the one already stored under ``backbone``;
-        the commit then swaps the whole backbone (every perturbation) atomically.
+        Allow an encoder (checkpoint, preprocessing or architecture) different from
+        the one already stored under ``backbone``; the commit then swaps the whole
+        backbone (every perturbation) atomically.
     seed : int, optional
         The seed of the producing run (provenance).
     rank, world_size : int
@@ -106,7 +145,8 @@ class EmbeddingWriter:
     Raises
     ------
     CheckpointMismatchError
-        If ``backbone`` already holds another checkpoint and ``replace`` is false.
+        If ``backbone`` already holds another checkpoint, preprocessing or
+        architecture and ``replace`` is false.
     neurofeat.store.StoreLockedError
         If another process is writing this backbone into this store.
     """
@@ -124,6 +164,7 @@ class EmbeddingWriter:
         seed: int | None = None,
         rank: int = 0,
         world_size: int = 1,
+        architecture: Mapping[str, Any] | None = None,
     ) -> None:
         self.store = store
         self.backbone = _check_name("backbone", backbone)
@@ -132,6 +173,7 @@ class EmbeddingWriter:
             raise StoreError("checkpoint_sha256 and preprocess_sha256 are required (provenance of every row)")
         self.checkpoint_sha256 = checkpoint_sha256
         self.preprocess_sha256 = preprocess_sha256
+        self.architecture = architecture_json(architecture)
         self.run_id = run_id or new_run_id("extract")
         self.replace = replace
         self.seed = seed
@@ -154,14 +196,14 @@ class EmbeddingWriter:
             self._lock.acquire()
         try:
             provenance = backbone_provenance(self.store, self.backbone)
-            stored = {p.get("checkpoint_sha256") for p in provenance}
-            self._replacing = bool(stored) and stored != {self.checkpoint_sha256}
+            clash = identity_clash(provenance, self.checkpoint_sha256, self.preprocess_sha256, self.architecture)
+            self._replacing = bool(clash)
             if self._replacing and not self.replace:
                 raise CheckpointMismatchError(
-                    f"backbone '{self.backbone}' in {self.store.root} holds embeddings of checkpoint "
-                    f"{sorted(stored)[0][:12]}…, not {self.checkpoint_sha256[:12]}…. One backbone name "
-                    "maps to one checkpoint: pass replace=True (--replace) to swap the whole backbone, "
-                    "or extract under another backbone name."
+                    f"backbone '{self.backbone}' in {self.store.root} holds embeddings of another encoder "
+                    f"({clash}). One backbone name maps to one checkpoint, preprocessing and architecture: "
+                    "pass replace=True (--replace) to swap the whole backbone, or extract under another "
+                    "backbone name."
                 )
             self._dim = None if (self._replacing or not provenance) else provenance[0].get("dim")
             done: set[str] = set()
@@ -195,8 +237,10 @@ class EmbeddingWriter:
             self._lock.release()
 
     def _matching_pending(self) -> list[Path]:
+        """Staged parts of an interrupted run of this same encoder (resumed, then committed)."""
         files = sorted(self.pending_dir.glob("part-*.parquet"))
-        return [p for p in files if _file_provenance(p).get("checkpoint_sha256") == self.checkpoint_sha256]
+        return [p for p in files if not identity_clash([_file_provenance(p)], self.checkpoint_sha256,
+                                                       self.preprocess_sha256, self.architecture)]
 
     # -- writing -------------------------------------------------------------------
     def done_ids(self) -> frozenset[str]:
@@ -290,6 +334,7 @@ class EmbeddingWriter:
                     "seed": self.seed,
                     "run_id": self.run_id,
                     "dim": dim,
+                    "architecture": self.architecture,
                 }
             ).encode()
         }

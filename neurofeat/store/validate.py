@@ -119,11 +119,19 @@ def validate_store(store: Store) -> ValidationReport:
     for backbone in store.backbones():
         provenance = backbone_provenance(store, backbone)
         hashes = sorted({str(p.get("checkpoint_sha256")) for p in provenance})
+        preprocessing = sorted({str(p.get("preprocess_sha256")) for p in provenance})
+        architectures = sorted({p["architecture"] for p in provenance if p.get("architecture") is not None})
         dims = sorted({int(p.get("dim", -1)) for p in provenance})
         if len(hashes) > 1:
             problems.append(
                 Problem("error", "mixed checkpoints", backbone, f"{len(hashes)} checkpoints under one name: {hashes}")
             )
+        if len(preprocessing) > 1:
+            problems.append(Problem("error", "mixed preprocessing", backbone,
+                                    f"{len(preprocessing)} preprocessing hashes under one name: {preprocessing}"))
+        if len(architectures) > 1:
+            problems.append(Problem("error", "mixed architectures", backbone,
+                                    f"{len(architectures)} architectures under one name: {architectures}"))
         if len(dims) > 1:
             problems.append(Problem("error", "mixed dimensions", backbone, f"embedding dimensions {dims}"))
     pending = list(store.staging_dir.glob("pending/backbone=*/perturbation=*/*.parquet"))

@@ -247,7 +247,7 @@ def test_other_checkpoint_under_same_name_needs_replace(cohort, tmp_path):
     other = tmp_path / "other_models"
     make_backbone(other, "tiny", seed=5)
     retrained = resolve_extraction_backbone("tiny", models_dir=other)
-    with pytest.raises(CheckpointMismatchError, match="backbone 'tiny' .* holds embeddings of checkpoint"):
+    with pytest.raises(CheckpointMismatchError, match=r"backbone 'tiny' .* holds embeddings of another encoder \(checkpoint"):
         extract_embeddings(store, retrained, workers=0)
     report = dry_run(store, retrained)
     assert not report.ok and "pass --replace" in report.summary()
@@ -257,6 +257,45 @@ def test_other_checkpoint_under_same_name_needs_replace(cohort, tmp_path):
     assert not np.allclose(before, after)
     shas = connect(store).execute("SELECT DISTINCT checkpoint_sha256 FROM embeddings").fetchall()
     assert shas == [(retrained.checkpoint_sha256,)]
+
+
+def test_same_weights_with_other_architecture_or_preprocessing_needs_replace(cohort, tmp_path):
+    """One backbone name = one encoder: resuming with the same weights built with another
+    conv1_stride, or fed another preprocessing, must not mix rows under one name."""
+    from monai.networks.nets import resnet10
+    from safetensors.torch import save_file
+
+    from neurofeat.extract.preprocess import PreprocessConfig
+    from neurofeat.store import Store
+    from neurofeat.store.validate import validate_store
+
+    store, models = cohort["store"], cohort["models"]
+    net = resnet10(spatial_dims=3, n_input_channels=4, widen_factor=0.25)
+    weights = tmp_path / "r10.safetensors"
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(weights))
+    pre32 = PreprocessConfig(spacing=(2.0, 2.0, 2.0), input_size=32)
+
+    def external(stride, pre=pre32):
+        return resolve_extraction_backbone("ext", checkpoint=weights, adapter="monai-resnet",
+                                           adapter_options={"conv1_stride": stride}, preprocess=pre)
+
+    first = extract_embeddings(store, external(1), workers=0, patient_ids=cohort["ids"][:3])
+    assert first.n_written == 3
+    for other, what in ((external(2), "architecture"),
+                        (external(1, pre32.replace(input_size=(64, 64, 64))), "preprocessing")):
+        assert other.checkpoint_sha256 == first.checkpoint_sha256  # same file bytes
+        with pytest.raises(CheckpointMismatchError, match=rf"another encoder \({what} "):
+            extract_embeddings(store, other, workers=0)
+        report = dry_run(store, other)
+        assert not report.ok and f"another encoder ({what} " in report.summary()
+    # the same encoder resumes: the 3 stored patients are kept, the other 3 added
+    resumed = extract_embeddings(store, external(1), workers=0)
+    assert resumed.per_perturbation[0].n_already_done == 3 and resumed.n_written == 3
+    swapped = extract_embeddings(store, external(2), workers=0, replace=True)
+    assert swapped.n_written == 6
+    con = connect(store)
+    assert con.execute("SELECT count(*) FROM embeddings WHERE backbone = 'ext'").fetchone()[0] == 6
+    assert validate_store(Store.open(store.root)).ok
 
 
 def test_dry_run_reports_problems_and_writes_nothing(cohort):

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from neurofeat.store import StoreError, append_embeddings, read_xy
+from neurofeat.store import CheckpointMismatchError, StoreError, append_embeddings, read_xy
 from neurofeat.store.importing import import_features
 from neurofeat.store.info import store_info
 from neurofeat.store.validate import validate_store
@@ -81,6 +83,26 @@ def test_validate_finds_mixed_checkpoints_duplicates_and_dangling(store, ids):
     checks = set(report.to_frame()["check"])
     assert not report.ok
     assert {"mixed checkpoints", "duplicate embeddings", "dangling patients"} <= checks
+
+
+def test_validate_finds_mixed_preprocessing_and_architectures(store, ids):
+    append_embeddings(store, "dino", ids[:30], np.ones((30, 3)), checkpoint_sha256="a", preprocess_sha256="p")
+    (path,) = store.partition_dir("dino").glob("*.parquet")
+    assert validate_store(store).ok
+    table = pq.read_table(path)
+    meta = dict(table.schema.metadata)
+    provenance = json.loads(meta[b"neurofeat"])
+    for k, (pre, arch) in enumerate((("p", '{"conv1_stride": 1}'), ("q", '{"conv1_stride": 2}'))):
+        provenance.update(preprocess_sha256=pre, architecture=arch)
+        meta[b"neurofeat"] = json.dumps(provenance).encode()
+        rows = table.slice(0, 10).set_column(0, "patient_id", pa.array(ids[30 + 10 * k: 40 + 10 * k], pa.string()))
+        pq.write_table(rows.replace_schema_metadata(meta), path.parent / f"part-foreign{k}.parquet")
+    frame = validate_store(store).to_frame()
+    assert {"mixed preprocessing", "mixed architectures"} <= set(frame["check"])
+    assert "mixed checkpoints" not in set(frame["check"])
+    # a writer of either encoder is refused, naming what differs
+    with pytest.raises(CheckpointMismatchError, match=r"another encoder \(preprocessing "):
+        append_embeddings(store, "dino", ids[50:], np.ones((10, 3)), checkpoint_sha256="a", preprocess_sha256="p")
 
 
 def test_info_counts(store, ids):
