@@ -19,8 +19,8 @@ on. Parts are staged invisibly and committed once, so a run killed at any moment
 lock in the store refuses a second concurrent extraction of the same backbone.
 
 Scale-out: under ``torchrun --nproc-per-node N -m neurofeat extract ...`` each rank
-takes a shard of the patients still to do (MONAI ``DistributedSampler`` with
-``even_divisible=False``: no padding, so no duplicate embeddings), writes its own
+takes every N-th batch of the patients still to do (no padding, so no duplicate
+embeddings; a rank with nothing left to do only joins the commit), writes its own
 parts, failures are gathered on rank 0, and rank 0 commits once after a barrier.
 
 Example
@@ -649,16 +649,12 @@ def extract_embeddings(
                     records, pipeline, cache_dir=cache_dir, preprocess_sha256=backbone.preprocess_sha256,
                     perturbation=pert.label,
                 )
-                # fixed batches over the full list: same batch composition on resume / under torchrun
+                # Fixed batches over the full list: the same batch composition on resume and
+                # under torchrun. Rank r takes every world-th batch still to do; a rank may get
+                # none (a rerun with nothing left, or fewer batches left than ranks).
                 chunks = [c for c in fixed_chunks(len(records), batch_size)
-                          if any(records[i]["patient_id"] in todo_ids for i in c)]
+                          if any(records[i]["patient_id"] in todo_ids for i in c)][rank::world]
                 batched = BatchedPatients(dataset, chunks)
-                sampler = None
-                if world > 1:
-                    from monai.data import DistributedSampler
-
-                    sampler = DistributedSampler(batched, even_divisible=False, shuffle=False,
-                                                 num_replicas=world, rank=rank)
                 loader_workers, background = workers, True
                 if dev.type == "cpu" and cache_dir is not None and _all_cached(
                         dataset, [i for c in chunks for i in c]):
@@ -666,7 +662,7 @@ def extract_embeddings(
                     # with the model for the same cores (measured: efficiency 0.77 with the
                     # thread, 0.90 without); load in the loop itself.
                     loader_workers, background = 0, False
-                loader = make_loader(batched, workers=loader_workers, sampler=sampler, pin_memory=dev.type == "cuda",
+                loader = make_loader(batched, workers=loader_workers, pin_memory=dev.type == "cuda",
                                      background=background)
                 n_written = n_failed = n_zero = n_cached = 0
                 local_failures: list[tuple[str, str]] = []

@@ -362,24 +362,38 @@ def test_perturbations_go_to_their_own_partitions(cohort):
 
 @pytest.mark.slow
 def test_torchrun_two_ranks_shard_and_commit_once(cohort, tmp_path):
-    if shutil.which("torchrun") is None:
-        pytest.skip("torchrun is not on PATH")
     models = cohort["models"]
     # 5 patients over 2 ranks: uneven shards must not duplicate anyone
     extra, _ = make_store(tmp_path / "ref", n=5)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MASTER_PORT": "29517"}
-    cmd = ["torchrun", "--nproc-per-node", "2", "--master-port", "29517", "-m", "neurofeat", "extract",
-           "--backbone", "tiny", "--models-dir", str(models), "--store", str(extra.root), "--device", "cpu",
-           "--workers", "0", "--batch-size", "2", "--no-progress"]
-    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=180)
-    assert done.returncode == 0, done.stderr[-3000:]
+
+    def torchrun(*args):
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29517",
+               "-m", "neurofeat", "extract", "--backbone", "tiny", "--models-dir", str(models), "--store",
+               str(extra.root), "--device", "cpu", "--workers", "0", "--batch-size", "2", "--no-progress", *args]
+        done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=180)
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+
+    # first a resume with one batch (fewer than ranks) to do: rank 1 has nothing
+    partial = extract_embeddings(extra, resolve_extraction_backbone("tiny", models_dir=models), workers=0,
+                                 batch_size=2, patient_ids=["P001", "P002", "P003", "P004"])
+    assert partial.n_written == 4  # P000 is left, in the batch (P000, P001)
+    torchrun()
     con = connect(extra)
     assert con.execute("SELECT count(*), count(DISTINCT patient_id) FROM embeddings").fetchone() == (5, 5)
-    runs = con.execute("SELECT DISTINCT run_id FROM embeddings").fetchall()
+    # then every batch over both ranks (a new perturbation), and a rerun with nothing left
+    torchrun("--perturb", "contrast:1.2")
+    torchrun("--perturb", "contrast:1.2")
+    con = connect(extra)
+    assert con.execute("SELECT count(*), count(DISTINCT patient_id) FROM embeddings "
+                       "WHERE perturbation = 'contrast-1.2'").fetchone() == (5, 5)
+    runs = con.execute("SELECT DISTINCT run_id FROM embeddings WHERE perturbation = 'contrast-1.2'").fetchall()
     assert len(runs) == 1
     single, _ = make_store(tmp_path / "single", n=5)
-    extract_embeddings(single, resolve_extraction_backbone("tiny", models_dir=models), workers=0, batch_size=2)
-    np.testing.assert_allclose(_embeddings(extra)[1], _embeddings(single)[1], rtol=1e-5, atol=1e-6)
+    extract_embeddings(single, resolve_extraction_backbone("tiny", models_dir=models), workers=0, batch_size=2,
+                       perturbations=parse_perturbations("contrast:1.2"))
+    np.testing.assert_allclose(_embeddings(extra, perturbation="contrast-1.2")[1],
+                               _embeddings(single, perturbation="contrast-1.2")[1], rtol=1e-5, atol=1e-6)
 
 
 def test_gpu_path_construction_bf16_channels_last_on_cpu(cohort):
