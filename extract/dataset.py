@@ -38,6 +38,7 @@ import numpy as np
 import torch
 
 from neurofeat.extract.preprocess import unwrap_transform_error
+from neurofeat.extract.volumes import ScanReadError, parse_scan_sha256, verify_scans
 
 __all__ = [
     "load_patient_records",
@@ -141,15 +142,19 @@ class VolumeCache:
         """Where the entry of *key* lives."""
         return self.root / key[:2] / f"{key}.npy"
 
-    def get(self, key: str) -> np.ndarray | None:
-        """The cached array, or None if absent or unreadable (then recomputed)."""
+    def get(self, key: str, shape: Sequence[int] | None = None) -> np.ndarray | None:
+        """The cached float32 array, or None if absent, unreadable (empty, truncated,
+        not ``.npy``) or not of *shape*: the volume is then recomputed and rewritten."""
         path = self.path(key)
         if not path.exists():
             return None
         try:
-            return np.load(path, allow_pickle=False)
-        except (OSError, ValueError):
+            array = np.load(path, allow_pickle=False)
+        except (OSError, ValueError, EOFError):
             return None
+        if array.dtype != np.float32 or (shape is not None and array.shape != tuple(shape)):
+            return None
+        return array
 
     def put(self, key: str, array: np.ndarray) -> None:
         """Store *array* atomically (a reader sees the old state or the full entry)."""
@@ -209,14 +214,29 @@ class PatientDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.records)
 
+    def _verify_scans(self, record: Mapping[str, Any], pid: str) -> None:
+        """A cache hit skips decoding, not the check that the scans are still the
+        registered ones (as decoding would refuse a changed file)."""
+        registered = parse_scan_sha256(record.get("scan_sha256"))
+        names = [name for name in registered if record.get(name)]
+        verify_scans([record[name] for name in names], [registered[name] for name in names], names=names,
+                     patient_id=pid)
+
     def __getitem__(self, index: int) -> dict[str, Any]:
         record = self.records[index]
         pid = str(record["patient_id"])
         key = None
         if self.cache is not None:
             key = cache_key(record, self.preprocess_sha256, self.perturbation)
-            cached = self.cache.get(key)
+            config = getattr(self.pipeline, "config", None)
+            shape = (config.in_channels, *config.input_size) if config is not None else None
+            cached = self.cache.get(key, shape)
             if cached is not None:
+                try:
+                    self._verify_scans(record, pid)
+                except ScanReadError as exc:
+                    return {"patient_id": pid, "image": None, "zero_filled": "", "error": f"ScanReadError: {exc}",
+                            "cached": False}
                 return {"patient_id": pid, "image": torch.from_numpy(cached), "zero_filled": "",
                         "error": "", "cached": True}
         try:

@@ -794,16 +794,25 @@ class DryRunReport:
 
 
 def _check_scans(record: Mapping[str, Any], pre: PreprocessConfig) -> list[str]:
-    """Checks of one patient's scans: bytes as registered at ingest (sha256), header-level
-    geometry (no voxel data is decoded)."""
+    """Checks of one patient's scans without decoding voxels: bytes as registered at
+    ingest (sha256) and the header-level grid, by the same rules as extraction
+    (:mod:`neurofeat.extract.volumes`)."""
     import nibabel as nib
+    from monai.data import correct_nifti_header_if_necessary
 
-    from neurofeat.extract.volumes import parse_scan_sha256
-    from neurofeat.ingest.nifti import sha256_file
+    from neurofeat.extract.volumes import (
+        ScanGridError,
+        ScanReadError,
+        check_same_grid,
+        parse_scan_sha256,
+        spatial_shape,
+        verify_scans,
+    )
 
+    pid = str(record.get("patient_id", "?"))
     registered = parse_scan_sha256(record.get("scan_sha256"))
     problems = []
-    grids = {}
+    grids = []
     for seq in pre.sequences:
         path = record.get(seq)
         if not path:
@@ -814,29 +823,25 @@ def _check_scans(record: Mapping[str, Any], pre: PreprocessConfig) -> list[str]:
             if pre.missing_sequence == "error":
                 problems.append(f"sequence '{seq}': file {path} does not exist")
             continue
-        if seq in registered:
-            actual = sha256_file(path)  # the hash ingest registered
-            if actual != registered[seq]:
-                problems.append(f"sequence '{seq}': {path} changed since ingest (sha256 {actual[:12]}…, registered "
-                                f"{registered[seq][:12]}…); restore the file or re-ingest the patient")
-                continue
         try:
-            img = nib.load(path)
-            shape = tuple(int(s) for s in img.shape)
-            zooms = tuple(float(z) for z in img.header.get_zooms()[:3])
+            if seq in registered:
+                verify_scans([path], [registered[seq]], names=[seq], patient_id=pid)
+            img = correct_nifti_header_if_necessary(nib.load(path))
+            shape = spatial_shape(img.shape, path, pid, seq)
+        except (ScanReadError, ScanGridError) as exc:
+            problems.append(str(exc))
+            continue
         except Exception as exc:  # noqa: BLE001 - reported
             problems.append(f"sequence '{seq}': {path} is not a readable NIfTI ({exc})")
             continue
-        spatial = tuple(s for s in shape if s != 1) if len(shape) > 3 else shape
-        if len(spatial) != 3:
-            problems.append(f"sequence '{seq}': {path} has shape {shape}, not one 3-D volume")
-            continue
+        zooms = tuple(float(z) for z in img.header.get_zooms()[:3])
         if any(z <= 0 or not np.isfinite(z) for z in zooms):
             problems.append(f"sequence '{seq}': {path} has invalid voxel spacing {zooms}")
-        grids[seq] = (spatial, np.round(np.asarray(img.affine, dtype=float), 3).tobytes())
-    if len({g for g in grids.values()}) > 1:
-        detail = ", ".join(f"{s} {g[0]}" for s, g in grids.items())
-        problems.append(f"sequences are not on one voxel grid ({detail}); co-register them before ingest")
+        grids.append((seq, shape, np.asarray(img.affine, dtype=np.float64)))
+    try:
+        check_same_grid(grids, patient_id=pid)
+    except ScanGridError as exc:
+        problems.append(str(exc))
     return problems
 
 
@@ -923,8 +928,10 @@ def dry_run(
         bytes_needed += int(len(records) * len(perturbations) * 4 * int(np.prod(input_shape)))
     usage = shutil.disk_usage(store.root)
     if cache_dir is not None:
-        Path(cache_dir).mkdir(parents=True, exist_ok=True)
-        usage = min(usage, shutil.disk_usage(cache_dir), key=lambda u: u.free)
+        existing = Path(cache_dir).absolute()  # the cache is created by the run, not here
+        while not existing.exists():
+            existing = existing.parent
+        usage = min(usage, shutil.disk_usage(existing), key=lambda u: u.free)
     if usage.free < bytes_needed:
         problems.append(("", f"only {usage.free / 1e6:.0f} MB free on the store/cache disk, ~{bytes_needed / 1e6:.0f} MB needed"))
     return DryRunReport(

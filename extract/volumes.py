@@ -40,8 +40,8 @@ except ImportError:  # pragma: no cover - exercised where isal is absent
     from gzip import decompress as _gunzip
     from zlib import error as _InflateError
 
-__all__ = ["gunzip", "read_nifti", "read_stacked", "parse_scan_sha256", "ScanGridError", "ScanReadError",
-           "ScanChangedError"]
+__all__ = ["gunzip", "read_nifti", "read_stacked", "parse_scan_sha256", "spatial_shape", "check_same_grid",
+           "verify_scans", "ScanGridError", "ScanReadError", "ScanChangedError"]
 
 _GZIP_MAGIC = b"\x1f\x8b"
 _NIFTI1_SINGLE_FILE = b"n+1\x00"  # "ni1" is a .hdr/.img pair: nibabel.load reads those
@@ -135,18 +135,96 @@ def parse_scan_sha256(text: str | None) -> dict[str, str]:
     return out
 
 
-def _spatial_array(image: Any, path: str, patient_id: str, sequence: str) -> np.ndarray:
-    """The scaled voxel array of *image* as a 3-D array (trailing size-1 axes dropped)."""
-    array = np.asanyarray(image.dataobj)
-    shape = array.shape
-    while array.ndim > 3 and array.shape[-1] == 1:
-        array = array[..., 0]
-    if array.ndim != 3:
+def spatial_shape(shape: Sequence[int], path: str, patient_id: str, sequence: str) -> tuple[int, ...]:
+    """The 3-D grid of a scan of array *shape*: trailing size-1 axes dropped.
+
+    Raises
+    ------
+    ScanGridError
+        More than three axes remain (a 4-D series), or fewer than three.
+    """
+    spatial = tuple(int(s) for s in shape)
+    while len(spatial) > 3 and spatial[-1] == 1:
+        spatial = spatial[:-1]
+    if len(spatial) != 3:
         raise ScanGridError(
             f"patient {patient_id}: sequence '{sequence}' is not a single 3-D volume "
             f"(array shape {tuple(shape)}, file {path}); store one 3-D NIfTI per sequence"
         )
-    return array
+    return spatial
+
+
+def check_same_grid(
+    grids: Sequence[tuple[str, tuple[int, ...], np.ndarray]], *, patient_id: str, atol: float = 1e-3
+) -> None:
+    """Check that every ``(sequence, shape, affine)`` lies on the first one's grid.
+
+    Shapes must be equal and affines equal within *atol* (mm).
+
+    Raises
+    ------
+    ScanGridError
+        Naming the patient, the two sequences and the fix.
+    """
+    if not grids:
+        return
+    ref_name, ref_shape, ref_affine = grids[0]
+    for name, shape, affine in grids[1:]:
+        if tuple(shape) != tuple(ref_shape):
+            raise ScanGridError(
+                f"patient {patient_id}: sequences '{ref_name}' {tuple(ref_shape)} and "
+                f"'{name}' {tuple(shape)} have different shapes; co-register the "
+                "sequences to one grid (e.g. to T1ce) before ingest"
+            )
+        if not np.allclose(ref_affine, affine, atol=atol):
+            raise ScanGridError(
+                f"patient {patient_id}: sequences '{ref_name}' and '{name}' have different "
+                f"affines (max difference {np.abs(ref_affine - affine).max():.4g} mm); co-register "
+                "the sequences to one grid before ingest"
+            )
+
+
+def _changed(patient_id: str, sequence: str, exc: ScanChangedError) -> ScanReadError:
+    return ScanReadError(
+        f"patient {patient_id}: sequence '{sequence}' changed since ingest ({exc}); restore the "
+        "file, or re-ingest the patient so that its scans are registered as they are now"
+    )
+
+
+def _unreadable(patient_id: str, sequence: str, path: str, exc: BaseException) -> ScanReadError:
+    return ScanReadError(
+        f"patient {patient_id}: cannot read sequence '{sequence}' from {path} "
+        f"({type(exc).__name__}: {exc}); replace the file with an intact NIfTI and re-run"
+    )
+
+
+def verify_scans(
+    paths: Sequence[str | os.PathLike[str]],
+    sha256s: Sequence[str],
+    *,
+    names: Sequence[str],
+    patient_id: str = "<unknown patient>",
+) -> None:
+    """Check that each file's bytes are those registered at ingest, without decoding.
+
+    Raises
+    ------
+    ScanReadError
+        A file cannot be read, or its sha256 differs (same messages as
+        :func:`read_stacked`).
+    """
+    for path, expected, name in zip(paths, sha256s, names):
+        path = os.fspath(path)
+        digest = hashlib.sha256()
+        try:
+            with open(path, "rb") as handle:
+                while chunk := handle.read(1 << 20):
+                    digest.update(chunk)
+        except OSError as exc:
+            raise _unreadable(patient_id, name, path, exc) from exc
+        actual = digest.hexdigest()
+        if actual != expected.lower():
+            raise _changed(patient_id, name, ScanChangedError(path, expected, actual))
 
 
 def read_stacked(
@@ -198,43 +276,23 @@ def read_stacked(
     present = [i for i, p in enumerate(paths) if p is not None]
     if not present:
         raise ValueError(f"patient {patient_id}: no scan to read")
-    ref = present[0]
     image: np.ndarray | None = None
-    ref_affine = np.eye(4)
-    ref_shape: tuple[int, ...] = ()
+    grids: list[tuple[str, tuple[int, ...], np.ndarray]] = []
     for i in present:
         path = os.fspath(paths[i])  # type: ignore[arg-type]
         try:
             nifti = read_nifti(path, sha256s[i] if sha256s is not None else None)
             affine = np.array(nifti.affine, dtype=np.float64, copy=True)
-            array = _spatial_array(nifti, path, patient_id, names[i])
-        except ScanGridError:
-            raise
+            array = np.asanyarray(nifti.dataobj)
         except ScanChangedError as exc:
-            raise ScanReadError(
-                f"patient {patient_id}: sequence '{names[i]}' changed since ingest ({exc}); restore the "
-                "file, or re-ingest the patient so that its scans are registered as they are now"
-            ) from exc
+            raise _changed(patient_id, names[i], exc) from exc
         except (OSError, EOFError, ValueError, zlib.error, ImageFileError, HeaderDataError) as exc:
-            raise ScanReadError(
-                f"patient {patient_id}: cannot read sequence '{names[i]}' from {path} "
-                f"({type(exc).__name__}: {exc}); replace the file with an intact NIfTI and re-run"
-            ) from exc
+            raise _unreadable(patient_id, names[i], path, exc) from exc
+        array = array.reshape(spatial_shape(array.shape, path, patient_id, names[i]))
+        grids.append((names[i], array.shape, affine))
+        check_same_grid([grids[0], grids[-1]], patient_id=patient_id, atol=atol)
         if image is None:
-            ref_shape, ref_affine = array.shape, affine
             image = np.zeros((len(paths), *array.shape), dtype=np.float32)
-        elif array.shape != ref_shape:
-            raise ScanGridError(
-                f"patient {patient_id}: sequences '{names[ref]}' {tuple(ref_shape)} and "
-                f"'{names[i]}' {tuple(array.shape)} have different shapes; co-register the "
-                "sequences to one grid (e.g. to T1ce) before ingest"
-            )
-        elif not np.allclose(ref_affine, affine, atol=atol):
-            raise ScanGridError(
-                f"patient {patient_id}: sequences '{names[ref]}' and '{names[i]}' have different "
-                f"affines (max difference {np.abs(ref_affine - affine).max():.4g} mm); co-register "
-                "the sequences to one grid before ingest"
-            )
         image[i] = array  # one pass: cast to float32 and Fortran -> C order
     assert image is not None
-    return image, ref_affine
+    return image, grids[0][2]

@@ -240,6 +240,40 @@ def test_cache_serves_a_second_backbone_with_identical_results(cohort, tmp_path)
     np.testing.assert_array_equal(_embeddings(store, "tiny2")[1], _embeddings(uncached, "tiny2")[1])
 
 
+def test_bad_cache_entries_are_recomputed_and_changed_scans_refused_on_a_hit(cohort, tmp_path):
+    from neurofeat.extract.dataset import VolumeCache, cache_key, load_patient_records
+
+    store, models = cohort["store"], cohort["models"]
+    cache = tmp_path / "cache"
+    tiny = resolve_extraction_backbone("tiny", models_dir=models)
+    extract_embeddings(store, tiny, workers=0, cache_dir=cache)
+    p005 = load_patient_records(store, tiny.preprocess.sequences, ["P005"])[0]
+    p005_entry = VolumeCache(cache).path(cache_key(p005, tiny.preprocess_sha256))
+    entries = sorted(set(cache.rglob("*.npy")) - {p005_entry})
+    assert p005_entry.exists() and len(entries) == 5
+    entries[0].write_bytes(b"")  # e.g. after a power loss
+    np.save(entries[1], np.zeros((4, 8, 8, 8), np.float32))  # not this preprocessing's shape
+    entries[2].write_bytes(entries[2].read_bytes()[:200])  # truncated
+    # a scan changed after its volume was cached is refused, as decoding would refuse it
+    t2 = p005["t2"]
+    original = Path(t2).read_bytes()
+    Path(t2).write_bytes(original[:-10])
+    make_backbone(models, "tiny2", seed=1)
+    second = extract_embeddings(store, resolve_extraction_backbone("tiny2", models_dir=models), workers=0,
+                                cache_dir=cache)
+    assert second.n_written == 5 and second.per_perturbation[0].n_cached == 2
+    (failure,) = second.failures
+    assert failure[1] == "P005" and "patient P005: sequence 't2' changed since ingest" in failure[2]
+    assert all(np.load(e).shape == (4, 32, 32, 32) for e in entries[:3])  # rewritten
+    Path(t2).write_bytes(original)
+    uncached, _ = make_store(tmp_path / "u", n=6)
+    extract_embeddings(uncached, resolve_extraction_backbone("tiny2", models_dir=models), workers=0)
+    ids, got = _embeddings(store, "tiny2")
+    ref_ids, ref = _embeddings(uncached, "tiny2")
+    # (P004 is embedded in a batch of one here, of two there: equal to float precision)
+    np.testing.assert_allclose(got, ref[[ref_ids.index(i) for i in ids]], rtol=1e-5, atol=1e-6)
+
+
 def test_other_checkpoint_under_same_name_needs_replace(cohort, tmp_path):
     store, models = cohort["store"], cohort["models"]
     extract_embeddings(store, resolve_extraction_backbone("tiny", models_dir=models), workers=0)
@@ -315,10 +349,48 @@ def test_dry_run_reports_problems_and_writes_nothing(cohort):
     Path(flair).write_bytes(Path(flair).read_bytes()[:-100])
     report = dry_run(store, backbone)
     assert [p[0] for p in report.problems] == ["P002", "P003"]
-    assert re.search(r"sequence 'flair': .*P003_flair.nii.gz changed since ingest \(sha256 \w+…, registered",
-                     report.problems[1][1])
+    assert re.search(r"patient P003: sequence 'flair' changed since ingest \(.*P003_flair.nii.gz has sha256 \w+…, "
+                     r"not the \w+… registered at ingest\); restore the file, or re-ingest", report.problems[1][1])
     assert not store.embeddings_dir.exists() or not list(store.embeddings_dir.rglob("*.parquet"))
     assert not (store.staging_dir / "pending").exists()
+    # the cache directory is the run's to create, not the dry run's
+    report = dry_run(store, backbone, cache_dir=store.root.parent / "not-yet" / "cache")
+    assert report.bytes_needed > 0 and not (store.root.parent / "not-yet").exists()
+
+
+def test_dry_run_and_extraction_agree_on_what_is_one_grid(cohort, tmp_path):
+    """Affines equal within the 1e-3 mm tolerance are one grid for both; a real shift is not."""
+    import nibabel as nib
+
+    from neurofeat.extract.dataset import load_patient_records
+    from neurofeat.ingest.nifti import sha256_file
+
+    store, models = cohort["store"], cohort["models"]
+    backbone = resolve_extraction_backbone("tiny", models_dir=models)
+    record = load_patient_records(store, ("t2",), ["P001"])[0]
+    image = nib.load(record["t2"])
+    for shift, expect_ok in ((2e-6, True), (0.5, False)):
+        affine = image.affine.copy()
+        affine[0, 3] += shift
+        moved = tmp_path / f"t2-{shift}.nii.gz"
+        nib.save(nib.Nifti1Image(np.asanyarray(image.dataobj), affine), str(moved))
+        con = connect(store)  # register the moved file as P001's T2 (as a re-ingest would)
+        scans = con.execute("SELECT * FROM scans").df()
+        scans.loc[(scans.patient_id == "P001") & (scans.sequence == "t2"), ["path", "sha256"]] = [
+            str(moved), sha256_file(moved)]
+        for part in store.table_dir("scans").glob("*.parquet"):
+            part.unlink()
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        pq.write_table(pa.Table.from_pandas(scans, preserve_index=False), store.table_dir("scans") / "part-x.parquet")
+        report = dry_run(store, backbone, patient_ids=["P001"])
+        result = extract_embeddings(store, dataclasses.replace(backbone, name=f"grid{int(expect_ok)}"),
+                                    workers=0, patient_ids=["P001"])
+        assert report.ok is expect_ok and (result.n_failed == 0) is expect_ok, report.problems
+        if not expect_ok:
+            assert "sequences 't1' and 't2' have different affines" in report.problems[0][1]
+            assert "sequences 't1' and 't2' have different affines" in result.failures[0][2]
 
 
 def test_zero_filled_sequence_is_flagged_when_the_card_allows_it(tmp_path):
