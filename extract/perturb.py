@@ -82,7 +82,9 @@ def _check_strength(kind: str, value: float) -> None:
 
 
 def _fmt(value: float) -> str:
-    return f"{value:g}"
+    # 15 significant digits: every decimal strength a user types keeps its own label
+    # (":g" would merge 1.0000001 into "1"), and short ones read as before ("0.2", "1").
+    return f"{value:.15g}"
 
 
 # ------------------------------------------------------------------ pure math

@@ -26,6 +26,9 @@ def test_parse_labels_and_combinations():
     assert [p.label for p in parse_perturbations("none, gibbs=0.10, gibbs:0.1")] == ["none", "gibbs-0.1"]
     combined = parse_perturbations("bias:0.2+gibbs:0.1")[0]
     assert combined.label == "bias-0.2+gibbs-0.1" and combined.steps == (("bias", 0.2), ("gibbs", 0.1))
+    # strengths that differ keep labels (partitions, cache keys) of their own
+    close = parse_perturbations("contrast:1,contrast:1.0000001,contrast:1.0000004,contrast:1.25")
+    assert [p.label for p in close] == ["contrast-1", "contrast-1.0000001", "contrast-1.0000004", "contrast-1.25"]
 
 
 @pytest.mark.parametrize(
