@@ -94,8 +94,15 @@ class Transaction:
         self._done = False
 
     def __enter__(self) -> "Transaction":
-        self.dir.mkdir(parents=True, exist_ok=False)
+        # Lock first: recovery skips a transaction whose lock is held, so it never
+        # sees this folder unlocked and takes it for a dead one.
         self._lock.acquire()
+        try:
+            self.dir.mkdir(parents=True, exist_ok=False)
+        except BaseException:
+            self._lock.release()
+            self._lock.path.unlink(missing_ok=True)
+            raise
         return self
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
@@ -134,11 +141,17 @@ class Transaction:
 
 
 def _apply(root: Path, moves: list[tuple[str, str]], start: int = 0) -> None:
+    # All renames first, then one fsync per folder: a reader that lists the store
+    # while a commit runs can see part of it only for the microseconds the renames
+    # take (a killed commit is finished by the next Store.open, from the journal).
+    touched: dict[Path, None] = {}
     for source, final in moves[start:]:
         src, dst = root / source, root / final
         dst.parent.mkdir(parents=True, exist_ok=True)
         os.replace(src, dst)
-        _fsync_dir(dst.parent)
+        touched[dst.parent] = None
+    for folder in touched:
+        _fsync_dir(folder)
 
 
 def _first_pending(root: Path, moves: list[tuple[str, str]]) -> int:

@@ -81,3 +81,44 @@ def test_live_transaction_is_left_alone_by_recovery(tmp_path):
         assert recover(store.root) == 0
         assert txn.dir.exists()
     assert read_table(store, "patients").num_rows == 1
+
+
+def test_recovery_never_sees_a_new_transaction_unlocked(tmp_path, monkeypatch):
+    """The folder of a starting transaction appears only once its lock is held, so a
+    concurrent Store.open (another rank, `neurofeat sql`) cannot delete it as dead."""
+    import pathlib
+
+    store = Store.open(tmp_path / "s", create=True)
+    seen = []
+    original = pathlib.Path.mkdir
+
+    def mkdir_then_recover(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        if self.name.startswith("txn-"):
+            seen.append((recover(store.root), self.exists()))
+
+    monkeypatch.setattr(pathlib.Path, "mkdir", mkdir_then_recover)
+    with Transaction(store.root) as txn:
+        txn.write_parquet(pa.table({"patient_id": ["A"], "site": ["x"]}), "patients/part-1.parquet")
+    assert seen and set(seen) == {(0, True)}
+    assert read_table(store, "patients").num_rows == 1
+
+
+def test_commit_renames_every_file_before_any_fsync(tmp_path, monkeypatch):
+    """Readers listing the store mid-commit see a mix only while the renames run: no
+    disk wait (fsync) between them."""
+    import neurofeat.store.transaction as transaction
+
+    store = Store.open(tmp_path / "s", create=True)
+    calls = []
+    real_replace, real_fsync = transaction.os.replace, transaction._fsync_dir
+    monkeypatch.setattr(transaction.os, "replace", lambda a, b: (calls.append("rename"), real_replace(a, b))[1])
+    monkeypatch.setattr(transaction, "_fsync_dir", lambda d: (calls.append("fsync"), real_fsync(d))[1])
+    with Transaction(store.root) as txn:
+        for k in range(3):
+            txn.write_parquet(pa.table({"patient_id": [f"P{k}"], "site": ["x"]}), f"patients/part-{k}.parquet")
+        calls.clear()
+    assert calls[:2] == ["rename", "fsync"]  # the journal: the commit point, durable first
+    moves = calls[2:]
+    assert moves.count("rename") == 3 and moves.index("fsync") > max(i for i, c in enumerate(moves) if c == "rename")
+    assert read_table(store, "patients").num_rows == 3
