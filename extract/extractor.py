@@ -4,7 +4,7 @@ The pipeline::
 
     store patients/scans ──► PatientDataset (workers: load, perturb, preprocess, cache)
         ──► batches ──► encoder (inference_mode; on GPU bf16 autocast + channels_last)
-        ──► EmbeddingWriter.write_batch (one pending Parquet part per batch)
+        ──► EmbeddingWriter.write_batch (pending Parquet parts of up to flush_rows rows)
         ──► commit (all parts of the backbone/perturbation become visible at once)
 
 Batches are fixed consecutive chunks of the sorted patient list, whichever patients
@@ -604,13 +604,18 @@ def extract_embeddings(
     if threads is not None and threads < 1:
         raise ValueError(f"threads must be >= 1, got {threads}")
     started_group = _init_distributed(dev)
-    rank, world = _dist_env()
-    torch.manual_seed(seed)
-    run_id = _broadcast_from_rank0(run_id or new_run_id("extract"))
-    encoder = _prepare_encoder(backbone.encoder, dev)
-    pre = backbone.preprocess
-    records = load_patient_records(store, pre.sequences, patient_ids)
-    lock = _extract_lock(store, backbone.name)
+    try:
+        rank, world = _dist_env()
+        torch.manual_seed(seed)
+        run_id = _broadcast_from_rank0(run_id or new_run_id("extract"))
+        encoder = _prepare_encoder(backbone.encoder, dev)
+        pre = backbone.preprocess
+        records = load_patient_records(store, pre.sequences, patient_ids)
+        lock = _extract_lock(store, backbone.name)
+    except BaseException:
+        if started_group:
+            torch.distributed.destroy_process_group()
+        raise
     summaries: list[PerturbationSummary] = []
     all_failures: list[tuple[str, str, str]] = []
     previous_threads = torch.get_num_threads()
