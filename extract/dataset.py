@@ -25,6 +25,7 @@ Example
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import queue
 import tempfile
@@ -129,6 +130,11 @@ def cache_key(record: Mapping[str, Any], preprocess_sha256: str, perturbation: s
 class VolumeCache:
     """Preprocessed volumes on disk: ``<root>/<key[:2]>/<key>.npy`` (float32).
 
+    Next to each volume, ``<key>.json`` holds the stat fingerprint (path, size,
+    mtime) of the scan files it was computed from, after their sha256 matched the
+    registered one: a later hit whose files still have that fingerprint needs no
+    re-hash (git's index makes the same bet).
+
     Parameters
     ----------
     root : path
@@ -156,14 +162,30 @@ class VolumeCache:
             return None
         return array
 
-    def put(self, key: str, array: np.ndarray) -> None:
-        """Store *array* atomically (a reader sees the old state or the full entry)."""
+    def fingerprint(self, key: str) -> list | None:
+        """The scan files' fingerprint stored with *key* (None if absent or unreadable)."""
+        try:
+            return json.loads(self.path(key).with_suffix(".json").read_text())["files"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def put(self, key: str, array: np.ndarray | None, fingerprint: list | None = None) -> None:
+        """Store *array* (None: only the fingerprint) atomically: a reader sees the old
+        state or the full entry. The fingerprint is written first, so a volume never
+        sits next to the fingerprint of files it was not verified against."""
         path = self.path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{key}.", suffix=".tmp", dir=path.parent)
+        if fingerprint is not None:
+            self._write(path.with_suffix(".json"), lambda h: h.write(json.dumps({"files": fingerprint}).encode()))
+        if array is not None:
+            self._write(path, lambda h: np.save(h, np.ascontiguousarray(array, dtype=np.float32), allow_pickle=False))
+
+    @staticmethod
+    def _write(path: Path, write: Callable[[Any], Any]) -> None:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         try:
             with os.fdopen(fd, "wb") as handle:
-                np.save(handle, np.ascontiguousarray(array, dtype=np.float32), allow_pickle=False)
+                write(handle)
             os.replace(tmp, path)
         except BaseException:
             if os.path.exists(tmp):
@@ -214,13 +236,49 @@ class PatientDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.records)
 
-    def _verify_scans(self, record: Mapping[str, Any], pid: str) -> None:
-        """A cache hit skips decoding, not the check that the scans are still the
-        registered ones (as decoding would refuse a changed file)."""
+    @staticmethod
+    def _scans(record: Mapping[str, Any]) -> list[tuple[str, str, str]]:
+        """``(sequence, path, registered sha256)`` of the record's registered scans."""
         registered = parse_scan_sha256(record.get("scan_sha256"))
-        names = [name for name in registered if record.get(name)]
-        verify_scans([record[name] for name in names], [registered[name] for name in names], names=names,
-                     patient_id=pid)
+        return [(name, os.fspath(record[name]), digest) for name, digest in registered.items() if record.get(name)]
+
+    @staticmethod
+    def _fingerprint(scans: Sequence[tuple[str, str, str]]) -> list | None:
+        out = []
+        for _, path, _ in scans:
+            try:
+                stat = os.stat(path)
+            except OSError:
+                return None
+            out.append([path, stat.st_size, stat.st_mtime_ns])
+        return out
+
+    def _cached(self, record: Mapping[str, Any], key: str, pid: str) -> dict[str, Any] | None:
+        """The item for a cache hit (None on a miss).
+
+        A hit skips decoding, not the check that the scans are still the registered
+        ones: files whose stat fingerprint changed since the volume was cached are
+        hashed again, and a changed file is refused as decoding would refuse it.
+        """
+        assert self.cache is not None
+        config = getattr(self.pipeline, "config", None)
+        cached = self.cache.get(key, (config.in_channels, *config.input_size) if config is not None else None)
+        if cached is None:
+            return None
+        scans = self._scans(record)
+        now = self._fingerprint(scans)
+        if now is None or now != self.cache.fingerprint(key):
+            try:
+                verify_scans([p for _, p, _ in scans], [d for _, _, d in scans], names=[n for n, _, _ in scans],
+                             patient_id=pid)
+            except ScanReadError as exc:
+                return {"patient_id": pid, "image": None, "zero_filled": "", "error": f"ScanReadError: {exc}",
+                        "cached": False}
+            try:
+                self.cache.put(key, None, now)  # verified: the next hit needs no hash
+            except OSError:
+                pass
+        return {"patient_id": pid, "image": torch.from_numpy(cached), "zero_filled": "", "error": "", "cached": True}
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         record = self.records[index]
@@ -228,17 +286,11 @@ class PatientDataset(torch.utils.data.Dataset):
         key = None
         if self.cache is not None:
             key = cache_key(record, self.preprocess_sha256, self.perturbation)
-            config = getattr(self.pipeline, "config", None)
-            shape = (config.in_channels, *config.input_size) if config is not None else None
-            cached = self.cache.get(key, shape)
-            if cached is not None:
-                try:
-                    self._verify_scans(record, pid)
-                except ScanReadError as exc:
-                    return {"patient_id": pid, "image": None, "zero_filled": "", "error": f"ScanReadError: {exc}",
-                            "cached": False}
-                return {"patient_id": pid, "image": torch.from_numpy(cached), "zero_filled": "",
-                        "error": "", "cached": True}
+            hit = self._cached(record, key, pid)
+            if hit is not None:
+                return hit
+            # taken before reading: a file changed while being read gets re-hashed next time
+            before = self._fingerprint(self._scans(record))
         try:
             out = self.pipeline(dict(record))
             image = torch.as_tensor(out["image"]).as_subclass(torch.Tensor).float().contiguous()
@@ -250,7 +302,7 @@ class PatientDataset(torch.utils.data.Dataset):
         # Zero-filled volumes are not cached: their flag must be reported every time.
         if self.cache is not None and key is not None and not zero_filled:
             try:
-                self.cache.put(key, image.numpy())
+                self.cache.put(key, image.numpy(), before)
             except OSError:
                 pass  # a full or read-only cache never fails an extraction
         return {"patient_id": pid, "image": image, "zero_filled": zero_filled, "error": "", "cached": False}

@@ -274,6 +274,35 @@ def test_bad_cache_entries_are_recomputed_and_changed_scans_refused_on_a_hit(coh
     np.testing.assert_allclose(got, ref[[ref_ids.index(i) for i in ids]], rtol=1e-5, atol=1e-6)
 
 
+def test_cache_hits_rehash_only_scans_whose_stat_changed(cohort, tmp_path, monkeypatch):
+    import neurofeat.extract.dataset as dataset_module
+    from neurofeat.extract.dataset import load_patient_records
+
+    store, models = cohort["store"], cohort["models"]
+    cache = tmp_path / "cache"
+    tiny = resolve_extraction_backbone("tiny", models_dir=models)
+    extract_embeddings(store, tiny, workers=0, cache_dir=cache)
+    hashed = []
+    original = dataset_module.verify_scans
+    monkeypatch.setattr(dataset_module, "verify_scans",
+                        lambda paths, *a, **k: (hashed.extend(paths), original(paths, *a, **k))[1])
+    make_backbone(models, "tiny2", seed=1)
+    second = extract_embeddings(store, resolve_extraction_backbone("tiny2", models_dir=models), workers=0,
+                                cache_dir=cache)
+    assert second.per_perturbation[0].n_cached == 6 and hashed == []  # unchanged files: no re-hash
+    # P002's T1 rewritten with the same bytes (new mtime): hashed once, served, then trusted again
+    t1 = Path(load_patient_records(store, ("t1",), ["P002"])[0]["t1"])
+    t1.write_bytes(t1.read_bytes())
+    os.utime(t1, ns=(time.time_ns(), time.time_ns() + 10**9))
+    for name in ("tiny3", "tiny4"):
+        make_backbone(models, name, seed=2)
+        result = extract_embeddings(store, resolve_extraction_backbone(name, models_dir=models), workers=0,
+                                    cache_dir=cache)
+        assert result.per_perturbation[0].n_cached == 6 and result.n_failed == 0
+    assert [Path(p).name for p in hashed] == ["P002_t1.nii.gz", "P002_t1ce.nii.gz", "P002_t2.nii.gz",
+                                              "P002_flair.nii.gz"]
+
+
 def test_other_checkpoint_under_same_name_needs_replace(cohort, tmp_path):
     store, models = cohort["store"], cohort["models"]
     extract_embeddings(store, resolve_extraction_backbone("tiny", models_dir=models), workers=0)
