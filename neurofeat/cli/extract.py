@@ -82,7 +82,7 @@ def extract(
                      show_default=False),
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed (stored with every row).")] = 0,
-    replace: Annotated[bool, typer.Option("--replace", help="Swap the backbone if it holds another checkpoint.")] = False,
+    replace: Annotated[bool, typer.Option("--replace", help="Swap the backbone if it holds another checkpoint, preprocessing or architecture.")] = False,
     allow_failures: Annotated[
         bool, typer.Option("--allow-failures", help="Exit 0 even if some patients failed (they are recorded).")
     ] = False,
