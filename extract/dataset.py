@@ -30,6 +30,7 @@ import os
 import queue
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -125,6 +126,10 @@ def cache_key(record: Mapping[str, Any], preprocess_sha256: str, perturbation: s
     """
     text = f"{preprocess_sha256}|{perturbation}|{record.get('scan_sha256', '')}"
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+# Files modified this recently get no stored fingerprint (see PatientDataset._trusted).
+_RACY_NS = 3_000_000_000
 
 
 class VolumeCache:
@@ -244,6 +249,7 @@ class PatientDataset(torch.utils.data.Dataset):
 
     @staticmethod
     def _fingerprint(scans: Sequence[tuple[str, str, str]]) -> list | None:
+        """``[[path, size, mtime_ns], ...]``, or None when a file is missing."""
         out = []
         for _, path, _ in scans:
             try:
@@ -252,6 +258,16 @@ class PatientDataset(torch.utils.data.Dataset):
                 return None
             out.append([path, stat.st_size, stat.st_mtime_ns])
         return out
+
+    @staticmethod
+    def _trusted(fingerprint: list | None) -> list | None:
+        """*fingerprint*, unless a file was modified in the last seconds: a rewrite of the
+        same size within the file system's timestamp resolution would keep its mtime,
+        so such a fingerprint is not stored (the next hit hashes again, as git does)."""
+        if fingerprint is None:
+            return None
+        recent = time.time_ns() - _RACY_NS
+        return None if any(mtime >= recent for _, _, mtime in fingerprint) else fingerprint
 
     def _cached(self, record: Mapping[str, Any], key: str, pid: str) -> dict[str, Any] | None:
         """The item for a cache hit (None on a miss).
@@ -267,17 +283,20 @@ class PatientDataset(torch.utils.data.Dataset):
             return None
         scans = self._scans(record)
         now = self._fingerprint(scans)
-        if now is None or now != self.cache.fingerprint(key):
+        if now is None:
+            return None  # a scan is gone: decoding decides (an error, or zero-fill if the card allows)
+        if now != self.cache.fingerprint(key):
             try:
                 verify_scans([p for _, p, _ in scans], [d for _, _, d in scans], names=[n for n, _, _ in scans],
                              patient_id=pid)
             except ScanReadError as exc:
                 return {"patient_id": pid, "image": None, "zero_filled": "", "error": f"ScanReadError: {exc}",
                         "cached": False}
-            try:
-                self.cache.put(key, None, now)  # verified: the next hit needs no hash
-            except OSError:
-                pass
+            if self._trusted(now) is not None:
+                try:
+                    self.cache.put(key, None, now)  # verified: the next hit needs no hash
+                except OSError:
+                    pass
         return {"patient_id": pid, "image": torch.from_numpy(cached), "zero_filled": "", "error": "", "cached": True}
 
     def __getitem__(self, index: int) -> dict[str, Any]:
@@ -290,7 +309,7 @@ class PatientDataset(torch.utils.data.Dataset):
             if hit is not None:
                 return hit
             # taken before reading: a file changed while being read gets re-hashed next time
-            before = self._fingerprint(self._scans(record))
+            before = self._trusted(self._fingerprint(self._scans(record)))
         try:
             out = self.pipeline(dict(record))
             image = torch.as_tensor(out["image"]).as_subclass(torch.Tensor).float().contiguous()
@@ -396,8 +415,8 @@ class BatchedPatients(torch.utils.data.Dataset):
 
     Notes
     -----
-    Sharding this dataset across ranks (``monai.data.DistributedSampler(...,
-    even_divisible=False)``) hands whole batches to ranks, never a patient twice.
+    Under torchrun each rank builds it over its own share of the chunks (every N-th),
+    so ranks get whole batches and never a patient twice.
     """
 
     def __init__(self, dataset: PatientDataset, chunks: Sequence[Sequence[int]]) -> None:

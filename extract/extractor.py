@@ -502,15 +502,17 @@ class _RowBuffer:
 
 
 def _all_cached(dataset: PatientDataset, indices: Sequence[int]) -> bool:
-    """True when every record at *indices* has its preprocessed volume in the cache."""
+    """True when every record at *indices* has its preprocessed volume in the cache,
+    with the fingerprint that spares re-hashing its scans."""
     from neurofeat.extract.dataset import cache_key
 
     if dataset.cache is None:
         return False
-    return all(
-        dataset.cache.path(cache_key(dataset.records[i], dataset.preprocess_sha256, dataset.perturbation)).exists()
-        for i in indices
-    )
+    for i in indices:
+        path = dataset.cache.path(cache_key(dataset.records[i], dataset.preprocess_sha256, dataset.perturbation))
+        if not (path.exists() and path.with_suffix(".json").exists()):
+            return False
+    return True
 
 
 def _extract_lock(store: Any, backbone: str) -> Any:
@@ -593,7 +595,8 @@ def extract_embeddings(
     neurofeat.store.StoreLockedError
         Another extraction of this backbone into this store is running.
     neurofeat.store.CheckpointMismatchError
-        The backbone name holds another checkpoint and *replace* is false.
+        The backbone name holds another encoder (checkpoint, preprocessing or
+        architecture) and *replace* is false.
     """
     from neurofeat.extract.perturb import Perturbation as _Perturbation
     from neurofeat.store import EmbeddingWriter, new_run_id
@@ -885,7 +888,7 @@ def dry_run(
     provenance = backbone_provenance(store, backbone.name)
     stored_dim = {p.get("dim") for p in provenance}
     clash = identity_clash(provenance, backbone.checkpoint_sha256, backbone.preprocess_sha256,
-                           architecture_json(backbone.architecture or None))
+                           architecture_json(backbone.architecture or None), unknown_is_clash=replace)
     replacing = bool(clash)
     if replacing and not replace:
         problems.append(("", f"backbone '{backbone.name}' already holds another encoder ({clash}); "

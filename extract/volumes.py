@@ -164,8 +164,15 @@ def check_same_grid(
     Raises
     ------
     ScanGridError
-        Naming the patient, the two sequences and the fix.
+        Naming the patient, the two sequences (or the one with a non-finite affine)
+        and the fix.
     """
+    for name, _, affine in grids:
+        if not np.isfinite(affine).all():
+            raise ScanGridError(
+                f"patient {patient_id}: sequence '{name}' has a non-finite affine (NaN or inf in its "
+                "sform/qform); repair the NIfTI header before ingest"
+            )
     if not grids:
         return
     ref_name, ref_shape, ref_affine = grids[0]
@@ -290,7 +297,7 @@ def read_stacked(
             raise _unreadable(patient_id, names[i], path, exc) from exc
         array = array.reshape(spatial_shape(array.shape, path, patient_id, names[i]))
         grids.append((names[i], array.shape, affine))
-        check_same_grid([grids[0], grids[-1]], patient_id=patient_id, atol=atol)
+        check_same_grid([grids[0], grids[-1]] if len(grids) > 1 else grids, patient_id=patient_id, atol=atol)
         if image is None:
             image = np.zeros((len(paths), *array.shape), dtype=np.float32)
         image[i] = array  # one pass: cast to float32 and Fortran -> C order

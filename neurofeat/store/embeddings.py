@@ -54,7 +54,8 @@ _ROW_GROUP_ROWS = 1024
 
 
 class CheckpointMismatchError(StoreError):
-    """A backbone name already holds embeddings from another checkpoint."""
+    """A backbone name already holds embeddings of another encoder (checkpoint,
+    preprocessing or architecture)."""
 
 
 def new_run_id(command: str) -> str:
@@ -92,13 +93,16 @@ def identity_clash(
     checkpoint_sha256: str,
     preprocess_sha256: str,
     architecture: str | None = None,
+    *,
+    unknown_is_clash: bool = False,
 ) -> str:
     """How stored files differ from an encoder about to write; ``""`` when they match.
 
     One backbone name holds the embeddings of one encoder: the same checkpoint bytes,
     built into the same network (*architecture*: canonical JSON, e.g. an adapter's
     ``conv1_stride``), fed by the same preprocessing. Files written before the
-    architecture was recorded match any architecture.
+    architecture was recorded match any architecture (so that their runs resume),
+    unless *unknown_is_clash* (asked to replace: they may hold another one).
     """
     parts = []
     stored = sorted({str(p.get("checkpoint_sha256")) for p in provenance} - {checkpoint_sha256})
@@ -111,6 +115,8 @@ def identity_clash(
         stored = sorted({p["architecture"] for p in provenance if p.get("architecture") is not None} - {architecture})
         if stored:
             parts.append(f"architecture {stored[0]}, not {architecture}")
+        elif unknown_is_clash and any(p.get("architecture") is None for p in provenance):
+            parts.append(f"architecture not recorded by the neurofeat version that wrote them, not {architecture}")
     return "; ".join(parts)
 
 
@@ -196,7 +202,8 @@ class EmbeddingWriter:
             self._lock.acquire()
         try:
             provenance = backbone_provenance(self.store, self.backbone)
-            clash = identity_clash(provenance, self.checkpoint_sha256, self.preprocess_sha256, self.architecture)
+            clash = identity_clash(provenance, self.checkpoint_sha256, self.preprocess_sha256, self.architecture,
+                                   unknown_is_clash=self.replace)
             self._replacing = bool(clash)
             if self._replacing and not self.replace:
                 raise CheckpointMismatchError(

@@ -42,6 +42,15 @@ from neurofeat.store import (  # noqa: E402
 HERE = Path(__file__).parent
 
 
+def _age_scans(store, seconds=3600):
+    """Set the scans' mtimes back, as for files ingested a while ago."""
+    from neurofeat.store import read_table
+
+    old = time.time_ns() - seconds * 10**9
+    for path in read_table(store, "scans")["path"].to_pylist():
+        os.utime(path, ns=(old, old))
+
+
 def _embeddings(store, backbone="tiny", perturbation="none"):
     table = read_embeddings(store, backbone, perturbation).sort_by("patient_id")
     ids = table["patient_id"].to_pylist()
@@ -279,6 +288,7 @@ def test_cache_hits_rehash_only_scans_whose_stat_changed(cohort, tmp_path, monke
     from neurofeat.extract.dataset import load_patient_records
 
     store, models = cohort["store"], cohort["models"]
+    _age_scans(store)  # scans written seconds ago get no stored fingerprint (see the next test)
     cache = tmp_path / "cache"
     tiny = resolve_extraction_backbone("tiny", models_dir=models)
     extract_embeddings(store, tiny, workers=0, cache_dir=cache)
@@ -293,7 +303,8 @@ def test_cache_hits_rehash_only_scans_whose_stat_changed(cohort, tmp_path, monke
     # P002's T1 rewritten with the same bytes (new mtime): hashed once, served, then trusted again
     t1 = Path(load_patient_records(store, ("t1",), ["P002"])[0]["t1"])
     t1.write_bytes(t1.read_bytes())
-    os.utime(t1, ns=(time.time_ns(), time.time_ns() + 10**9))
+    past = time.time_ns() - 600 * 10**9  # older than the racy window, newer than the aged stat
+    os.utime(t1, ns=(past, past))
     for name in ("tiny3", "tiny4"):
         make_backbone(models, name, seed=2)
         result = extract_embeddings(store, resolve_extraction_backbone(name, models_dir=models), workers=0,
@@ -301,6 +312,43 @@ def test_cache_hits_rehash_only_scans_whose_stat_changed(cohort, tmp_path, monke
         assert result.per_perturbation[0].n_cached == 6 and result.n_failed == 0
     assert [Path(p).name for p in hashed] == ["P002_t1.nii.gz", "P002_t1ce.nii.gz", "P002_t2.nii.gz",
                                               "P002_flair.nii.gz"]
+
+
+def test_fingerprints_of_just_modified_scans_are_not_trusted(cohort, tmp_path, monkeypatch):
+    """A file rewritten with the same size within the clock's resolution keeps its stat,
+    so scans modified in the last seconds are hashed again on the next hit."""
+    import neurofeat.extract.dataset as dataset_module
+
+    store, models = cohort["store"], cohort["models"]  # scans written just now
+    cache = tmp_path / "cache"
+    extract_embeddings(store, resolve_extraction_backbone("tiny", models_dir=models), workers=0, cache_dir=cache)
+    assert not list(cache.rglob("*.json"))
+    hashed = []
+    original = dataset_module.verify_scans
+    monkeypatch.setattr(dataset_module, "verify_scans",
+                        lambda paths, *a, **k: (hashed.extend(paths), original(paths, *a, **k))[1])
+    make_backbone(models, "tiny2", seed=1)
+    second = extract_embeddings(store, resolve_extraction_backbone("tiny2", models_dir=models), workers=0,
+                                cache_dir=cache)
+    assert second.per_perturbation[0].n_cached == 6 and len(hashed) == 24
+
+
+def test_a_scan_deleted_after_caching_is_zero_filled_as_in_a_cold_run(tmp_path):
+    store, _ = make_store(tmp_path, n=3)
+    _age_scans(store)
+    models, cache = tmp_path / "models", tmp_path / "cache"
+    for name in ("lenient", "lenient2"):
+        make_backbone(models, name, missing_sequence="zero")
+    first = extract_embeddings(store, resolve_extraction_backbone("lenient", models_dir=models), workers=0,
+                               cache_dir=cache)
+    assert first.n_written == 3 and first.per_perturbation[0].n_zero_filled == 0
+    from neurofeat.extract.dataset import load_patient_records
+
+    os.unlink(load_patient_records(store, ("flair",), ["P001"])[0]["flair"])
+    second = extract_embeddings(store, resolve_extraction_backbone("lenient2", models_dir=models), workers=0,
+                                cache_dir=cache)
+    summary = second.per_perturbation[0]
+    assert second.n_failed == 0 and summary.n_zero_filled == 1 and summary.n_cached == 2
 
 
 def test_other_checkpoint_under_same_name_needs_replace(cohort, tmp_path):
@@ -360,6 +408,23 @@ def test_same_weights_with_other_architecture_or_preprocessing_needs_replace(coh
     assert con.execute("SELECT count(*) FROM embeddings WHERE backbone = 'ext'").fetchone()[0] == 6
     assert validate_store(Store.open(store.root)).ok
 
+    # files of an older neurofeat carry no architecture: they resume, and --replace swaps them
+    import json
+
+    import pyarrow.parquet as pq
+
+    for part in store.backbone_dir("ext").rglob("*.parquet"):
+        table = pq.read_table(part)
+        meta = dict(table.schema.metadata)
+        provenance = json.loads(meta[b"neurofeat"])
+        del provenance["architecture"]
+        meta[b"neurofeat"] = json.dumps(provenance).encode()
+        pq.write_table(table.replace_schema_metadata(meta), part)
+    assert extract_embeddings(store, external(1), workers=0).per_perturbation[0].n_already_done == 6
+    assert dry_run(store, external(1)).todo == {"none": 0}
+    assert dry_run(store, external(1), replace=True).todo == {"none": 6}
+    assert extract_embeddings(store, external(1), workers=0, replace=True).n_written == 6
+
 
 def test_dry_run_reports_problems_and_writes_nothing(cohort):
     store, models = cohort["store"], cohort["models"]
@@ -398,7 +463,8 @@ def test_dry_run_and_extraction_agree_on_what_is_one_grid(cohort, tmp_path):
     backbone = resolve_extraction_backbone("tiny", models_dir=models)
     record = load_patient_records(store, ("t2",), ["P001"])[0]
     image = nib.load(record["t2"])
-    for shift, expect_ok in ((2e-6, True), (0.5, False)):
+    # 6e-4 mm: within extraction's 1e-3 tolerance, but not equal after rounding to 3 decimals
+    for shift, expect_ok in ((6e-4, True), (0.5, False)):
         affine = image.affine.copy()
         affine[0, 3] += shift
         moved = tmp_path / f"t2-{shift}.nii.gz"

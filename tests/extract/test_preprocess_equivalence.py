@@ -245,6 +245,17 @@ def test_read_stacked_messages_name_patient_sequence_and_file(tmp_path):
     with pytest.raises(ScanGridError, match=r"patient GBM-7: sequences 't1' and 'flair' have different "
                                             r"affines \(max difference 3 mm\); co-register"):
         read_stacked([good, moved], names=["t1", "flair"], patient_id="GBM-7")
+    # one scan alone is not compared with itself; a broken header is named
+    assert read_stacked([good], names=["t1"], patient_id="GBM-7")[0].shape == (1, 8, 8, 8)
+    import nibabel as nib
+
+    nib.save(nib.Nifti1Image(np.ones((8, 8, 8), np.float32), np.eye(4)), str(tmp_path / "d.nii"))
+    raw = bytearray((tmp_path / "d.nii").read_bytes())
+    raw[252:256] = np.array([0, 1], "<i2").tobytes()  # qform_code 0, sform_code 1: the affine is srow_*
+    raw[292:296] = np.array([np.nan], "<f4").tobytes()  # srow_x[3] (x offset), as a broken converter writes it
+    (tmp_path / "d.nii").write_bytes(bytes(raw))
+    with pytest.raises(ScanGridError, match=r"patient GBM-7: sequence 't1' has a non-finite affine"):
+        read_stacked([str(tmp_path / "d.nii")], names=["t1"], patient_id="GBM-7")
 
 
 def test_gunzip_reads_every_member_like_gzip():
