@@ -182,6 +182,8 @@ class VolumeCache:
         path.parent.mkdir(parents=True, exist_ok=True)
         if fingerprint is not None:
             self._write(path.with_suffix(".json"), lambda h: h.write(json.dumps({"files": fingerprint}).encode()))
+        elif array is not None:
+            path.with_suffix(".json").unlink(missing_ok=True)  # describes an earlier verification
         if array is not None:
             self._write(path, lambda h: np.save(h, np.ascontiguousarray(array, dtype=np.float32), allow_pickle=False))
 
