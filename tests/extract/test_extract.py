@@ -51,6 +51,23 @@ def _age_scans(store, seconds=3600):
         os.utime(path, ns=(old, old))
 
 
+def _spy_on_scan_hashing(monkeypatch):
+    """The list that collects every scan path a cache hit hashes."""
+    import neurofeat.extract.dataset as dataset_module
+
+    hashed = []
+    original = dataset_module.verify_scans
+    monkeypatch.setattr(dataset_module, "verify_scans",
+                        lambda paths, *a, **k: (hashed.extend(paths), original(paths, *a, **k))[1])
+    return hashed
+
+
+def _extract_again(store, models, name, cache, seed):
+    """Extract a new backbone *name* (same preprocessing) through *cache*."""
+    make_backbone(models, name, seed=seed)
+    return extract_embeddings(store, resolve_extraction_backbone(name, models_dir=models), workers=0, cache_dir=cache)
+
+
 def _embeddings(store, backbone="tiny", perturbation="none"):
     table = read_embeddings(store, backbone, perturbation).sort_by("patient_id")
     ids = table["patient_id"].to_pylist()
@@ -284,7 +301,6 @@ def test_bad_cache_entries_are_recomputed_and_changed_scans_refused_on_a_hit(coh
 
 
 def test_cache_hits_rehash_only_scans_whose_stat_changed(cohort, tmp_path, monkeypatch):
-    import neurofeat.extract.dataset as dataset_module
     from neurofeat.extract.dataset import load_patient_records
 
     store, models = cohort["store"], cohort["models"]
@@ -292,13 +308,8 @@ def test_cache_hits_rehash_only_scans_whose_stat_changed(cohort, tmp_path, monke
     cache = tmp_path / "cache"
     tiny = resolve_extraction_backbone("tiny", models_dir=models)
     extract_embeddings(store, tiny, workers=0, cache_dir=cache)
-    hashed = []
-    original = dataset_module.verify_scans
-    monkeypatch.setattr(dataset_module, "verify_scans",
-                        lambda paths, *a, **k: (hashed.extend(paths), original(paths, *a, **k))[1])
-    make_backbone(models, "tiny2", seed=1)
-    second = extract_embeddings(store, resolve_extraction_backbone("tiny2", models_dir=models), workers=0,
-                                cache_dir=cache)
+    hashed = _spy_on_scan_hashing(monkeypatch)
+    second = _extract_again(store, models, "tiny2", cache, seed=1)
     assert second.per_perturbation[0].n_cached == 6 and hashed == []  # unchanged files: no re-hash
     # P002's T1 rewritten with the same bytes (new mtime): hashed once, served, then trusted again
     t1 = Path(load_patient_records(store, ("t1",), ["P002"])[0]["t1"])
@@ -306,9 +317,7 @@ def test_cache_hits_rehash_only_scans_whose_stat_changed(cohort, tmp_path, monke
     past = time.time_ns() - 600 * 10**9  # older than the racy window, newer than the aged stat
     os.utime(t1, ns=(past, past))
     for name in ("tiny3", "tiny4"):
-        make_backbone(models, name, seed=2)
-        result = extract_embeddings(store, resolve_extraction_backbone(name, models_dir=models), workers=0,
-                                    cache_dir=cache)
+        result = _extract_again(store, models, name, cache, seed=2)
         assert result.per_perturbation[0].n_cached == 6 and result.n_failed == 0
     assert [Path(p).name for p in hashed] == ["P002_t1.nii.gz", "P002_t1ce.nii.gz", "P002_t2.nii.gz",
                                               "P002_flair.nii.gz"]
@@ -317,19 +326,12 @@ def test_cache_hits_rehash_only_scans_whose_stat_changed(cohort, tmp_path, monke
 def test_fingerprints_of_just_modified_scans_are_not_trusted(cohort, tmp_path, monkeypatch):
     """A file rewritten with the same size within the clock's resolution keeps its stat,
     so scans modified in the last seconds are hashed again on the next hit."""
-    import neurofeat.extract.dataset as dataset_module
-
     store, models = cohort["store"], cohort["models"]  # scans written just now
     cache = tmp_path / "cache"
     extract_embeddings(store, resolve_extraction_backbone("tiny", models_dir=models), workers=0, cache_dir=cache)
     assert not list(cache.rglob("*.json"))
-    hashed = []
-    original = dataset_module.verify_scans
-    monkeypatch.setattr(dataset_module, "verify_scans",
-                        lambda paths, *a, **k: (hashed.extend(paths), original(paths, *a, **k))[1])
-    make_backbone(models, "tiny2", seed=1)
-    second = extract_embeddings(store, resolve_extraction_backbone("tiny2", models_dir=models), workers=0,
-                                cache_dir=cache)
+    hashed = _spy_on_scan_hashing(monkeypatch)
+    second = _extract_again(store, models, "tiny2", cache, seed=1)
     assert second.per_perturbation[0].n_cached == 6 and len(hashed) == 24
 
 
