@@ -167,6 +167,11 @@ class VolumeCache:
             return None
         return array
 
+    def complete(self, key: str) -> bool:
+        """True when *key* has its volume and the fingerprint that spares re-hashing."""
+        path = self.path(key)
+        return path.exists() and path.with_suffix(".json").exists()
+
     def fingerprint(self, key: str) -> list | None:
         """The scan files' fingerprint stored with *key* (None if absent or unreadable)."""
         try:

@@ -508,11 +508,10 @@ def _all_cached(dataset: PatientDataset, indices: Sequence[int]) -> bool:
 
     if dataset.cache is None:
         return False
-    for i in indices:
-        path = dataset.cache.path(cache_key(dataset.records[i], dataset.preprocess_sha256, dataset.perturbation))
-        if not (path.exists() and path.with_suffix(".json").exists()):
-            return False
-    return True
+    return all(
+        dataset.cache.complete(cache_key(dataset.records[i], dataset.preprocess_sha256, dataset.perturbation))
+        for i in indices
+    )
 
 
 def _extract_lock(store: Any, backbone: str) -> Any:
@@ -878,7 +877,6 @@ def dry_run(
     """
     from neurofeat.extract.perturb import Perturbation as _Perturbation
     from neurofeat.store import backbone_provenance, identity_clash
-    from neurofeat.store.embeddings import architecture_json
 
     perturbations = list(perturbations) if perturbations else [_Perturbation()]
     pre = backbone.preprocess
@@ -888,7 +886,7 @@ def dry_run(
     provenance = backbone_provenance(store, backbone.name)
     stored_dim = {p.get("dim") for p in provenance}
     clash = identity_clash(provenance, backbone.checkpoint_sha256, backbone.preprocess_sha256,
-                           architecture_json(backbone.architecture or None), unknown_is_clash=replace)
+                           backbone.architecture or None, unknown_is_clash=replace)
     replacing = bool(clash)
     if replacing and not replace:
         problems.append(("", f"backbone '{backbone.name}' already holds another encoder ({clash}); "

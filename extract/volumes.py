@@ -220,16 +220,14 @@ def verify_scans(
         A file cannot be read, or its sha256 differs (same messages as
         :func:`read_stacked`).
     """
+    from neurofeat.ingest.nifti import sha256_file  # the hash ingest registered
+
     for path, expected, name in zip(paths, sha256s, names):
         path = os.fspath(path)
-        digest = hashlib.sha256()
         try:
-            with open(path, "rb") as handle:
-                while chunk := handle.read(1 << 20):
-                    digest.update(chunk)
+            actual = sha256_file(path)
         except OSError as exc:
             raise _unreadable(patient_id, name, path, exc) from exc
-        actual = digest.hexdigest()
         if actual != expected.lower():
             raise _changed(patient_id, name, ScanChangedError(path, expected, actual))
 
@@ -297,7 +295,7 @@ def read_stacked(
             raise _unreadable(patient_id, names[i], path, exc) from exc
         array = array.reshape(spatial_shape(array.shape, path, patient_id, names[i]))
         grids.append((names[i], array.shape, affine))
-        check_same_grid([grids[0], grids[-1]] if len(grids) > 1 else grids, patient_id=patient_id, atol=atol)
+        check_same_grid(grids, patient_id=patient_id, atol=atol)  # before the copy: shapes must match
         if image is None:
             image = np.zeros((len(paths), *array.shape), dtype=np.float32)
         image[i] = array  # one pass: cast to float32 and Fortran -> C order

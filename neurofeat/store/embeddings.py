@@ -92,18 +92,21 @@ def identity_clash(
     provenance: Sequence[Mapping[str, Any]],
     checkpoint_sha256: str,
     preprocess_sha256: str,
-    architecture: str | None = None,
+    architecture: Mapping[str, Any] | str | None = None,
     *,
     unknown_is_clash: bool = False,
 ) -> str:
     """How stored files differ from an encoder about to write; ``""`` when they match.
 
     One backbone name holds the embeddings of one encoder: the same checkpoint bytes,
-    built into the same network (*architecture*: canonical JSON, e.g. an adapter's
-    ``conv1_stride``), fed by the same preprocessing. Files written before the
+    built into the same network (*architecture*: a mapping or its
+    :func:`architecture_json`, e.g. an adapter's ``conv1_stride``), fed by the same
+    preprocessing. Files written before the
     architecture was recorded match any architecture (so that their runs resume),
     unless *unknown_is_clash* (asked to replace: they may hold another one).
     """
+    if architecture is not None and not isinstance(architecture, str):
+        architecture = architecture_json(architecture)
     parts = []
     stored = sorted({str(p.get("checkpoint_sha256")) for p in provenance} - {checkpoint_sha256})
     if stored:
