@@ -48,7 +48,6 @@ torch.Size([2, 2048])
 from __future__ import annotations
 
 import functools
-import hashlib
 import os
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -58,6 +57,9 @@ from typing import Any
 
 import torch
 from torch import nn
+
+from neurofeat.extract.checkpoint import looks_like_safetensors
+from neurofeat.hashing import sha256_file
 
 __all__ = [
     "ADAPTERS",
@@ -157,23 +159,6 @@ class AdaptedBackbone:
 
 
 # --------------------------------------------------------------------- reading
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _looks_like_safetensors(path: Path) -> bool:
-    with open(path, "rb") as handle:
-        head = handle.read(9)
-    if len(head) < 9:
-        return False
-    header_len = int.from_bytes(head[:8], "little")
-    return head[8:9] == b"{" and 0 < header_len <= path.stat().st_size - 8
-
-
 def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     """Tensors of a checkpoint file, never executing pickled code.
 
@@ -191,7 +176,7 @@ def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     p = Path(path)
     if not p.is_file():
         raise AdapterError(f"checkpoint file {p} does not exist; pass --checkpoint PATH to a weights file")
-    if p.suffix.lower() in _SAFE_SUFFIXES or _looks_like_safetensors(p):
+    if p.suffix.lower() in _SAFE_SUFFIXES or looks_like_safetensors(p):
         from safetensors.torch import load_file
 
         try:
@@ -643,7 +628,7 @@ def load_adapter(
     encoder.to(device)
     info = {"adapter": adapter, **info, "embedding_dim": dim}
     return AdaptedBackbone(
-        encoder=encoder, adapter=adapter, sha256=_file_sha256(p), embedding_dim=dim,
+        encoder=encoder, adapter=adapter, sha256=sha256_file(p), embedding_dim=dim,
         in_channels=n_sequences, info=info, path=p,
     )
 

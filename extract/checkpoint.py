@@ -21,7 +21,6 @@ Example
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
 import os
@@ -33,6 +32,7 @@ from typing import Any, Mapping
 import torch
 
 from neurofeat.extract.encoders import EncoderConfig, build_encoder, embedding_dim
+from neurofeat.suggest import closest_match
 
 __all__ = [
     "CARD_FILE",
@@ -44,8 +44,8 @@ __all__ = [
     "CheckpointError",
     "LoadedCheckpoint",
     "default_models_dir",
-    "file_sha256",
     "list_backbones",
+    "looks_like_safetensors",
     "load_checkpoint",
     "missing_card_keys",
     "resolve_backbone",
@@ -149,15 +149,6 @@ def default_models_dir() -> Path:
     return Path(os.environ.get("NEUROFEAT_MODELS", "models"))
 
 
-def file_sha256(path: str | os.PathLike[str], chunk_size: int = 1 << 20) -> str:
-    """Hex sha256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(chunk_size), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _json_default(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
@@ -258,8 +249,9 @@ def save_checkpoint(
     return out
 
 
-def _looks_like_safetensors(path: Path) -> bool:
-    """True when the file starts with an 8-byte header length followed by a JSON '{'."""
+def looks_like_safetensors(path: Path) -> bool:
+    """True when the file starts with an 8-byte header length followed by a JSON '{'
+    (read without unpickling anything; used by checkpoints and adapters alike)."""
     with open(path, "rb") as handle:
         head = handle.read(9)
     if len(head) < 9:
@@ -282,7 +274,7 @@ def _checkpoint_dir(path: Path) -> Path:
     if path.is_file():
         if path.name == WEIGHTS_FILE:
             return path.parent
-        if path.suffix.lower() in _PICKLE_SUFFIXES or not _looks_like_safetensors(path):
+        if path.suffix.lower() in _PICKLE_SUFFIXES or not looks_like_safetensors(path):
             raise _refuse_pickle(path)
         raise CheckpointError(
             f"{path}: pass the checkpoint directory (holding {WEIGHTS_FILE} and {CARD_FILE}), "
@@ -337,7 +329,7 @@ def load_checkpoint(
             f"{directory}: no {CARD_FILE}; a checkpoint needs its card (architecture, "
             "input size) to be rebuilt. Re-save it with neurofeat.extract.checkpoint.save_checkpoint."
         )
-    if not _looks_like_safetensors(weights):
+    if not looks_like_safetensors(weights):
         raise _refuse_pickle(weights)
     try:
         card = json.loads(card_path.read_text(encoding="utf-8"))
@@ -430,8 +422,8 @@ def resolve_backbone(
     if _is_checkpoint_dir(candidate):
         return candidate
     available = [info.name for info in list_backbones(root)]
-    close = difflib.get_close_matches(name, available, n=1)
-    hint = f" Did you mean {close[0]!r}?" if close else ""
+    close = closest_match(name, available, cutoff=0.6)
+    hint = f" Did you mean {close!r}?" if close else ""
     listing = ", ".join(available) if available else "none"
     method = name.removesuffix("_dro")
     dro_flag = " --dro" if name.endswith("_dro") else ""

@@ -220,7 +220,7 @@ def verify_scans(
         A file cannot be read, or its sha256 differs (same messages as
         :func:`read_stacked`).
     """
-    from neurofeat.ingest.nifti import sha256_file  # the hash ingest registered
+    from neurofeat.hashing import sha256_file  # the hash ingest registered
 
     for path, expected, name in zip(paths, sha256s, names):
         path = os.fspath(path)

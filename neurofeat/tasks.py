@@ -6,12 +6,12 @@ Built-in tasks live in the package data file ``neurofeat/data/tasks.toml``; a us
 
 from __future__ import annotations
 
-import difflib
 import tomllib
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any, Literal
 
+from neurofeat import suggest
 from neurofeat.config import load_config
 
 __all__ = ["Task", "get_task", "list_tasks", "closest_match"]
@@ -98,11 +98,9 @@ def list_tasks(config: dict[str, Any] | None = None) -> list[Task]:
 
 
 def closest_match(name: str, choices: list[str]) -> str | None:
-    """The most similar of ``choices`` to ``name``, if any is close."""
-    matches = difflib.get_close_matches(name, choices, n=1, cutoff=0.5)
-    if not matches:
-        matches = [c for c in choices if c.startswith(name) or name.startswith(c)][:1]
-    return matches[0] if matches else None
+    """The most similar of ``choices`` to ``name``, if any is close
+    (:func:`neurofeat.suggest.closest_match`, kept here for existing callers)."""
+    return suggest.closest_match(name, choices)
 
 
 def get_task(name: "str | Task", config: dict[str, Any] | None = None) -> Task:

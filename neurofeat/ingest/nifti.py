@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from neurofeat.hashing import sha256_file  # re-exported: ingest registers this hash
+
 __all__ = ["ScanError", "ScanInfo", "inspect_nifti", "sha256_file"]
 
 _CHUNK = 1 << 20
@@ -72,24 +74,6 @@ class ScanInfo:
     def affine_matrix(self) -> np.ndarray:
         """The affine as a ``(4, 4)`` float64 array."""
         return np.asarray(self.affine, dtype=np.float64).reshape(4, 4)
-
-
-def sha256_file(path: str | Path) -> str:
-    """Hex sha256 of a file, streamed in 1 MiB chunks.
-
-    Parameters
-    ----------
-    path : str or Path
-
-    Returns
-    -------
-    str
-    """
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _hash_and_measure(path: Path, gz: bool) -> tuple[str, int]:

@@ -11,13 +11,13 @@ torch = pytest.importorskip("torch")
 from neurofeat.extract.checkpoint import (  # noqa: E402
     BackboneNotFoundError,
     CheckpointError,
-    file_sha256,
     list_backbones,
     load_checkpoint,
     resolve_backbone,
     save_checkpoint,
 )
 from neurofeat.extract.encoders import EncoderConfig, build_encoder, embedding_dim  # noqa: E402
+from neurofeat.hashing import sha256_file as file_sha256  # noqa: E402
 
 pytestmark = pytest.mark.torch
 
