@@ -27,6 +27,9 @@ def closest_match(name: str, choices: Iterable[str], cutoff: float = 0.5) -> str
 
 
 def did_you_mean(name: str, choices: Iterable[str], cutoff: float = 0.5) -> str:
-    """``" (did you mean 'x'?)"`` for the closest choice, or ``""`` when none is close."""
+    """``" Did you mean 'x'?"`` for the closest choice, or ``""`` when none is close.
+
+    Meant to follow a sentence: ``f"unknown backbone 'x'.{did_you_mean(...)} Backbones: ..."``.
+    """
     guess = closest_match(name, choices, cutoff)
-    return f" (did you mean {guess!r}?)" if guess else ""
+    return f" Did you mean {guess!r}?" if guess else ""
