@@ -381,37 +381,31 @@ def ingest(store: str | os.PathLike, *, manifest: str | os.PathLike | None = Non
     if not patients and not problems:
         raise IngestError("the input names no patient; check the files")
 
-    # 4. Already in the store.
-    existing_store, stored = _stored_ids(store_root)
-    for pid, patient in patients.items():
-        problems.extend(find_already_stored([pid], stored, source=patient.source,
-                                            store=str(store_root)))
+    # 4. Already in the store. From this check to the commit the store's write lock is
+    # held, so that two ingests cannot both find a patient new and both register it
+    # (a store that does not exist yet is locked once created, before the commit,
+    # whose own check then refuses anything registered meanwhile).
+    lock = None
+    try:
+        if not dry_run and (store_root / "store.json").exists():
+            lock = _write_lock(store_root)
+        existing_store, stored = _stored_ids(store_root)
+        for pid, patient in patients.items():
+            problems.extend(find_already_stored([pid], stored, source=patient.source,
+                                                store=str(store_root)))
 
-    if problems and not skip_bad:
-        raise _refuse(problems, store_root, "checked before reading any scan"
-                      if mode != "clinical" else "clinical table")
-
-    # 5. Scans (only for patients still in the running).
-    rejected = {p.patient_id for p in problems}
-    to_inspect = [p for pid, p in sorted(patients.items()) if pid not in rejected]
-    if on_scan_count is not None:
-        on_scan_count(sum(len(p.scans) for p in to_inspect))
-    infos, scan_problems = _inspect_all(
-        to_inspect, workers=workers or min(4, os.cpu_count() or 1), progress=progress)
-    if scan_problems and not skip_bad:
-        raise _refuse(scan_problems, store_root, "found reading the scans")
-    problems.extend(scan_problems)
-    rejected |= {p.patient_id for p in scan_problems}
-
-    accepted = sorted(pid for pid in patients if pid not in rejected)
-    now = datetime.now(timezone.utc)
-    tables = _build_tables(accepted, final_site, final_cohort, records, infos, problems,
-                           run_id, now)
-    if not dry_run and (accepted or problems):
-        from neurofeat.store import Store, write_tables
-
-        target = existing_store or Store.open(store_root, create=True)
-        write_tables(target, tables)
+        if problems and not skip_bad:
+            raise _refuse(problems, store_root, "checked before reading any scan"
+                          if mode != "clinical" else "clinical table")
+        report = _inspect_and_commit(
+            store_root, existing_store, lock, patients=patients, problems=problems,
+            skip_bad=skip_bad, dry_run=dry_run, workers=workers, progress=progress,
+            on_scan_count=on_scan_count, final_site=final_site, final_cohort=final_cohort,
+            records=records, run_id=run_id)
+    finally:
+        if lock is not None:
+            lock.release()
+    accepted, tables = report
 
     column_map: tuple[tuple[str, str], ...] = ()
     ignored: tuple[str, ...] = ()
@@ -434,6 +428,60 @@ def ingest(store: str | os.PathLike, *, manifest: str | os.PathLike | None = Non
         ignored_columns=ignored,
         dry_run=dry_run,
     )
+
+
+def _write_lock(store_root: Path) -> Any:
+    """The store's write lock, held (waits up to 30 s for another writer)."""
+    from neurofeat.store import Store, StoreError
+    from neurofeat.store.layout import storage_error
+    from neurofeat.store.tables import LOCK_WAIT_S
+
+    try:
+        return Store(store_root).write_lock("an ingest").acquire(LOCK_WAIT_S)
+    except OSError as error:
+        converted = storage_error(error, f"lock the store {store_root} for writing")
+        if isinstance(converted, StoreError):
+            raise converted from None
+        raise
+
+
+def _inspect_and_commit(store_root: Path, existing_store: Any, lock: Any, *,
+                        patients: dict[str, _Patient], problems: list[Problem], skip_bad: bool,
+                        dry_run: bool, workers: int | None,
+                        progress: Callable[[int], None] | None,
+                        on_scan_count: Callable[[int], None] | None,
+                        final_site: dict[str, str], final_cohort: dict[str, str | None],
+                        records: dict[str, Any], run_id: str
+                        ) -> tuple[list[str], dict[str, pa.Table]]:
+    # 5. Scans (only for patients still in the running).
+    rejected = {p.patient_id for p in problems}
+    to_inspect = [p for pid, p in sorted(patients.items()) if pid not in rejected]
+    if on_scan_count is not None:
+        on_scan_count(sum(len(p.scans) for p in to_inspect))
+    infos, scan_problems = _inspect_all(
+        to_inspect, workers=workers or min(4, os.cpu_count() or 1), progress=progress)
+    if scan_problems and not skip_bad:
+        raise _refuse(scan_problems, store_root, "found reading the scans")
+    problems.extend(scan_problems)
+    rejected |= {p.patient_id for p in scan_problems}
+
+    accepted = sorted(pid for pid in patients if pid not in rejected)
+    now = datetime.now(timezone.utc)
+    tables = _build_tables(accepted, final_site, final_cohort, records, infos, problems,
+                           run_id, now)
+    if not dry_run and (accepted or problems):
+        from neurofeat.store import Store, write_tables
+
+        target = existing_store or Store.open(store_root, create=True)
+        if lock is None:  # a store created just now (or by a concurrent ingest)
+            lock = _write_lock(store_root)
+            try:
+                write_tables(target, tables, lock_held=True)
+            finally:
+                lock.release()
+        else:
+            write_tables(target, tables, lock_held=True)
+    return accepted, tables
 
 
 def _build_tables(accepted: Sequence[str], site: dict[str, str], cohort: dict[str, str | None],

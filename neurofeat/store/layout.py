@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 from dataclasses import dataclass
@@ -9,9 +10,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import neurofeat
-from neurofeat.store.transaction import STAGING, atomic_write_bytes, recover
+from neurofeat.store.transaction import STAGING, STORAGE_ERRNOS, RecoveryReport, atomic_write_bytes, recover
 
-__all__ = ["Store", "StoreError", "resolve_store_path", "FORMAT_VERSION", "DEFAULT_STORE"]
+__all__ = ["Store", "StoreError", "resolve_store_path", "storage_error", "FORMAT_VERSION", "DEFAULT_STORE"]
 
 FORMAT_VERSION = 1
 DEFAULT_STORE = "neurofeat-store"
@@ -19,6 +20,22 @@ DEFAULT_STORE = "neurofeat-store"
 
 class StoreError(RuntimeError):
     """The store is missing, malformed, or a request on it cannot be served."""
+
+
+def storage_error(error: OSError, doing: str) -> "StoreError | OSError":
+    """A :class:`StoreError` naming the file and the fix for an OS error that means the
+    store cannot be written (read-only, permission, disk full, file size limit); any
+    other OS error is returned unchanged (re-raise it)."""
+    if error.errno not in STORAGE_ERRNOS:
+        return error
+    where = error.filename or "the store"
+    if error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        fix = "free disk space (or raise the file size limit, `ulimit -f`) and run the command again"
+    else:
+        fix = "make the store writable for this user (or pass --store to a writable copy) and run it again"
+    return StoreError(
+        f"could not {doing}: {where}: {error.strerror or error}. Nothing was committed; {fix}."
+    )
 
 
 def resolve_store_path(path: str | os.PathLike | None = None) -> Path:
@@ -62,18 +79,27 @@ class Store:
                     f"no neurofeat store at {root} (no store.json). Create one with "
                     f"`neurofeat ingest --store {root} ...`, or pass --store / set NEUROFEAT_STORE."
                 )
-            if root.exists() and any(p for p in root.iterdir() if p.name != STAGING):
+            if root.exists() and not root.is_dir():
+                raise StoreError(f"{root} is a file, not a folder; pass a folder for the store.")
+            # Hidden entries are ours (.staging, the temporary file of a store.json
+            # whose first write failed): they do not make the folder someone else's.
+            if root.exists() and any(p for p in root.iterdir() if not p.name.startswith(".")):
                 raise StoreError(
                     f"{root} exists, is not empty and is not a neurofeat store (no store.json); "
                     "choose an empty or new directory."
                 )
-            root.mkdir(parents=True, exist_ok=True)
+            for leftover in root.glob(".store.json.*.tmp") if root.exists() else ():
+                leftover.unlink(missing_ok=True)
             info = {
                 "format_version": FORMAT_VERSION,
                 "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 "neurofeat_version": neurofeat.__version__,
             }
-            atomic_write_bytes(marker, json.dumps(info, indent=2).encode())
+            try:
+                root.mkdir(parents=True, exist_ok=True)
+                atomic_write_bytes(marker, json.dumps(info, indent=2).encode())
+            except OSError as error:
+                raise storage_error(error, f"create the store at {root}") from None
         else:
             try:
                 info = json.loads(marker.read_text())
@@ -87,6 +113,19 @@ class Store:
         store = cls(root)
         recover(root)
         return store
+
+    def recover(self) -> RecoveryReport:
+        """Finish interrupted commits and remove leftovers now (``neurofeat store recover``)."""
+        report = RecoveryReport()
+        recover(self.root, report)
+        return report
+
+    def write_lock(self, what: str = "a write") -> "StoreLock":
+        """The store-wide lock that serialises check-then-commit writes of the
+        metadata tables (ingest; not yet acquired)."""
+        from neurofeat.store.locks import StoreLock
+
+        return StoreLock(self.locks_dir / "tables.lock", f"{what} into {self.root}")
 
     @property
     def info(self) -> dict:

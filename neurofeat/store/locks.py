@@ -41,26 +41,51 @@ class StoreLock:
         self.what = what
         self._fd: int | None = None
 
-    def acquire(self) -> "StoreLock":
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            try:
-                holder = json.loads(os.pread(fd, 4096, 0).decode() or "{}")
-            except (OSError, ValueError):
-                holder = {}
-            os.close(fd)
-            since = holder.get("since", "?")
-            raise StoreLockedError(
-                f"{self.what} is already running (pid {holder.get('pid', '?')}, since {since}; "
-                f"lock {self.path}). Wait for it to finish, or stop it first."
-            ) from None
+    def acquire(self, timeout: float = 0.0) -> "StoreLock":
+        """Take the lock, waiting up to ``timeout`` seconds for its holder to finish."""
+        deadline = time.monotonic() + timeout
+        while True:
+            fd = self._try_once()
+            if isinstance(fd, int):
+                break
+            if time.monotonic() >= deadline:
+                since = fd.get("since", "?")
+                raise StoreLockedError(
+                    f"{self.what} is already running (pid {fd.get('pid', '?')}, since {since}; "
+                    f"lock {self.path}). Wait for it to finish, or stop it first."
+                )
+            time.sleep(0.05)
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps({"pid": os.getpid(), "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}).encode(), 0)
         self._fd = fd
         return self
+
+    def _try_once(self) -> int | dict:
+        """The locked descriptor, or the holder's details when another process has it."""
+        while True:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                try:
+                    holder = json.loads(os.pread(fd, 4096, 0).decode() or "{}")
+                except (OSError, ValueError):
+                    holder = {}
+                os.close(fd)
+                return holder
+            except BaseException:
+                os.close(fd)
+                raise
+            # A holder that finished may have unlinked the file between our open and
+            # our flock: then we locked a file nobody else will ever open. Retry.
+            try:
+                same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                return fd
+            os.close(fd)
 
     def try_acquire(self) -> bool:
         """Acquire without raising; return whether the lock was obtained."""

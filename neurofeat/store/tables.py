@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.dataset as ds
 
-from neurofeat.store.layout import Store, StoreError
+from neurofeat.store.layout import Store, StoreError, storage_error
 from neurofeat.store.schema import TABLE_SCHEMAS
 from neurofeat.store.transaction import Transaction
 
@@ -66,7 +66,14 @@ def read_table(store: Store, name: str, columns: list[str] | None = None) -> pa.
     return table.select(columns) if columns else table
 
 
-def write_tables(store: Store, tables: Mapping[str, pa.Table | None]) -> None:
+# Commit order: a reader that starts from ``patients`` (every view and analysis does)
+# never sees a patient whose scans or labels are still to come.
+_COMMIT_ORDER = ("ingest_rejects", "extract_failures", "scans", "clinical", "patients")
+# How long a commit waits for another writer of the metadata tables to finish.
+LOCK_WAIT_S = 30.0
+
+
+def write_tables(store: Store, tables: Mapping[str, pa.Table | None], *, lock_held: bool = False) -> None:
     """Add rows to several metadata tables in one all-or-nothing commit.
 
     Parameters
@@ -76,11 +83,19 @@ def write_tables(store: Store, tables: Mapping[str, pa.Table | None]) -> None:
         Keys among ``patients``, ``scans``, ``clinical``, ``ingest_rejects``,
         ``extract_failures``; ``None`` or empty tables are skipped.
 
+    lock_held : bool
+        The caller already holds :meth:`Store.write_lock` (ingest holds it from its
+        "already registered?" check to the commit); otherwise it is taken here, for
+        the check and the commit, waiting up to 30 s for another writer.
+
     Raises
     ------
     StoreError
-        If a table does not fit its schema, or new patients are already registered
-        (nothing is written then).
+        If a table does not fit its schema, new patients are already registered
+        (nothing is written then), or the store cannot be written (read-only, disk
+        full: the message names the file).
+    neurofeat.store.StoreLockedError
+        If another process keeps the store's write lock for more than 30 s.
     """
     unknown = sorted(set(tables) - set(TABLE_SCHEMAS))
     if unknown:
@@ -90,6 +105,20 @@ def write_tables(store: Store, tables: Mapping[str, pa.Table | None]) -> None:
         for name, table in tables.items()
         if table is not None and table.num_rows
     }
+    if not conformed:
+        return
+    try:
+        lock = None if lock_held else store.write_lock("a commit of patients/scans/clinical").acquire(LOCK_WAIT_S)
+    except OSError as error:
+        raise storage_error(error, f"write to the store at {store.root}") from None
+    try:
+        _check_and_commit(store, conformed)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _check_and_commit(store: Store, conformed: dict[str, pa.Table]) -> None:
     if "patients" in conformed:
         new_ids = conformed["patients"]["patient_id"].to_numpy(zero_copy_only=False)
         unique, counts = np.unique(new_ids, return_counts=True)
@@ -102,8 +131,10 @@ def write_tables(store: Store, tables: Mapping[str, pa.Table | None]) -> None:
                 f"{clash.size} patient(s) are already registered in {store.root}: {list(clash[:10])}; "
                 "nothing was written. Remove them from the input, or ingest into a new store."
             )
-    if not conformed:
-        return
-    with Transaction(store.root) as txn:
-        for name, table in conformed.items():
-            txn.write_parquet(table, f"{name}/part-{uuid.uuid4().hex}.parquet")
+    order = sorted(conformed, key=lambda name: _COMMIT_ORDER.index(name) if name in _COMMIT_ORDER else -1)
+    try:
+        with Transaction(store.root) as txn:
+            for name in order:
+                txn.write_parquet(conformed[name], f"{name}/part-{uuid.uuid4().hex}.parquet")
+    except OSError as error:
+        raise storage_error(error, f"write to the store at {store.root}") from None

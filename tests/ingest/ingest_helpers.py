@@ -47,7 +47,12 @@ def write_csv(path: Path, header: Sequence[str], rows: Sequence[Sequence[object]
 
 
 def store_files(store: Path) -> set[str]:
-    """Every file under a store (relative paths), to show a failed ingest changed nothing."""
+    """Every file under a store (relative paths), to show a failed ingest changed nothing.
+
+    Lock files (``.staging/locks/``) are left out: they say who last held a lock, not
+    what the store holds.
+    """
     if not store.exists():
         return set()
-    return {str(p.relative_to(store)) for p in store.rglob("*") if p.is_file()}
+    return {str(p.relative_to(store)) for p in store.rglob("*")
+            if p.is_file() and ".staging/locks" not in p.relative_to(store).as_posix()}
