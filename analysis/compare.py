@@ -63,7 +63,10 @@ import pandas as pd
 
 from neurofeat.analysis.bootstrap import BootstrapCI, bootstrap_ci, stratified_bootstrap_indices
 from neurofeat.analysis.folds import derive_seed
-from neurofeat.analysis.paired_tests import (PairedTestResult, adjust_pvalues,
+from scipy import stats
+
+from neurofeat.analysis.paired_tests import (DEFAULT_TEST, TEST_CHOICES, PairedTestResult,
+                                             adjust_pvalues, corrected_resampled_interval,
                                              corrected_resampled_ttest, paired_test)
 from neurofeat.analysis.scoring import (Scorer, score_folds, score_jackknife, score_point,
                                         score_resamples)
@@ -74,7 +77,12 @@ __all__ = [
     "pair_backbones",
     "MetricDraws",
     "metric_draws",
+    "Inference",
     "PairComparison",
+    "bootstrap_p_value",
+    "RARE_ENDPOINT",
+    "ESTIMANDS",
+    "METHODS",
     "ComparisonResult",
     "compare_scores",
     "adjust_across",
@@ -191,6 +199,84 @@ def metric_draws(scorer: Scorer, target: Any, scores: np.ndarray, fold_ids: np.n
     return MetricDraws(point, boot, jack, folds, np.nanmean(scores, axis=0))
 
 
+#: A task with fewer positives (or negatives, or events) than this gets a warning.
+RARE_ENDPOINT = 30
+
+#: What each test's row estimates (``estimand`` column), by test name.
+ESTIMANDS: dict[str, str] = {
+    "corrected-t-kdf": "expected {metric} of the probe trained on {n_train:.0f} patients "
+                       "(mean over the R x k test folds)",
+    "corrected-t": "expected {metric} of the probe trained on {n_train:.0f} patients "
+                   "(mean over the R x k test folds)",
+    "fold-test": "mean per-fold {metric} of this cohort's R x k folds (folds treated as "
+                 "independent)",
+    "delong": "{metric} of the repeat-averaged out-of-fold scores (this cohort's "
+              "predictions treated as fixed)",
+    "bootstrap": "{metric} of the out-of-fold scores, mean over repeats (this cohort's "
+                 "predictions treated as fixed)",
+}
+
+#: How each test works and what it assumes (``method`` column).
+METHODS: dict[str, str] = {
+    "corrected-t-kdf": "Nadeau-Bengio corrected resampled t, variance (1/J + n_test/n_train) "
+                       "s^2, k-1 df; calibrated by simulation (default)",
+    "corrected-t": "Nadeau-Bengio corrected resampled t, variance (1/J + n_test/n_train) "
+                   "s^2, J-1 df (published; anti-conservative with repeats)",
+    "ttest": "paired t over R x k folds (published, NeuroRAD-FM; ignores shared training "
+             "data: anti-conservative)",
+    "wilcoxon": "Wilcoxon signed-rank over R x k folds (published, NeuroRAD-FM; ignores "
+                "shared training data: anti-conservative)",
+    "delong": "paired DeLong on repeat-averaged out-of-fold scores (published, BrainIAC; "
+              "ignores training variability: anti-conservative)",
+    "bootstrap": "stratified patient bootstrap of the out-of-fold metric, percentile CI, "
+                 "p = 2 min(P*(diff<=0), P*(diff>=0)) (published, BrainIAC; no refit: "
+                 "anti-conservative)",
+}
+
+
+@dataclass(frozen=True)
+class Inference:
+    """One test of one pair on one metric: the estimate, its 95 % intervals, its p.
+
+    Every number of a row refers to the same quantity (``estimand``): e.g. the
+    ``corrected-t-kdf`` row's estimates are means of per-fold metrics and its intervals
+    cover the expected performance; the ``delong`` row's estimates are AUCs of the
+    repeat-averaged scores.
+
+    Attributes
+    ----------
+    test : str
+        'corrected-t-kdf', 'corrected-t', 'ttest', 'wilcoxon', 'delong', 'bootstrap'.
+    estimate_a, ci_low_a, ci_high_a, estimate_b, ci_low_b, ci_high_b : float
+    diff, diff_ci_low, diff_ci_high : float
+        ``a - b`` and its interval.
+    statistic, p_value, df : float
+    diff_bca_low, diff_bca_high : float
+        BCa interval of the difference (bootstrap row only).
+    """
+
+    test: str
+    estimate_a: float
+    ci_low_a: float
+    ci_high_a: float
+    estimate_b: float
+    ci_low_b: float
+    ci_high_b: float
+    diff: float
+    diff_ci_low: float
+    diff_ci_high: float
+    statistic: float
+    p_value: float
+    df: float = float("nan")
+    diff_bca_low: float = float("nan")
+    diff_bca_high: float = float("nan")
+
+    @property
+    def family(self) -> str:
+        """'fold-test' for the Shapiro-chosen ttest/wilcoxon, else the test name."""
+        return "fold-test" if self.test in ("ttest", "wilcoxon") else self.test
+
+
 @dataclass(frozen=True)
 class PairComparison:
     """Side A vs side B on one metric (and site).
@@ -201,17 +287,23 @@ class PairComparison:
         ``backbone_a``/``_b`` are family names on the pooled row.
     pooled : bool
     a, b, diff : BootstrapCI
-        Repeat-averaged metric of each side and ``a - b``.
+        Repeat-averaged out-of-fold metric of each side and ``a - b`` (bootstrap).
     fold_test : PairedTestResult
         Wilcoxon or paired t on per-fold differences (``test`` rule).
     corrected : PairedTestResult
-        Nadeau-Bengio corrected resampled t-test on the same differences.
+        Nadeau-Bengio corrected resampled t-test on the same differences (J - 1 df).
     analytic : tuple (name, statistic, p) or None
         The scorer's analytic test (DeLong for AUC); None for pooled rows.
     higher_is_better : bool
     n, n_pos : int
     members : tuple of (str, str)
         The pairs averaged into this row.
+    inferences : tuple of Inference
+        One per test, the calibrated default first.
+    n_train : float
+        Mean training-fold size (the estimand's training size).
+    rare_count : int
+        Positives, negatives or events, whichever is fewest (rare-endpoint warning).
     """
 
     metric: str
@@ -229,14 +321,36 @@ class PairComparison:
     n: int
     n_pos: int
     members: tuple[tuple[str, str], ...] = ()
+    inferences: tuple[Inference, ...] = ()
+    n_train: float = float("nan")
+    rare_count: int = -1
 
     def tests(self) -> list[tuple[str, float, float]]:
         """(test, statistic, p) of every test run for this pair."""
+        if self.inferences:
+            return [(i.test, i.statistic, i.p_value) for i in self.inferences]
         out = [(self.fold_test.test, self.fold_test.statistic, self.fold_test.p_value),
                (self.corrected.test, self.corrected.statistic, self.corrected.p_value)]
         if self.analytic is not None:
             out.append(self.analytic)
         return out
+
+    def inference(self, test: str) -> Inference | None:
+        """The row of ``test`` ('auto', 'fold-t' -> the Shapiro-chosen fold test)."""
+        want = "fold-test" if test in ("auto", "fold-t", "ttest", "wilcoxon") else test
+        for inf in self.inferences:
+            if inf.family == want:
+                return inf
+        return None
+
+    @property
+    def warning(self) -> str:
+        """Rare-endpoint warning ('' when none)."""
+        if 0 <= self.rare_count < RARE_ENDPOINT:
+            return (f"rare endpoint: {self.rare_count} patients in the smallest class/"
+                    f"events (< {RARE_ENDPOINT}); per-fold estimates are noisy and "
+                    "intervals wide")
+        return ""
 
 
 @dataclass(frozen=True, eq=False)
@@ -250,8 +364,10 @@ class ComparisonResult:
         As requested (family or backbone names).
     pairs : tuple of PairComparison
     primary_test : str
-        The test shown as "p" in :meth:`summary_frame` ('auto' -> the Shapiro-chosen
-        one, 'wilcoxon', 'ttest' or 'corrected-t').
+        The test whose row is ``primary`` (its p is the one shown and adjusted):
+        'corrected-t-kdf' (default, calibrated), or a published procedure by name
+        ('auto' = the Shapiro-chosen 'ttest'/'wilcoxon', 'fold-t', 'wilcoxon', 'ttest',
+        'corrected-t', 'delong', 'bootstrap').
     params : dict
     """
 
@@ -259,51 +375,86 @@ class ComparisonResult:
     side_a: str
     side_b: str
     pairs: tuple[PairComparison, ...]
-    primary_test: str = "auto"
+    primary_test: str = DEFAULT_TEST
     params: dict = field(default_factory=dict)
 
+    #: Columns of :meth:`to_frame`, in order.
+    COLUMNS = ("task", "metric", "site", "backbone_a", "backbone_b", "pooled", "test",
+               "primary", "estimand", "method", "level", "estimate_a", "ci_low_a",
+               "ci_high_a", "estimate_b", "ci_low_b", "ci_high_b", "diff", "diff_ci_low",
+               "diff_ci_high", "diff_bca_low", "diff_bca_high", "statistic", "df",
+               "p_value", "p_holm", "p_bh", "n", "n_pos", "n_train", "rare", "warning")
+
+    def _is_primary(self, pc: PairComparison, inf: Inference) -> bool:
+        chosen = pc.inference(self.primary_test)
+        if chosen is None:  # e.g. delong asked for a metric without it, or a pooled row
+            chosen = pc.inference(DEFAULT_TEST)
+        return chosen is inf
+
     def to_frame(self) -> pd.DataFrame:
-        """Long ``tests`` table: one row per pair x metric x test (comparisons view)."""
+        """Long ``tests`` table: one row per pair x metric x test (comparisons view).
+
+        Every row's estimates, intervals (level in ``level``, 0.95 by default) and p
+        refer to its ``estimand``; ``primary`` marks the row of the requested test (one
+        per pair x metric), the p that Holm/BH adjust and the CLI shows. Columns:
+        :attr:`COLUMNS`.
+        """
         rows = []
+        level = 1.0 - float(self.params.get("alpha", 0.05))
         for pc in self.pairs:
-            for test, statistic, p in pc.tests():
+            for inf in pc.inferences:
+                method = METHODS.get(inf.test, inf.test)
+                if pc.pooled:
+                    method += f"; pooled over {len(pc.members)} pairs (per-fold means)"
                 rows.append({
                     "task": self.task, "metric": pc.metric, "site": pc.site,
                     "backbone_a": pc.backbone_a, "backbone_b": pc.backbone_b,
-                    "pooled": pc.pooled,
-                    "estimate_a": pc.a.estimate, "ci_low_a": pc.a.ci_low,
-                    "ci_high_a": pc.a.ci_high, "estimate_b": pc.b.estimate,
-                    "ci_low_b": pc.b.ci_low, "ci_high_b": pc.b.ci_high,
-                    "diff": pc.diff.estimate, "diff_ci_low": pc.diff.ci_low,
-                    "diff_ci_high": pc.diff.ci_high, "diff_bca_low": pc.diff.bca_low,
-                    "diff_bca_high": pc.diff.bca_high,
-                    "test": test, "statistic": statistic, "p_value": p,
-                    "n": pc.n, "n_pos": pc.n_pos,
+                    "pooled": pc.pooled, "test": inf.test,
+                    "primary": self._is_primary(pc, inf),
+                    "estimand": ESTIMANDS[inf.family].format(metric=pc.metric,
+                                                             n_train=pc.n_train),
+                    "method": method, "level": level,
+                    "estimate_a": inf.estimate_a, "ci_low_a": inf.ci_low_a,
+                    "ci_high_a": inf.ci_high_a, "estimate_b": inf.estimate_b,
+                    "ci_low_b": inf.ci_low_b, "ci_high_b": inf.ci_high_b,
+                    "diff": inf.diff, "diff_ci_low": inf.diff_ci_low,
+                    "diff_ci_high": inf.diff_ci_high, "diff_bca_low": inf.diff_bca_low,
+                    "diff_bca_high": inf.diff_bca_high, "statistic": inf.statistic,
+                    "df": inf.df, "p_value": inf.p_value, "p_holm": inf.p_value,
+                    "p_bh": inf.p_value, "n": pc.n, "n_pos": pc.n_pos,
+                    "n_train": pc.n_train, "rare": bool(pc.warning),
+                    "warning": pc.warning,
                 })
-        frame = pd.DataFrame(rows)
-        if not frame.empty:
-            frame["p_holm"] = frame["p_value"]
-            frame["p_bh"] = frame["p_value"]
-        return frame
+        return pd.DataFrame(rows, columns=list(self.COLUMNS))
 
-    def _primary(self, pc: PairComparison) -> PairedTestResult:
-        return pc.corrected if self.primary_test == "corrected-t" else pc.fold_test
+    def _primary(self, pc: PairComparison) -> Inference:
+        return pc.inference(self.primary_test) or pc.inference(DEFAULT_TEST)
 
     def summary_frame(self) -> pd.DataFrame:
-        """One row per pair x metric: both sides with CIs, the difference, the p-values."""
+        """One row per pair x metric: the primary test's estimates, intervals and p.
+
+        Also the p of the published corrected t (``p_corrected_t``, J - 1 df) and
+        DeLong (``p_delong``) for reference, and the rare-endpoint ``warning``.
+        """
         rows = []
         for pc in self.pairs:
-            primary = self._primary(pc)
+            inf = self._primary(pc)
+            delong = pc.inference("delong")
             rows.append({
                 "metric": pc.metric, "site": pc.site,
                 "a": pc.backbone_a, "b": pc.backbone_b,
-                "estimate_a": pc.a.estimate, "ci_a": f"{pc.a.ci_low:.3f}-{pc.a.ci_high:.3f}",
-                "estimate_b": pc.b.estimate, "ci_b": f"{pc.b.ci_low:.3f}-{pc.b.ci_high:.3f}",
-                "diff": pc.diff.estimate,
-                "diff_ci": f"{pc.diff.ci_low:+.3f} to {pc.diff.ci_high:+.3f}",
-                "test": primary.test, "p": primary.p_value,
+                "estimate_a": inf.estimate_a,
+                "ci_a": f"{inf.ci_low_a:.3f}-{inf.ci_high_a:.3f}",
+                "estimate_b": inf.estimate_b,
+                "ci_b": f"{inf.ci_low_b:.3f}-{inf.ci_high_b:.3f}",
+                "diff": inf.diff,
+                "diff_ci": f"{inf.diff_ci_low:+.3f} to {inf.diff_ci_high:+.3f}",
+                "test": inf.test, "p": inf.p_value,
                 "p_corrected_t": pc.corrected.p_value,
-                "p_delong": pc.analytic[2] if pc.analytic else np.nan,
+                "p_delong": delong.p_value if delong is not None else np.nan,
+                "estimand": ESTIMANDS[inf.family].format(metric=pc.metric,
+                                                         n_train=pc.n_train),
+                "warning": pc.warning,
             })
         return pd.DataFrame(rows)
 
@@ -311,20 +462,55 @@ class ComparisonResult:
         """Readable lines, one per pair x metric."""
         lines = [f"{self.side_a} vs {self.side_b} on {self.task}:"]
         for pc in self.pairs:
-            primary = self._primary(pc)
-            extra = f", {pc.analytic[0]} p={pc.analytic[2]:.3g}" if pc.analytic else ""
+            inf = self._primary(pc)
+            warn = f"  [{pc.warning}]" if pc.warning else ""
             lines.append(
-                f"  {pc.metric:<6} {pc.backbone_a} {pc.a.estimate:.3f} vs {pc.backbone_b} "
-                f"{pc.b.estimate:.3f}: diff {pc.diff.estimate:+.3f} "
-                f"[{pc.diff.ci_low:+.3f}, {pc.diff.ci_high:+.3f}], {primary.test} "
-                f"p={primary.p_value:.3g}, corrected-t p={pc.corrected.p_value:.3g}{extra}")
+                f"  {pc.metric:<6} {pc.backbone_a} {inf.estimate_a:.3f} vs {pc.backbone_b} "
+                f"{inf.estimate_b:.3f}: diff {inf.diff:+.3f} "
+                f"[{inf.diff_ci_low:+.3f}, {inf.diff_ci_high:+.3f}], {inf.test} "
+                f"p={inf.p_value:.3g}{warn}")
         return "\n".join(lines)
+
+
+def bootstrap_p_value(boot_diff: np.ndarray) -> float:
+    """Two-sided percentile-bootstrap p of ``diff = 0``: ``2 min(P*(<= 0), P*(>= 0))``."""
+    b = np.asarray(boot_diff, float)
+    b = b[np.isfinite(b)]
+    if b.size == 0:
+        return float("nan")
+    return float(min(1.0, 2 * min(np.mean(b <= 0), np.mean(b >= 0))))
+
+
+def _t_inference(test: str, fa: np.ndarray, fb: np.ndarray, result: PairedTestResult, *,
+                 n_train: float, n_test: float, n_folds: int | None, df, level: float,
+                 naive: bool = False) -> Inference:
+    """Estimates = mean per-fold values; intervals from the same variance as the test."""
+    def interval(v):
+        if naive:  # plain t over folds: se = s / sqrt(J), J - 1 df
+            v = v[np.isfinite(v)]
+            nan = float("nan")
+            if v.size < 2:
+                return (float(v.mean()) if v.size else nan), nan, nan
+            half = stats.t.ppf(1 - (1 - level) / 2, v.size - 1) * v.std(ddof=1) / np.sqrt(
+                v.size)
+            return float(v.mean()), float(v.mean() - half), float(v.mean() + half)
+        ci = corrected_resampled_interval(v, n_train=n_train, n_test=n_test, level=level,
+                                          df=df, n_folds=n_folds)
+        return ci.estimate, ci.ci_low, ci.ci_high
+
+    ok = np.isfinite(fa) & np.isfinite(fb)
+    ea = interval(np.where(ok, fa, np.nan).reshape(-1))
+    eb = interval(np.where(ok, fb, np.nan).reshape(-1))
+    ed = interval((fa - fb).reshape(-1))
+    return Inference(test, *ea, *eb, *ed, result.statistic, result.p_value, result.df)
 
 
 def _pair(metric: str, site: str, name_a: str, name_b: str, da: MetricDraws, db: MetricDraws,
           *, alpha: float, test: str, n_train: float, n_test: float, analytic,
           higher_is_better: bool, n: int, n_pos: int, pooled: bool,
-          members: tuple[tuple[str, str], ...]) -> PairComparison:
+          members: tuple[tuple[str, str], ...], n_folds: int | None = None,
+          delong: Inference | None = None, rare_count: int = -1) -> PairComparison:
+    level = 1.0 - alpha
     side_a = bootstrap_ci(da.point, da.boot, da.jack, alpha)
     side_b = bootstrap_ci(db.point, db.boot, db.jack, alpha)
     jack = None if da.jack is None or db.jack is None else da.jack - db.jack
@@ -332,25 +518,56 @@ def _pair(metric: str, site: str, name_a: str, name_b: str, da: MetricDraws, db:
     fold_diff = (da.folds - db.folds).reshape(-1)
     fold_diff = fold_diff[np.isfinite(fold_diff)]
     method = test if test in ("wilcoxon", "ttest") else "auto"
+    k = n_folds or da.folds.shape[1]
+    nan = float("nan")
     if fold_diff.size >= 2:
         fold_test = paired_test(fold_diff, method=method)
         corrected = corrected_resampled_ttest(fold_diff, n_train=n_train, n_test=n_test)
+        calibrated = corrected_resampled_ttest(fold_diff, n_train=n_train, n_test=n_test,
+                                               df="k", n_folds=max(2, min(k, fold_diff.size)))
     else:
-        nan = float("nan")
         fold_test = PairedTestResult(method, nan, nan, nan, int(fold_diff.size))
         corrected = PairedTestResult("corrected-t", nan, nan, nan, int(fold_diff.size))
+        calibrated = PairedTestResult(DEFAULT_TEST, nan, nan, nan, int(fold_diff.size))
+    common = dict(n_train=n_train, n_test=n_test, n_folds=max(2, k), level=level)
+    inferences = [
+        _t_inference(DEFAULT_TEST, da.folds, db.folds, calibrated, df="k", **common),
+        _t_inference("corrected-t", da.folds, db.folds, corrected, df="J", **common),
+        _t_inference(fold_test.test, da.folds, db.folds, fold_test, df="J", naive=True,
+                     **common),
+    ]
+    if delong is not None:
+        inferences.append(delong)
+    inferences.append(Inference(
+        "bootstrap", side_a.estimate, side_a.ci_low, side_a.ci_high, side_b.estimate,
+        side_b.ci_low, side_b.ci_high, diff.estimate, diff.ci_low, diff.ci_high, nan,
+        bootstrap_p_value(da.boot - db.boot), nan, diff.bca_low, diff.bca_high))
     return PairComparison(metric, site, name_a, name_b, pooled, side_a, side_b, diff,
-                          fold_test, corrected, analytic, higher_is_better, n, n_pos, members)
+                          fold_test, corrected, analytic, higher_is_better, n, n_pos, members,
+                          tuple(inferences), float(n_train), int(rare_count))
+
+
+def _delong_inference(target, scores_a: np.ndarray, scores_b: np.ndarray,
+                      alpha: float) -> Inference:
+    """DeLong row: AUCs of the repeat-averaged scores, DeLong CIs and paired test."""
+    from neurofeat.analysis.delong import delong_auc, delong_test
+
+    y = np.asarray(target, bool)
+    a = delong_auc(y, scores_a, alpha)
+    b = delong_auc(y, scores_b, alpha)
+    t = delong_test(y, scores_a, scores_b, alpha=alpha)
+    return Inference("delong", a.auc, a.ci_low, a.ci_high, b.auc, b.ci_low, b.ci_high,
+                     t.diff, t.diff_ci_low, t.diff_ci_high, t.z, t.p_value)
 
 
 def compare_scores(scorers: Sequence[Scorer], targets: Mapping[str, Any] | Any,
                    strata: np.ndarray, scores: Mapping[str, np.ndarray],
                    pairs: Sequence[tuple[str, str]], fold_ids: np.ndarray, *, task: str,
                    n_train: float, n_test: float, n_boot: int = 2000, seed: int = 0,
-                   test: str = "auto", alpha: float = 0.05, side_a: str = "",
+                   test: str = DEFAULT_TEST, alpha: float = 0.05, side_a: str = "",
                    side_b: str = "", site: str = "all", rows: np.ndarray | None = None,
                    n_folds: int | None = None, n_pos: int | None = None,
-                   bca: bool = True) -> ComparisonResult:
+                   bca: bool = True, rare_count: int | None = None) -> ComparisonResult:
     """Paired comparison of out-of-fold scores on identical folds and resamples.
 
     Parameters
@@ -369,8 +586,14 @@ def compare_scores(scorers: Sequence[Scorer], targets: Mapping[str, Any] | Any,
     n_train, n_test : float
         Mean training / test fold sizes (corrected t-test).
     n_boot, seed, alpha : bootstrap settings.
-    test : {'auto', 'wilcoxon', 'ttest', 'corrected-t'}
-        The primary test ('corrected-t' keeps the Shapiro rule for the fold test too).
+    test : str
+        The primary test, one of :data:`~neurofeat.analysis.paired_tests.TEST_CHOICES`:
+        'corrected-t-kdf' (default; calibrated) or a published procedure by name
+        ('auto', 'wilcoxon', 'ttest'/'fold-t', 'corrected-t', 'delong', 'bootstrap').
+        Every test is computed and tabulated; this only marks the ``primary`` row
+        ('wilcoxon'/'ttest' also force the fold test, otherwise the Shapiro rule picks
+        it). For pooled rows and metrics without DeLong, 'delong' falls back to the
+        default.
     side_a, side_b : str
         Names used on the pooled row (default: 'A'/'B').
     site : str
@@ -381,13 +604,17 @@ def compare_scores(scorers: Sequence[Scorer], targets: Mapping[str, Any] | Any,
         Reported positives/events (default: ``strata`` sum when boolean).
     bca : bool
         Compute jackknife (BCa) intervals.
+    rare_count : int, optional
+        Size of the rarest outcome class (or the events) behind the rare-endpoint
+        warning; default ``min(n_pos, n - n_pos)``.
 
     Returns
     -------
     ComparisonResult
     """
-    if test not in ("auto", "wilcoxon", "ttest", "corrected-t"):
-        raise ValueError(f"test must be auto, wilcoxon, ttest or corrected-t, got {test!r}")
+    if test not in TEST_CHOICES:
+        raise ValueError(f"test must be one of {', '.join(TEST_CHOICES)}, got {test!r}")
+    test = "ttest" if test == "fold-t" else test
     strata = np.asarray(strata)
     n = strata.size
     rows_arr = np.arange(n) if rows is None else np.asarray(rows)
@@ -399,6 +626,8 @@ def compare_scores(scorers: Sequence[Scorer], targets: Mapping[str, Any] | Any,
     boot_index = rows_arr[stratified_bootstrap_indices(strata[rows_arr], n_boot, boot_seed)]
     if n_pos is None:
         n_pos = int(np.asarray(strata[rows_arr]).astype(bool).sum())
+    if rare_count is None:
+        rare_count = int(min(n_pos, rows_arr.size - n_pos))
     names = sorted({x for pair in pairs for x in pair})
     results: list[PairComparison] = []
     for scorer in scorers:
@@ -408,16 +637,19 @@ def compare_scores(scorers: Sequence[Scorer], targets: Mapping[str, Any] | Any,
                  for name in names}
         common = dict(alpha=alpha, test=test, n_train=n_train, n_test=n_test,
                       higher_is_better=scorer.higher_is_better, n=int(rows_arr.size),
-                      n_pos=n_pos)
+                      n_pos=n_pos, n_folds=n_folds, rare_count=rare_count)
         for a, b in pairs:
-            analytic = None
+            analytic = delong = None
             if scorer.analytic_test is not None:
                 sub_a = draws[a].mean_scores[rows_arr]
                 sub_b = draws[b].mean_scores[rows_arr]
                 sub_target = np.asarray(target)[rows_arr] if rows is not None else target
                 analytic = scorer.analytic_test(sub_target, sub_a, sub_b)
+                if analytic[0] == "delong":
+                    delong = _delong_inference(sub_target, sub_a, sub_b, alpha)
             results.append(_pair(scorer.name, site, a, b, draws[a], draws[b], pooled=False,
-                                 analytic=analytic, members=((a, b),), **common))
+                                 analytic=analytic, members=((a, b),), delong=delong,
+                                 **common))
         if len(pairs) > 1:
             pooled_a = MetricDraws.mean([draws[a] for a, _ in pairs])
             pooled_b = MetricDraws.mean([draws[b] for _, b in pairs])
@@ -464,7 +696,7 @@ def compare_probes(embeddings: Mapping[str, np.ndarray], y: np.ndarray, *,
                    kind: str = "binary", threshold: float | None = None,
                    metrics: Sequence[str] = ("auc", "ba"), n_splits: int = 5,
                    n_repeats: int = 5, n_boot: int = 2000, seed: int = 0,
-                   test: str = "auto", side_a: str = "", side_b: str = "",
+                   test: str = DEFAULT_TEST, side_a: str = "", side_b: str = "",
                    linear_params: dict | None = None, on_split=None) -> ComparisonResult:
     """Fit the probe of every backbone on the same folds, then :func:`compare_scores`.
 

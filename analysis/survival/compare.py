@@ -27,6 +27,7 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from neurofeat.analysis.compare import ComparisonResult, adjust_across, compare_scores
+from neurofeat.analysis.paired_tests import DEFAULT_TEST
 from neurofeat.analysis.scoring import Scorer
 from neurofeat.analysis.survival.concordance import (
     _ipcw_weights,
@@ -159,7 +160,7 @@ def compare_survival_scores(
     n_folds: int | None = None,
     n_boot: int = 1000,
     seed: int = 0,
-    test: str = "auto",
+    test: str = DEFAULT_TEST,
     tau: float | None = None,
     side_a: str = "",
     side_b: str = "",
@@ -206,7 +207,9 @@ def _compare_subset(site, rows, risk, time, event, fold_ids, pairs, *, task, n_t
                          n_train=n_train, n_test=n_test, n_boot=n_boot, seed=seed,
                          test=test, side_a=side_a, side_b=side_b, site=site, rows=rows,
                          n_folds=n_folds, n_pos=int(event[rows if rows is not None
-                                                          else slice(None)].sum()))
+                                                          else slice(None)].sum()),
+                         rare_count=int(event[rows if rows is not None
+                                              else slice(None)].sum()))
     frame = res.to_frame()
     frame["tau"] = np.where(frame["metric"] == "uno_c", target.tau, np.nan)
     return site, res, target.tau, frame
@@ -228,7 +231,7 @@ def compare_survival_backbones(
     n_repeats: int = 5,
     n_boot: int = 1000,
     seed: int = 0,
-    test: str = "auto",
+    test: str = DEFAULT_TEST,
     tau: float | None = None,
     side_a: str = "",
     side_b: str = "",
@@ -250,7 +253,9 @@ def compare_survival_backbones(
         As in `neurofeat survival`.
     n_boot : int
         Paired bootstrap resamples (stratified by event).
-    test : {'auto', 'wilcoxon', 'ttest', 'corrected-t'}
+    test : str
+        Primary test (see :func:`~neurofeat.analysis.compare.compare_scores`); default
+        the calibrated 'corrected-t-kdf'.
     tau : float, optional
         Uno's truncation time.
     on_split : callable, optional
