@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -14,7 +15,7 @@ _FORMATS = ("table", "csv", "json", "parquet")
 
 
 def sql(
-    query: Annotated[str | None, typer.Argument(help="SQL to run (SELECT/EXPLAIN only).")] = None,
+    query: Annotated[str | None, typer.Argument(help="SQL to run on the store's views.")] = None,
     file: Annotated[
         Path | None,
         typer.Option("--file", "-f", help="Read the query from a .sql file, or name a shipped example (see --examples)."),
@@ -28,9 +29,13 @@ def sql(
     max_rows: Annotated[int, typer.Option(help="Rows shown in table format.")] = 50,
     store: StoreOption = None,
 ) -> None:
-    """Run read-only SQL on the store (views: patients, scans, clinical, embeddings,
-    emb_<backbone>, results, comparisons, runs, extract_failures, open_extract_failures,
-    ingest_rejects).
+    """Run SQL on the store's views (patients, scans, clinical, embeddings,
+    emb_<backbone>, results, comparisons, runs, run_<table>, extract_failures,
+    open_extract_failures, ingest_rejects).
+
+    The SQL runs on an in-memory DuckDB that can read those views and nothing else: no
+    file, URL or extension, and no setting can be changed. Tables it creates vanish
+    when the command ends; --out must lie outside the store.
 
     Examples:
       neurofeat sql "SELECT site, count(*) FROM patients GROUP BY site" --store S
@@ -61,8 +66,16 @@ def sql(
         if "=" not in item:
             fail(f"--param {item!r}: use NAME=VALUE")
         name, value = item.split("=", 1)
+        if not re.fullmatch(r"[A-Za-z_]\w*", name.strip()):
+            fail(f"--param {item!r}: the name {name.strip()!r} must be a plain identifier "
+                 "(letters, digits, _), e.g. -p backbone=dino")
         params[name.strip()] = value
     opened = open_store(store)
+    if out is not None:
+        target = out.absolute().resolve()
+        if target == opened.root.resolve() or opened.root.resolve() in target.parents:
+            fail(f"--out {out} is inside the store {opened.root}; write results outside it "
+                 "(the store only holds what neurofeat commits)")
     import duckdb
 
     try:
@@ -105,4 +118,5 @@ def _short(value: object) -> object:
 
 def register(app: typer.Typer) -> None:
     """Add ``neurofeat sql`` to *app*."""
-    app.command("sql")(sql)
+    # A query may start with '-' (a "-- comment" line): it is the query, not an option.
+    app.command("sql", context_settings={"ignore_unknown_options": True})(sql)

@@ -8,9 +8,18 @@ Public API::
     read_xy / read_labels                   (X, y) for a task and backbone as numpy
     write_run                               analysis results into runs/<run_id>/
     connect / run_query                     DuckDB catalog (views of sql/views.sql)
+    connect_sandboxed                       the catalog for untrusted SQL (no file/URL/extension)
+    Store.recover                           finish interrupted commits, remove leftovers
 """
 
-from neurofeat.store.catalog import ReadOnlyQueryError, connect, example_queries, run_query, view_name
+from neurofeat.store.catalog import (
+    ReadOnlyQueryError,
+    connect,
+    connect_sandboxed,
+    example_queries,
+    run_query,
+    view_name,
+)
 from neurofeat.store.embeddings import (
     CheckpointMismatchError,
     EmbeddingWriter,
@@ -39,6 +48,7 @@ __all__ = [
     "backbone_provenance",
     "identity_clash",
     "connect",
+    "connect_sandboxed",
     "example_queries",
     "new_run_id",
     "read_embeddings",

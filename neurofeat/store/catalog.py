@@ -12,11 +12,24 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from neurofeat.store.embeddings import backbone_provenance
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+
+from neurofeat.store.embeddings import sql_name
 from neurofeat.store.layout import Store
 from neurofeat.store.schema import TABLE_SCHEMAS, embeddings_schema
 
-__all__ = ["connect", "view_name", "read_sql_file", "example_queries", "run_query", "ReadOnlyQueryError"]
+__all__ = [
+    "connect",
+    "connect_sandboxed",
+    "view_name",
+    "typed_views",
+    "embedding_dims",
+    "read_sql_file",
+    "example_queries",
+    "run_query",
+    "ReadOnlyQueryError",
+]
 
 _VIEW_HEADER = re.compile(r"^-- view: (\w+) \| (\S+)\s*$", re.MULTILINE)
 
@@ -41,11 +54,19 @@ _EMPTY_SCHEMAS: dict[str, pa.Schema] = {
     "runs": pa.schema([(name, pa.string()) for name in ("run_id", "command", "created_at", "neurofeat_version")]),
 }
 
-_ALLOWED_STATEMENTS = {"SELECT", "EXPLAIN"}
+# User SQL runs on a DuckDB that can open no file, no URL and no extension; the
+# settings are locked once the store's tables are registered on it.
+_SANDBOX_CONFIG = {
+    "enable_external_access": False,
+    "autoinstall_known_extensions": False,
+    "autoload_known_extensions": False,
+    "python_enable_replacements": False,
+}
 
 
 class ReadOnlyQueryError(ValueError):
-    """A query would modify something; ``neurofeat sql`` only reads."""
+    """A query tried to reach beyond the store's views (a file, a URL, an extension,
+    a setting); ``neurofeat sql`` only reads the store."""
 
 
 def read_sql_file(name: str) -> str:
@@ -64,8 +85,43 @@ def example_queries() -> dict[str, str]:
 
 
 def view_name(backbone: str) -> str:
-    """Name of the typed per-backbone view: ``emb_`` + backbone with non-word characters as ``_``."""
-    return "emb_" + re.sub(r"\W", "_", backbone)
+    """Name of the typed per-backbone view: ``emb_`` + backbone with non-word characters as ``_``.
+
+    Two backbones whose names differ only in such characters (``my-b``, ``my_b``) would
+    share a view: writing the second is refused, and a store that has both anyway gets
+    views named ``"emb_<exact name>"`` (quoted) for them instead (see :func:`typed_views`).
+    """
+    return "emb_" + sql_name(backbone)
+
+
+def _quote_identifier(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def typed_views(backbones: list[str]) -> dict[str, str]:
+    """The (quoted where needed) name of each backbone's typed view; names that would
+    collide under :func:`view_name` keep their exact spelling instead."""
+    plain = [view_name(b) for b in backbones]
+    return {
+        backbone: name if plain.count(name) == 1 else _quote_identifier("emb_" + backbone)
+        for backbone, name in zip(backbones, plain)
+    }
+
+
+def embedding_dims(store: Store, backbone: str) -> dict[int, list[Path]]:
+    """The committed files of ``backbone`` by embedding dimension, read from each file's
+    schema (a file without a FixedSizeList ``embedding`` column, e.g. one not written
+    by neurofeat, is listed under dimension ``-1``; an unreadable one is left out)."""
+    files: dict[int, list[Path]] = {}
+    for path in sorted(store.backbone_dir(backbone).glob("perturbation=*/*.parquet")):
+        try:
+            schema = pq.read_schema(path)
+        except (pa.ArrowException, OSError):
+            continue
+        kind = schema.field("embedding").type if "embedding" in schema.names else None
+        dim = kind.list_size if kind is not None and pa.types.is_fixed_size_list(kind) else -1
+        files.setdefault(dim, []).append(path)
+    return files
 
 
 def _sql_string(value: str) -> str:
@@ -111,12 +167,13 @@ def connect(store: Store | str | Path, database: str = ":memory:") -> duckdb.Duc
         else:
             con.register(f"__empty_{name}", _EMPTY_SCHEMAS[name].empty_table())
             con.execute(f"CREATE VIEW {name} AS SELECT * FROM __empty_{name}")
-    for backbone in store.backbones():
-        provenance = backbone_provenance(store, backbone)
-        dim = int(provenance[0]["dim"])
+    for backbone, name in typed_views(store.backbones()).items():
+        dims = [d for d in embedding_dims(store, backbone) if d > 0]
+        if len(dims) != 1:  # foreign or mixed files: `store validate` names them
+            continue
         con.execute(
-            f"CREATE VIEW {view_name(backbone)} AS "
-            f"SELECT * REPLACE (embedding::FLOAT[{dim}] AS embedding) FROM embeddings "
+            f"CREATE VIEW {name} AS "
+            f"SELECT * REPLACE (embedding::FLOAT[{dims[0]}] AS embedding) FROM embeddings "
             f"WHERE backbone = '{_sql_string(backbone)}'"
         )
     run_tables = sorted({p.stem for p in root.glob("runs/*/*.parquet")} - {"metrics", "tests"})
@@ -129,38 +186,131 @@ def connect(store: Store | str | Path, database: str = ":memory:") -> duckdb.Duc
     return con
 
 
+def _register(con: duckdb.DuckDBPyConnection, name: str, data: object) -> None:
+    hidden = f"__nf_{name}"
+    con.register(hidden, data)
+    con.execute(f"CREATE VIEW {_quote_identifier(name)} AS SELECT * FROM {hidden}")
+
+
+def _embedding_datasets(store: Store) -> list[tuple[str, str | None, ds.Dataset]]:
+    """(backbone, typed view name or None, dataset) per backbone and dimension."""
+    partitioning = ds.partitioning(
+        pa.schema([("backbone", pa.string()), ("perturbation", pa.string())]), flavor="hive"
+    )
+    found = []
+    for backbone, name in typed_views(store.backbones()).items():
+        by_dim = {d: files for d, files in embedding_dims(store, backbone).items() if d > 0}
+        for dim, files in sorted(by_dim.items()):
+            schemas = [pq.read_schema(path).remove_metadata() for path in files]
+            try:
+                schema = pa.unify_schemas(schemas, promote_options="permissive")
+            except (pa.ArrowException, TypeError):
+                schema = schemas[0]
+            for field in partitioning.schema:
+                if field.name not in schema.names:
+                    schema = schema.append(field)
+            dataset = ds.dataset(
+                [str(path) for path in files],
+                schema=schema,
+                format="parquet",
+                partitioning=partitioning,
+                partition_base_dir=str(store.embeddings_dir),
+            )
+            found.append((backbone, name if len(by_dim) == 1 else None, dataset))
+    return found
+
+
+def connect_sandboxed(store: Store | str | Path) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection for untrusted SQL, on which the store's views exist but that
+    can open no file, no URL and no extension.
+
+    The metadata views (``patients``, ``scans``, ``clinical``, ``results``, ``runs``...)
+    are read by a separate connection and handed over as Arrow tables; the embeddings are
+    handed over as lazily scanned pyarrow datasets of the committed files (one per
+    backbone, ``emb_<backbone>`` typed as ``FLOAT[D]``). The connection itself has
+    ``enable_external_access`` off (no file, no ``http(s)://``/``s3://``, no ``ATTACH``
+    of a file, no ``COPY``/``EXPORT`` to disk, no ``INSTALL``), extension auto-install and
+    auto-load off, Python replacement scans off, and ``lock_configuration`` on, so no
+    statement can undo any of it. Tables or views a query creates live in memory and
+    vanish with the connection.
+    """
+    if not isinstance(store, Store):
+        store = Store.open(store)
+    trusted = connect(store)
+    con = duckdb.connect(":memory:", config=dict(_SANDBOX_CONFIG))
+    names = [header.group(1) for header in _VIEW_HEADER.finditer(read_sql_file("views.sql"))]
+    names += sorted(row[0] for row in trusted.sql("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()
+                    if row[0].startswith("run_"))
+    datasets = _embedding_datasets(store)
+    for name in names:
+        if name == "embeddings":
+            if not datasets:
+                _register(con, name, _EMPTY_SCHEMAS["embeddings"].empty_table())
+                continue
+            parts = []
+            for index, (backbone, typed, dataset) in enumerate(datasets):
+                hidden = f"__nf_emb_{index}"
+                con.register(hidden, dataset)
+                parts.append(f"SELECT * REPLACE (embedding::FLOAT[] AS embedding) FROM {hidden}")
+                if typed is not None:
+                    con.execute(f"CREATE VIEW {typed} AS SELECT * FROM {hidden}")
+            con.execute("CREATE VIEW embeddings AS " + " UNION ALL BY NAME ".join(parts))
+        else:
+            _register(con, name, trusted.sql(f"SELECT * FROM {_quote_identifier(name)}").to_arrow_table())
+    trusted.close()
+    con.execute("SET lock_configuration = true")
+    return con
+
+
 def run_query(
     store: Store | str | Path, query: str, params: dict[str, str] | None = None
 ) -> duckdb.DuckDBPyRelation | None:
-    """Run a read-only query (SELECT/EXPLAIN statements only) on the catalog.
+    """Run untrusted SQL on the store's views (:func:`connect_sandboxed`).
 
     Several statements may be given; the result of the last one is returned.
     ``params`` become DuckDB variables, read in SQL with ``getvariable('name')``.
+    Any statement may run (``PIVOT``, ``CREATE TEMP TABLE``, ``EXPLAIN ANALYZE``...):
+    the guard is the connection, which cannot reach any file, URL or extension, not a
+    list of statement types.
 
     Raises
     ------
     ReadOnlyQueryError
-        If any statement is not a SELECT or EXPLAIN (COPY, ATTACH, CREATE, INSERT,
-        DELETE, DROP... are refused before anything runs).
+        If a statement tries to read or write a file, a URL, an extension or a setting
+        (the message says what the SQL can read).
+    ValueError
+        If a parameter name is not a plain identifier.
     duckdb.Error
-        For SQL errors.
+        For other SQL errors.
     """
-    con = connect(store)
-    statements = con.extract_statements(query)
-    for statement in statements:
-        kind = statement.type.name
-        if kind not in _ALLOWED_STATEMENTS:
-            raise ReadOnlyQueryError(
-                f"only SELECT and EXPLAIN queries are allowed (the store is read-only here); "
-                f"refused a {kind} statement: {statement.query.strip()[:80]}"
+    for name in params or {}:
+        if not re.fullmatch(r"[A-Za-z_]\w*", name):
+            raise ValueError(
+                f"parameter name {name!r} must be a plain identifier (letters, digits, _), "
+                "e.g. -p backbone=dino"
             )
+    con = connect_sandboxed(store)
     for name, value in (params or {}).items():
-        if not re.fullmatch(r"\w+", name):
-            raise ValueError(f"parameter name {name!r} must be a plain identifier")
-        con.execute(f"SET VARIABLE {name} = ?", [value])
-    con.execute("SET lock_configuration = true")
-    if not statements:
-        return None
-    for statement in statements[:-1]:
-        con.execute(statement.query)
-    return con.sql(statements[-1].query)
+        con.execute(f"SET VARIABLE {name} = ?", [value]).fetchall()
+    try:
+        statements = con.extract_statements(query)
+        if not statements:
+            return None
+        for statement in statements[:-1]:
+            con.execute(statement.query).fetchall()
+        return con.sql(statements[-1].query)
+    except (duckdb.PermissionException, duckdb.InvalidInputException) as error:
+        text = str(error)
+        if isinstance(error, duckdb.InvalidInputException) and "configuration has been locked" not in text:
+            raise
+        raise ReadOnlyQueryError(
+            f"neurofeat sql only reads the store's views ({', '.join(_USER_VIEWS)}, emb_<backbone>, "
+            f"run_<table>); files, URLs, extensions and settings are out of its reach. Refused: "
+            f"{text.splitlines()[0]}"
+        ) from None
+
+
+_USER_VIEWS = (
+    "patients", "scans", "clinical", "embeddings", "results", "comparisons", "runs",
+    "extract_failures", "open_extract_failures", "ingest_rejects",
+)

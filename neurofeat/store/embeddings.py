@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 import neurofeat
-from neurofeat.store.layout import Store, StoreError
+from neurofeat.store.layout import Store, StoreError, storage_error
 from neurofeat.store.locks import StoreLock
 from neurofeat.store.schema import EXTRACT_FAILURES_SCHEMA, embeddings_schema
 from neurofeat.store.tables import read_table
@@ -56,6 +56,11 @@ _ROW_GROUP_ROWS = 1024
 class CheckpointMismatchError(StoreError):
     """A backbone name already holds embeddings of another encoder (checkpoint,
     preprocessing or architecture)."""
+
+
+def sql_name(backbone: str) -> str:
+    """``backbone`` as a SQL identifier: every non-word character becomes ``_``."""
+    return re.sub(r"\W", "_", backbone)
 
 
 def new_run_id(command: str) -> str:
@@ -202,8 +207,19 @@ class EmbeddingWriter:
         if self._opened:
             return self
         if self.rank == 0:
-            self._lock.acquire()
+            try:
+                self._lock.acquire()
+            except OSError as error:
+                raise storage_error(error, f"lock backbone '{self.backbone}' in {self.store.root}") from None
         try:
+            twin = next((b for b in self.store.backbones()
+                         if b != self.backbone and sql_name(b) == sql_name(self.backbone)), None)
+            if twin is not None:
+                raise StoreError(
+                    f"backbone name '{self.backbone}' would share the SQL view emb_{sql_name(twin)} with "
+                    f"backbone '{twin}' already in {self.store.root} (names that differ only in - . + and _ "
+                    f"collide); extract under another name, or use '{twin}'."
+                )
             provenance = backbone_provenance(self.store, self.backbone)
             clash = identity_clash(provenance, self.checkpoint_sha256, self.preprocess_sha256, self.architecture,
                                    unknown_is_clash=self.replace)
@@ -311,7 +327,10 @@ class EmbeddingWriter:
         order = np.lexsort((ids, sites))  # by site, then patient: row groups prune site filters
         ids, sites, matrix = ids[order], sites[order], np.ascontiguousarray(matrix[order])
         dim = matrix.shape[1]
-        self._write_part(ids, sites, matrix)
+        try:
+            self._write_part(ids, sites, matrix)
+        except OSError as error:
+            raise storage_error(error, f"stage embeddings of backbone '{self.backbone}' in {self.store.root}") from None
         self._dim = dim
         self._done.update(ids.tolist())
         self.n_written += len(ids)
@@ -378,28 +397,60 @@ class EmbeddingWriter:
     def failures(self) -> list[dict]:
         return list(self._failures)
 
+    def _commit(self, pending: list[Path]) -> None:
+        # The pending parts are merged into one file, so that one rename publishes the
+        # whole commit to any reader (DuckDB, pyarrow, Polars, Spark), even one that
+        # does not know about the journal. The parts are deleted after the rename (the
+        # journal lists them: a crash in between cannot commit them twice).
+        root = self.store.root
+        with Transaction(root) as txn:
+            if self._failures:
+                failures = pa.Table.from_pylist(self._failures, schema=EXTRACT_FAILURES_SCHEMA)
+                txn.write_parquet(failures, f"extract_failures/part-{uuid.uuid4().hex}.parquet")
+            if not pending:
+                return
+            if self._replacing:
+                old = self.store.backbone_dir(self.backbone)
+                if old.exists():
+                    txn.move(str(old.relative_to(root)), str((txn.dir / "replaced").relative_to(root)))
+            final_dir = self.store.partition_dir(self.backbone, self.perturbation).relative_to(root)
+            merged = pq.read_table(pending, schema=pq.read_schema(pending[0]))
+            merged = merged.sort_by([("site", "ascending"), ("patient_id", "ascending")])
+            meta = dict(_file_provenance(pending[0]), run_id=self.run_id)
+            txn.write_parquet(
+                merged.replace_schema_metadata(None),
+                str(final_dir / f"part-{uuid.uuid4().hex}.parquet"),
+                {_META_KEY: json.dumps(meta).encode()},
+                use_dictionary=_DICTIONARY_COLUMNS,
+                write_statistics=_STATISTICS_COLUMNS,
+                compression=_COMPRESSION,
+                row_group_size=_ROW_GROUP_ROWS,
+            )
+            for path in pending:
+                txn.delete_after(str(path.relative_to(root)))
+
     def commit(self) -> int:
         """Make every pending part of this backbone/perturbation visible at once.
 
-        Returns the number of part files committed. Only rank 0 commits; other ranks
-        get 0. Failures recorded on this writer are stored in the same commit.
+        Returns the number of pending part files committed (merged into one file).
+        Only rank 0 commits; other ranks get 0. Failures recorded on this writer are
+        stored in the same commit.
+
+        Raises
+        ------
+        StoreError
+            If the store cannot be written (read-only, disk full); nothing is committed
+            and the pending parts are kept, so a rerun resumes.
         """
         self.open()
         if self.rank != 0:
             return 0
         pending = self._matching_pending()
         root = self.store.root
-        with Transaction(root) as txn:
-            if self._replacing and pending:
-                old = self.store.backbone_dir(self.backbone)
-                if old.exists():
-                    txn.move(str(old.relative_to(root)), str((txn.dir / "replaced").relative_to(root)))
-            final_dir = self.store.partition_dir(self.backbone, self.perturbation).relative_to(root)
-            for path in pending:
-                txn.move(str(path.relative_to(root)), str(final_dir / path.name))
-            if self._failures:
-                failures = pa.Table.from_pylist(self._failures, schema=EXTRACT_FAILURES_SCHEMA)
-                txn.write_parquet(failures, f"extract_failures/part-{uuid.uuid4().hex}.parquet")
+        try:
+            self._commit(pending)
+        except OSError as error:
+            raise storage_error(error, f"commit embeddings of backbone '{self.backbone}' into {root}") from None
         # Pending parts of other checkpoints were never visible; drop them.
         if self.pending_dir.exists():
             shutil.rmtree(self.pending_dir, ignore_errors=True)

@@ -50,17 +50,30 @@ def test_typed_views_support_array_functions(full_store, ids):
     "statement",
     [
         "COPY (SELECT 1) TO 'x.csv'",
-        "CREATE TABLE t AS SELECT 1",
-        "DROP VIEW patients",
         "ATTACH 'x.db'",
-        "INSERT INTO patients VALUES (1)",
-        "SELECT 1; DELETE FROM patients",
-        "SET enable_external_access = false",
+        "SELECT 1; COPY (SELECT 1) TO 'x.csv'",
+        "SET enable_external_access = true",
     ],
 )
-def test_sql_is_read_only(full_store, statement):
-    with pytest.raises(ReadOnlyQueryError, match="only SELECT and EXPLAIN"):
+def test_sql_cannot_reach_files_or_settings(full_store, statement, tmp_path, monkeypatch):
+    work = tmp_path / "cwd"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    with pytest.raises(ReadOnlyQueryError, match="only reads the store's views.*Refused: "):
         run_query(full_store, statement)
+    assert not list(work.iterdir())
+
+
+@pytest.mark.parametrize(
+    "statement", ["CREATE TABLE t AS SELECT 1", "DROP VIEW patients", "SELECT 1; CREATE TEMP TABLE u AS SELECT 2"]
+)
+def test_sql_scratch_statements_touch_only_memory(full_store, statement):
+    """Statements that create or drop things act on the in-memory scratch database."""
+    before = sorted((p, p.stat().st_mtime_ns) for p in full_store.root.rglob("*") if p.is_file())
+    run_query(full_store, statement)
+    after = sorted((p, p.stat().st_mtime_ns) for p in full_store.root.rglob("*") if p.is_file())
+    assert after == before
+    assert run_query(full_store, "SELECT count(*) FROM patients").fetchall() == [(60,)]
 
 
 def test_example_queries_run(full_store):
@@ -76,9 +89,19 @@ def test_example_queries_run(full_store):
     assert missing == []
 
 
+def _declared_row(command, table, /, **values):
+    """One row of a declared run table: the given values, NULL elsewhere."""
+    from neurofeat.store.schema import RUN_AUTO_COLUMNS, run_table_schema
+
+    schema = run_table_schema(command, table)
+    auto = {f.name for f in RUN_AUTO_COLUMNS}
+    return pa.table({f.name: pa.array([values.get(f.name)], f.type) for f in schema if f.name not in auto})
+
+
 def test_results_and_run_tables_are_queryable(full_store):
-    metrics = pa.table({"command": ["probe"], "backbone": ["dino"], "task": ["idh1"], "metric": ["auc"], "estimate": [0.71]})
-    info = write_run(full_store, "probe", {"metrics": metrics, "predictions": pa.table({"patient_id": ["P000"], "score": [0.2]})}, params={"seed": 3})
+    metrics = _declared_row("probe", "metrics", command="probe", backbone="dino", task="idh1", metric="auc", estimate=0.71)
+    predictions = _declared_row("probe", "predictions", patient_id="P000", score=0.2)
+    info = write_run(full_store, "probe", {"metrics": metrics, "predictions": predictions}, params={"seed": 3})
     con = connect(full_store)
     assert con.sql("SELECT run_id, estimate FROM results").fetchall() == [(info.run_id, 0.71)]
     assert con.sql("SELECT count(*) FROM run_predictions").fetchall() == [(1,)]
@@ -104,3 +127,21 @@ def test_third_party_readers_need_no_neurofeat(full_store):
     ).fetchall()
     assert n == [(60,)]
     assert pl.read_parquet(root / "patients/*.parquet").height == 60
+
+
+def test_run_tables_must_match_their_declared_schema(full_store):
+    from neurofeat.store import StoreError
+
+    partial = pa.table({"command": ["probe"], "backbone": ["dino"], "estimate": [0.71]})
+    with pytest.raises(StoreError, match=r"probe run table 'metrics' does not match its schema: missing \['perturbation'"):
+        write_run(full_store, "probe", {"metrics": partial})
+    extra = _declared_row("probe", "metrics", estimate=0.5).append_column("mystery", pa.array([1]))
+    with pytest.raises(StoreError, match=r"undeclared \['mystery'\]"):
+        write_run(full_store, "probe", {"metrics": extra})
+    with pytest.raises(StoreError, match="command 'probe' declares no run table 'scratch'"):
+        write_run(full_store, "probe", {"scratch": pa.table({"x": [1]})})
+    bad_type = _declared_row("probe", "metrics").set_column(
+        _declared_row("probe", "metrics").schema.get_field_index("n"), "n", pa.array(["many"]))
+    with pytest.raises(StoreError, match="column 'n': values of type string do not fit the declared int64"):
+        write_run(full_store, "probe", {"metrics": bad_type})
+    assert not list((full_store.root / "runs").glob("*")) if (full_store.root / "runs").exists() else True

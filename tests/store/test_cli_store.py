@@ -56,8 +56,12 @@ def test_sql_file_example_and_params(filled):
 
 
 def test_sql_refuses_writes_and_reports_sql_errors(filled):
-    result = invoke("sql", "DROP VIEW patients", "--store", filled.root)
-    assert result.exit_code == 1 and "only SELECT and EXPLAIN" in result.output
+    target = filled.root / "store.json"
+    before = target.read_bytes()
+    result = invoke("sql", f"EXPLAIN ANALYZE COPY (SELECT 99 AS format_version) TO '{target}' (FORMAT json)",
+                    "--store", filled.root)
+    assert result.exit_code == 1 and "only reads the store's views" in result.output
+    assert target.read_bytes() == before
     result = invoke("sql", "SELECT nope FROM patients", "--store", filled.root)
     assert result.exit_code == 1 and "SQL error" in result.output and "Traceback" not in result.output
 
