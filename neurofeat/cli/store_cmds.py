@@ -58,6 +58,29 @@ def validate(store: StoreOption = None) -> None:
         raise typer.Exit(1)
 
 
+@store_app.command("recover")
+def recover(store: StoreOption = None) -> None:
+    """Finish commits that a killed process left half done, and remove what killed
+    processes left in .staging (uncommitted transactions, analysis runs being written,
+    lock files, empty pending folders).
+
+    Any neurofeat command does this when it opens the store; run it after a crash to
+    make the store whole for readers that do not use neurofeat (DuckDB, Polars, Spark).
+    Work of live processes is left alone. Exits with status 1 if the store cannot be
+    written.
+
+    Example: neurofeat store recover --store S
+    """
+    from neurofeat.store import Store
+
+    with user_errors():
+        opened = Store.open(store, recover=False)
+        report = opened.recover()
+    console().print(f"{opened.root}: {report.summary()}", markup=False, highlight=False)
+    if report.error:
+        raise typer.Exit(1)
+
+
 @store_app.command("import")
 def import_(
     backbone: Annotated[str, typer.Option(help="Name the features get in the store, e.g. radiomics.")],

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from neurofeat.store.embeddings import append_embeddings, new_run_id
@@ -38,13 +37,35 @@ class ImportReport:
 
 
 def _read(path: Path) -> pa.Table:
-    if not path.exists():
-        raise StoreError(f"{path} does not exist")
+    """The feature table, every cell of a text table as a string (empty cells NULL).
+
+    Text tables are read by ingest's reader (delimiter ``,``, ``;`` or tab sniffed from
+    the header, a byte-order mark accepted), so a table that ingest reads imports too;
+    ids are kept verbatim (``NULL`` and ``NA`` are ids, not missing values).
+    """
+    if not path.is_file():
+        raise StoreError(f"{path} does not exist; check the path")
     if path.suffix.lower() in {".parquet", ".pq"}:
-        return pq.read_table(path)
-    if path.suffix.lower() in {".csv", ".tsv", ".txt"}:
-        delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
-        return pacsv.read_csv(path, parse_options=pacsv.ParseOptions(delimiter=delimiter))
+        try:
+            table = pq.read_table(path)
+        except (pa.ArrowException, OSError) as error:
+            raise StoreError(f"{path}: not a readable Parquet file ({error})") from None
+        dupes = sorted({n for n in table.column_names if table.column_names.count(n) > 1})
+        if dupes:
+            raise StoreError(f"{path}: column name(s) {dupes} appear more than once; rename them")
+        return table
+    if path.suffix.lower() in {".csv", ".tsv", ".txt", ".tab"}:
+        from neurofeat.ingest.sources import InputTableError, read_rows
+
+        try:
+            header, rows = read_rows(path, what="--table")
+        except InputTableError as error:
+            raise StoreError(str(error)) from None
+        columns = {
+            name: pa.array([cells[index].strip() or None for _, cells in rows], pa.string())
+            for index, name in enumerate(header)
+        }
+        return pa.table(columns) if columns else pa.table({})
     raise StoreError(f"{path}: unsupported feature table format (use .csv, .tsv or .parquet)")
 
 
@@ -76,6 +97,8 @@ def import_features(
             f"{path}: no id column '{id_column}' (columns: {table.column_names[:12]}...); "
             "name it with --id-column"
         )
+    if table.num_rows == 0:
+        raise StoreError(f"{path}: the table has a header but no rows; nothing to import")
     ids = table[id_column].cast(pa.string())
     if ids.null_count:
         row = int(np.flatnonzero(ids.is_null().to_numpy(zero_copy_only=False))[0]) + 1
@@ -97,6 +120,10 @@ def import_features(
             texts = column.to_pylist()
             bad = np.zeros(len(column), bool)
             for index, text in enumerate(texts):
+                if text is None:
+                    bad[index] = True
+                    problem = "missing"
+                    break
                 try:
                     float(text)
                 except (TypeError, ValueError):

@@ -10,7 +10,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import neurofeat
-from neurofeat.store.transaction import STAGING, STORAGE_ERRNOS, RecoveryReport, atomic_write_bytes, recover
+from neurofeat.store.transaction import STAGING, STORAGE_ERRNOS, RecoveryReport, atomic_write_bytes
+from neurofeat.store.transaction import recover as _recover
 
 __all__ = ["Store", "StoreError", "resolve_store_path", "storage_error", "FORMAT_VERSION", "DEFAULT_STORE"]
 
@@ -55,7 +56,7 @@ class Store:
     root: Path
 
     @classmethod
-    def open(cls, path: str | os.PathLike | None = None, create: bool = False) -> "Store":
+    def open(cls, path: str | os.PathLike | None = None, create: bool = False, recover: bool = True) -> "Store":
         """Open the store at ``path`` (see :func:`resolve_store_path`).
 
         Parameters
@@ -64,6 +65,9 @@ class Store:
             The store directory.
         create : bool
             Create an empty store if none exists there.
+        recover : bool
+            Finish commits left half done by killed processes and remove their
+            leftovers first (:meth:`recover`); skipped if the store is read-only.
 
         Raises
         ------
@@ -111,13 +115,14 @@ class Store:
                     f"({neurofeat.__version__}) reads ({FORMAT_VERSION}); upgrade neurofeat."
                 )
         store = cls(root)
-        recover(root)
+        if recover:
+            _recover(root)
         return store
 
     def recover(self) -> RecoveryReport:
         """Finish interrupted commits and remove leftovers now (``neurofeat store recover``)."""
         report = RecoveryReport()
-        recover(self.root, report)
+        _recover(self.root, report)
         return report
 
     def write_lock(self, what: str = "a write") -> "StoreLock":

@@ -8,7 +8,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from neurofeat.store.catalog import connect
+from neurofeat.store.catalog import connect, typed_views, view_name
 from neurofeat.store.embeddings import backbone_provenance
 from neurofeat.store.layout import Store
 from neurofeat.store.schema import TABLE_SCHEMAS, embeddings_schema
@@ -79,6 +79,55 @@ def _schema_problems(store: Store) -> tuple[list[Problem], int]:
     return problems, checked
 
 
+def _foreign_and_colliding(store: Store) -> list[Problem]:
+    problems = []
+    for path in sorted(store.embeddings_dir.glob("backbone=*/perturbation=*/*.parquet")):
+        try:
+            metadata = pq.read_schema(path).metadata or {}
+        except (pa.ArrowInvalid, OSError):
+            continue  # reported as unreadable
+        if b"neurofeat" not in metadata:
+            problems.append(Problem(
+                "error", "foreign file", str(path),
+                "no neurofeat provenance in the file's metadata: it was not written by neurofeat. "
+                "Move it out of the store (import features with `neurofeat store import`)",
+            ))
+    names: dict[str, list[str]] = {}
+    for backbone in store.backbones():
+        names.setdefault(view_name(backbone), []).append(backbone)
+    for name, backbones in sorted(names.items()):
+        if len(backbones) > 1:
+            problems.append(Problem(
+                "error", "view name clash", ", ".join(backbones),
+                f"backbones {backbones} would share the SQL view {name}; they are served as "
+                f"{', '.join(typed_views(backbones).values())} instead. Re-extract (or import) one "
+                "under a distinct name and delete the other's folder",
+            ))
+    return problems
+
+
+def _leftovers(store: Store) -> list[Problem]:
+    """What is still in .staging after the recovery that opening the store ran."""
+    staging = store.staging_dir
+    if not staging.is_dir():
+        return []
+    found = []
+    for path in sorted(staging.glob("txn-*")) + sorted(staging.glob("run-*")):
+        kind = "transaction" if path.name.startswith("txn-") else "analysis run being written"
+        if path.suffix == ".lock":
+            kind = "lock file"
+        found.append(Problem(
+            "warning", "leftover", str(path),
+            f"{kind} in progress, or left by a killed process that recovery could not clear yet; "
+            "`neurofeat store recover` finishes or removes it once its owner has stopped",
+        ))
+    for folder in sorted(staging.glob("pending/backbone=*/perturbation=*")):
+        if folder.is_dir() and not any(folder.iterdir()):
+            found.append(Problem("warning", "leftover", str(folder),
+                                 "empty pending folder; `neurofeat store recover` removes it"))
+    return found
+
+
 def validate_store(store: Store) -> ValidationReport:
     """Check schemas, duplicate keys, dangling patients and mixed checkpoints."""
     problems, checked = _schema_problems(store)
@@ -134,6 +183,8 @@ def validate_store(store: Store) -> ValidationReport:
                                     f"{len(architectures)} architectures under one name: {architectures}"))
         if len(dims) > 1:
             problems.append(Problem("error", "mixed dimensions", backbone, f"embedding dimensions {dims}"))
+    problems.extend(_foreign_and_colliding(store))
+    problems.extend(_leftovers(store))
     pending = list(store.staging_dir.glob("pending/backbone=*/perturbation=*/*.parquet"))
     if pending:
         problems.append(
