@@ -116,7 +116,7 @@ def preloaded_batches(store, backbone, batch_size: int) -> list[torch.Tensor]:
 
 def forward_seconds(encoder, batches: list[torch.Tensor]) -> float:
     """Time of the forward passes alone (same call as extraction: embed_batch)."""
-    from neurofeat.extract.extractor import embed_batch
+    from neurofeat.extract.embed import embed_batch
 
     start = time.perf_counter()
     for batch in batches:
@@ -138,7 +138,8 @@ MEMORY_PROBE = """
 import json, resource, sys, time
 import psutil
 from neurofeat.store import Store
-from neurofeat.extract.extractor import extract_embeddings, resolve_extraction_backbone
+from neurofeat.extract.backbone import resolve_extraction_backbone
+from neurofeat.extract.extractor import extract_embeddings
 store = Store.open(sys.argv[1])
 backbone = resolve_extraction_backbone(sys.argv[3], models_dir=sys.argv[2])
 import neurofeat.extract.dataset, neurofeat.store  # imports done before the baseline
@@ -252,14 +253,14 @@ def accelerator_throughput(device: torch.device, batch: int, iters: int, peak_tf
     FLOPs per forward are counted by torch's FlopCounterMode (2 per multiply-add).
     """
     from neurofeat.extract.encoders import EncoderConfig, build_encoder
-    from neurofeat.extract.extractor import _prepare_encoder, embed_batch
+    from neurofeat.extract.embed import embed_batch, prepare_encoder
 
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     if peak_tflops is None and device.type == "cuda":
         peak_tflops = next((v for k, v in BF16_PEAK_TFLOPS.items() if k in name), None)
     x = torch.randn(batch, 4, size, size, size)
     for stride in (2, 1):
-        encoder = _prepare_encoder(build_encoder(EncoderConfig(arch=arch, input_size=size, conv1_stride=stride)), device)
+        encoder = prepare_encoder(build_encoder(EncoderConfig(arch=arch, input_size=size, conv1_stride=stride)), device)
         gflop = gflop_per_forward(encoder, x[:1].to(device))
         embed_batch(encoder, x, device)  # warm-up (cuDNN / oneDNN algorithm choice)
         if device.type == "cuda":
@@ -290,7 +291,7 @@ def main() -> None:
                         help="Peak bf16 TFLOP/s for MFU (default: from the device name for H100/H200/A100).")
     args = parser.parse_args()
 
-    from neurofeat.extract.extractor import resolve_extraction_backbone
+    from neurofeat.extract.backbone import resolve_extraction_backbone
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-extract-"))
     try:

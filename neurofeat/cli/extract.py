@@ -101,84 +101,58 @@ def extract(
 
     Example: neurofeat extract --backbone dino_dro --store S --perturb gibbs:0.2,bias:0.3
     """
-    from neurofeat.extract.adapters import AdapterError
-    from neurofeat.extract.checkpoint import BackboneNotFoundError, CheckpointError
-    from neurofeat.extract.extractor import (
-        ExtractionError,
-        dry_run as run_dry_run,
-        extract_embeddings,
-        default_workers,
-        resolve_device,
-        resolve_extraction_backbone,
-    )
-    from neurofeat.extract.perturb import parse_perturbations
-    from neurofeat.extract.preprocess import PreprocessConfig
-    from neurofeat.store import CheckpointMismatchError, StoreLockedError
+    from neurofeat.runs.extract import EXTRACT_ERRORS, BackboneSource, extract_dry_run, extract_run
 
-    errors = (AdapterError, CheckpointError, BackboneNotFoundError, ExtractionError, CheckpointMismatchError,
-              StoreLockedError, OSError)
     opened = open_store(store)
-    if checkpoint is None and (input_size is not None or spacing is not None):
-        fail("--input-size/--spacing only apply to --checkpoint; a neurofeat backbone's card sets them")
-    with user_errors(*errors):
-        perturbations = parse_perturbations(perturb)
-        dev = resolve_device(device)
-        workers = default_workers(dev) if workers is None else workers
-        pre = None
-        if checkpoint is not None:
-            pre = PreprocessConfig(
-                input_size=input_size if input_size is not None else 128,
-                spacing=spacing if spacing is not None else 1.0,
-            )
-        resolved = resolve_extraction_backbone(
-            backbone, models_dir=models_dir, checkpoint=checkpoint, adapter=adapter,
-            adapter_options=_parse_options(adapter_option), preprocess=pre, device="cpu" if dry_run else dev,
-        )
+    source = BackboneSource(backbone, models_dir=models_dir, checkpoint=checkpoint, adapter=adapter,
+                            adapter_options=_parse_options(adapter_option), input_size=input_size, spacing=spacing)
+    with user_errors(*EXTRACT_ERRORS):
         if dry_run:
-            report = run_dry_run(opened, resolved, perturbations=perturbations, replace=replace, cache_dir=cache_dir)
-            if report.problems:
-                print_frame(report.to_frame().head(50), title="problems")
-            console().print(report.summary(), markup=False, highlight=False)
-            if not report.ok:
-                raise typer.Exit(1)
-            return
-        result = extract_embeddings(
-            opened, resolved, perturbations=perturbations, device=dev, batch_size=batch_size, workers=workers,
-            cache_dir=cache_dir, replace=replace, seed=seed, progress=progress, threads=threads,
-        )
-    from neurofeat.extract.extractor import process_rank
+            report = extract_dry_run(opened, source, perturb=perturb, device=device, replace=replace,
+                                     cache_dir=cache_dir)
+        else:
+            run = extract_run(opened, source, perturb=perturb, device=device, batch_size=batch_size,
+                              workers=workers, threads=threads, cache_dir=cache_dir, seed=seed, replace=replace,
+                              progress=progress)
+    if dry_run:
+        _print_dry_run(report)
+    elif run is not None:  # None on torchrun ranks other than 0
+        _print_extraction(run)
+        _report_failures(run.result.failures, allow_failures)
 
-    if process_rank() != 0:
-        return
-    frame = result.to_frame()
-    compact = frame.drop(columns=["backbone"]).rename(columns={
+
+def _print_dry_run(report: Any) -> None:
+    if report.problems:
+        print_frame(report.to_frame().head(50), title="problems")
+    console().print(report.summary(), markup=False, highlight=False)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+def _print_extraction(run: Any) -> None:
+    result = run.result
+    compact = run.tables["extraction"].drop(columns=["backbone"]).rename(columns={
         "n_patients": "patients", "n_already_done": "stored before", "n_written": "written", "n_failed": "failed",
         "n_zero_filled": "zero-filled", "n_cached": "cached", "seconds": "s", "patients_per_s": "patients/s"})
     print_frame(compact, title=f"extract {result.backbone} on {result.device} (run {result.run_id})")
-    try:
-        from neurofeat.store import write_run
+    if run.log_error is not None:
+        typer.secho(f"warning: the run summary could not be written ({run.log_error})", fg=typer.colors.YELLOW,
+                    err=True)
 
-        write_run(
-            opened, "extract", {"extraction": frame},
-            params={"backbone": result.backbone, "checkpoint_sha256": result.checkpoint_sha256,
-                    "preprocess_sha256": result.preprocess_sha256, "preprocessing": resolved.preprocess.to_dict(),
-                    "source": resolved.source, "device": result.device, "batch_size": batch_size,
-                    "workers": workers, "threads": result.threads, "seed": seed, "perturbations": [p.label for p in perturbations],
-                    "embedding_run_id": result.run_id},
+
+def _report_failures(failures: Any, allow_failures: bool) -> None:
+    if not failures:
+        return
+    for pert, pid, reason in failures[:10]:
+        typer.secho(f"failed {pid} [{pert}]: {reason}", fg=typer.colors.RED, err=True)
+    more = " (showing 10; all in the open_extract_failures view)" if len(failures) > 10 else ""
+    if not allow_failures:
+        fail(
+            f"{len(failures)} patient(s) failed{more}; the others were stored. Fix the scans and rerun "
+            "(done patients are skipped), or pass --allow-failures to accept."
         )
-    except Exception as exc:  # noqa: BLE001 - the embeddings are committed; the log is secondary
-        typer.secho(f"warning: the run summary could not be written ({exc})", fg=typer.colors.YELLOW, err=True)
-    if result.failures:
-        for pert, pid, reason in result.failures[:10]:
-            typer.secho(f"failed {pid} [{pert}]: {reason}", fg=typer.colors.RED, err=True)
-        more = f" (showing 10; all in the open_extract_failures view)" if len(result.failures) > 10 else ""
-        if not allow_failures:
-            fail(
-                f"{len(result.failures)} patient(s) failed{more}; the others were stored. Fix the scans and rerun "
-                "(done patients are skipped), or pass --allow-failures to accept."
-            )
-        typer.secho(f"{len(result.failures)} patient(s) failed{more}; accepted (--allow-failures)",
-                    fg=typer.colors.YELLOW, err=True)
+    typer.secho(f"{len(failures)} patient(s) failed{more}; accepted (--allow-failures)",
+                fg=typer.colors.YELLOW, err=True)
 
 
 def register(app: typer.Typer) -> None:

@@ -24,11 +24,9 @@ pytest.importorskip("monai")
 
 from extract_helpers import make_backbone, make_store  # noqa: E402
 
-from neurofeat.extract.extractor import (  # noqa: E402
-    dry_run,
-    extract_embeddings,
-    resolve_extraction_backbone,
-)
+from neurofeat.extract.backbone import resolve_extraction_backbone  # noqa: E402
+from neurofeat.extract.dry_run import dry_run  # noqa: E402
+from neurofeat.extract.extractor import extract_embeddings  # noqa: E402
 from neurofeat.extract.perturb import parse_perturbations  # noqa: E402
 from neurofeat.extract.preprocess import build_transforms  # noqa: E402
 from neurofeat.store import (  # noqa: E402
@@ -119,7 +117,7 @@ def test_same_input_checkpoint_and_seed_give_identical_embeddings(tmp_path):
 
 
 def test_threads_apply_to_the_forward_pass_and_are_restored(cohort, monkeypatch):
-    import neurofeat.extract.extractor as extractor
+    import neurofeat.extract.embed as extractor
 
     store, models = cohort["store"], cohort["models"]
     seen = []
@@ -157,7 +155,8 @@ def slow_write(self, *args, **kwargs):
     time.sleep(0.4)
     return written
 EmbeddingWriter.write_batch = slow_write
-from neurofeat.extract.extractor import resolve_extraction_backbone, extract_embeddings
+from neurofeat.extract.backbone import resolve_extraction_backbone
+from neurofeat.extract.extractor import extract_embeddings
 store = Store.open(sys.argv[1])
 backbone = resolve_extraction_backbone("tiny", models_dir=sys.argv[2])
 extract_embeddings(store, backbone, batch_size=2, workers=0, flush_rows=2)
@@ -568,7 +567,7 @@ def test_torchrun_two_ranks_shard_and_commit_once(cohort, tmp_path):
 def test_gpu_path_construction_bf16_channels_last_on_cpu(cohort):
     """The CUDA path (bf16 autocast + channels_last_3d) built on CPU: same embeddings
     within bf16 precision. (Untested on a real GPU in this project's CI.)"""
-    from neurofeat.extract.extractor import embed_batch
+    from neurofeat.extract.embed import embed_batch
 
     backbone = resolve_extraction_backbone("tiny", models_dir=cohort["models"])
     images = torch.randn(2, 4, 32, 32, 32, generator=torch.Generator().manual_seed(0))

@@ -12,7 +12,7 @@ pytestmark = pytest.mark.torch
 torch = pytest.importorskip("torch")
 
 from neurofeat.extract.dataset import BackgroundLoader, make_loader  # noqa: E402
-from neurofeat.extract.extractor import default_workers  # noqa: E402
+from neurofeat.extract.devices import default_workers  # noqa: E402
 
 
 class _Items(torch.utils.data.Dataset):
