@@ -21,7 +21,8 @@ import pyarrow.parquet as pq
 
 import neurofeat
 from neurofeat.store.embeddings import new_run_id
-from neurofeat.store.layout import Store, StoreError
+from neurofeat.store.layout import Store, StoreError, storage_error
+from neurofeat.store.transaction import release_run_lock, run_staging_lock
 
 __all__ = ["RunInfo", "write_run"]
 
@@ -88,6 +89,7 @@ def write_run(
     run_id = run_id or new_run_id(command)
     created = datetime.now(timezone.utc)
     staging = store.staging_dir / f"run-{run_id}"
+    lock = run_staging_lock(staging)  # recovery removes the folder of a killed run only
     staging.mkdir(parents=True, exist_ok=False)
     try:
         for name, table in tables.items():
@@ -122,7 +124,11 @@ def write_run(
         store.runs_dir.mkdir(parents=True, exist_ok=True)
         final = store.runs_dir / run_id
         os.rename(staging, final)
-    except BaseException:
+    except BaseException as error:
         shutil.rmtree(staging, ignore_errors=True)
+        if isinstance(error, OSError):
+            raise storage_error(error, f"write analysis run {run_id} into {store.root}") from None
         raise
+    finally:
+        release_run_lock(lock)
     return RunInfo(run_id=run_id, path=final, tables=tuple(sorted(tables)), figures=tuple(sorted(figures or {})))

@@ -47,6 +47,8 @@ __all__ = [
     "write_parquet_atomic",
     "SimulatedCrash",
     "STORAGE_ERRNOS",
+    "run_staging_lock",
+    "release_run_lock",
 ]
 
 STAGING = ".staging"
@@ -271,6 +273,31 @@ def _roll_forward(root: Path, txn_dir: Path, moves: Sequence[Sequence[str]], del
     _step("done")
     shutil.rmtree(txn_dir, ignore_errors=True)
     _step("cleanup")
+
+
+def run_staging_lock(staging: Path) -> StoreLock:
+    """Hold the lock of an analysis run's staging folder (``.staging/run-<id>``) while it
+    is written, so that recovery removes the folder of a killed run and never a live one.
+
+    Release it with :func:`release_run_lock`.
+
+    Raises
+    ------
+    StoreError
+        If the store cannot be written (read-only, disk full), naming the path.
+    """
+    lock = StoreLock(staging.with_name(staging.name + ".lock"), f"writing analysis run {staging.name[4:]}")
+    try:
+        return lock.acquire()
+    except OSError as error:
+        from neurofeat.store.layout import storage_error
+
+        raise storage_error(error, f"write analysis results into {staging.parent.parent}") from None
+
+
+def release_run_lock(lock: StoreLock) -> None:
+    lock.release()
+    lock.path.unlink(missing_ok=True)
 
 
 @dataclass
