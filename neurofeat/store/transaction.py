@@ -69,8 +69,8 @@ def fault_hook(step: str) -> None:
     """Called between the steps of a commit and of a recovery; a no-op.
 
     Tests replace it (``monkeypatch.setattr(transaction, "fault_hook", ...)``) to
-    crash or pause at a chosen step (``"journal"``, ``"move 0"``, ``"delete 0"``,
-    ``"done"``, ``"cleanup"``).
+    crash or pause at a chosen step (``"staged"``, before the commit point;
+    ``"journal"``; ``"move 0"``...; ``"delete 0"``...; ``"done"``; ``"cleanup"``).
     """
 
 
@@ -182,10 +182,14 @@ class Transaction:
         if isinstance(exc, SimulatedCrash):
             self._lock.release()  # what the kernel does for a killed process
             return
-        if exc_type is None and not self._done:
-            self.commit()
-        elif not self._done:
-            self.abort()
+        try:
+            if exc_type is None and not self._done:
+                self.commit()
+            elif not self._done:
+                self.abort()
+        except SimulatedCrash:
+            self._lock.release()
+            raise
 
     def stage_file(self, final: str) -> Path:
         """Return a path to write, which :meth:`commit` moves to ``root/final``."""
@@ -211,11 +215,23 @@ class Transaction:
         self._deletes.append(path)
 
     def commit(self) -> None:
+        _step("staged")
         journal = {"moves": self._moves, "deletes": self._deletes}
         atomic_write_bytes(self.dir / JOURNAL, json.dumps(journal).encode())
         self._journalled = True
         _step("journal")
-        _roll_forward(self.root, self.dir, [tuple(m) for m in self._moves], self._deletes)
+        moves = [tuple(m) for m in self._moves]
+        try:
+            _roll_forward(self.root, self.dir, moves, self._deletes)
+        except Exception:
+            # Past the commit point the only way is forward: try once more (a disk
+            # that was briefly full); else the journal stays for recovery to finish.
+            try:
+                _roll_forward(self.root, self.dir, moves, self._deletes)
+            except Exception:
+                self._lock.release()
+                self._done = True
+                raise
         self._lock.release()
         self._lock.path.unlink(missing_ok=True)
         self._done = True

@@ -114,7 +114,9 @@ def _leftovers(store: Store) -> list[Problem]:
     found = []
     for path in sorted(staging.glob("txn-*")) + sorted(staging.glob("run-*")):
         kind = "transaction" if path.name.startswith("txn-") else "analysis run being written"
-        if path.suffix == ".lock":
+        if path.name.endswith(".lock"):
+            if path.with_name(path.name[: -len(".lock")]).exists():
+                continue  # the folder it guards is reported
             kind = "lock file"
         found.append(Problem(
             "warning", "leftover", str(path),
