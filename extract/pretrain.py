@@ -42,8 +42,10 @@ import torch
 from neurofeat.extract import distributed as dist_utils
 from neurofeat.extract.augment import AugmentConfig, MultiViewAugment
 from neurofeat.extract.checkpoint import CARD_FILE, WEIGHTS_FILE, save_checkpoint
+from neurofeat.extract.devices import resolve_device
 from neurofeat.extract.dro import DROStep, GroupDRO, erm_objective
 from neurofeat.extract.encoders import EncoderConfig, build_encoder
+from neurofeat.extract.loss_curve import plot_loss_curve
 from neurofeat.extract.methods import METHOD_NAMES, build_method
 from neurofeat.extract.pretrain_data import (
     EpochIndexSampler,
@@ -51,6 +53,8 @@ from neurofeat.extract.pretrain_data import (
     PretrainCohort,
     PretrainDataset,
 )
+from neurofeat.extract.pretrain_state import STATE_DIR, load_state, save_state
+from neurofeat.progress import progress_bar
 
 __all__ = [
     "PretrainConfig",
@@ -62,7 +66,6 @@ __all__ = [
     "pretrain",
 ]
 
-STATE_DIR = ".pretrain_state"
 _PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 _SCHEDULES = ("constant", "cosine")
 # fields that may change between a run and its resumption
@@ -281,19 +284,6 @@ class PretrainResult:
 
 
 # ---------------------------------------------------------------------------- helpers
-def _resolve_device(spec: str) -> torch.device:
-    if spec == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)) % torch.cuda.device_count())
-        return torch.device("cpu")
-    device = torch.device(spec)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise PretrainError(f"--device {spec}: CUDA is not available on this machine; use --device cpu or auto.")
-    if device.type == "cuda" and device.index is None:
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)) % torch.cuda.device_count())
-    return device
-
-
 def _resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
     """Autocast dtype, or None for fp32."""
     if precision == "fp32":
@@ -323,112 +313,7 @@ def _lr_at(config: PretrainConfig, step: int, steps_per_epoch: int) -> float:
     return config.lr
 
 
-def _maybe_init_process_group(device: torch.device) -> bool:
-    """Initialise torch.distributed from torchrun's environment; True if we did."""
-    if dist_utils.is_distributed() or int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-        return False
-    backend = "nccl" if device.type == "cuda" else "gloo"
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
-    torch.distributed.init_process_group(backend=backend)
-    return True
 
-
-# -------------------------------------------------------------- state (no pickles)
-def _save_state(state_dir: Path, method: torch.nn.Module, dro: torch.nn.Module | None,
-                optimizer: torch.optim.Optimizer, scaler: Any, progress: dict[str, Any]) -> None:
-    from safetensors.torch import save_file
-
-    tmp = state_dir.with_name(state_dir.name + ".tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    tensors = {f"method.{k}": v.detach().cpu().contiguous() for k, v in method.state_dict().items()}
-    if dro is not None:
-        tensors.update({f"dro.{k}": v.detach().cpu().contiguous() for k, v in dro.state_dict().items()})
-    save_file(tensors, str(tmp / "model.safetensors"))
-    opt_state = optimizer.state_dict()
-    opt_tensors: dict[str, torch.Tensor] = {}
-    opt_scalars: dict[str, Any] = {}
-    for index, entry in opt_state["state"].items():
-        for key, value in entry.items():
-            if torch.is_tensor(value):
-                opt_tensors[f"{index}.{key}"] = value.detach().cpu().contiguous()
-            else:
-                opt_scalars[f"{index}.{key}"] = value
-    save_file(opt_tensors, str(tmp / "optimizer.safetensors"))
-    meta = {"param_groups": opt_state["param_groups"], "scalars": opt_scalars,
-            "scaler": scaler.state_dict() if scaler is not None and scaler.is_enabled() else None,
-            **progress}
-    (tmp / "progress.json").write_text(json.dumps(meta, indent=1, default=float))
-    if state_dir.exists():
-        shutil.rmtree(state_dir)
-    os.replace(tmp, state_dir)
-
-
-def _load_state(state_dir: Path, method: torch.nn.Module, dro: torch.nn.Module | None,
-                optimizer: torch.optim.Optimizer, scaler: Any, device: torch.device) -> dict[str, Any]:
-    from safetensors.torch import load_file
-
-    meta = json.loads((state_dir / "progress.json").read_text())
-    tensors = load_file(str(state_dir / "model.safetensors"), device=str(device))
-    method.load_state_dict({k[len("method."):]: v for k, v in tensors.items() if k.startswith("method.")})
-    if dro is not None:
-        dro.load_state_dict({k[len("dro."):]: v for k, v in tensors.items() if k.startswith("dro.")})
-    opt_tensors = load_file(str(state_dir / "optimizer.safetensors"), device=str(device))
-    state: dict[int, dict[str, Any]] = {}
-    for key, value in list(opt_tensors.items()) + list(meta["scalars"].items()):
-        index, name = key.split(".", 1)
-        state.setdefault(int(index), {})[name] = value
-    for entry in state.values():  # AdamW keeps "step" on the CPU unless capturable/fused
-        if "step" in entry and torch.is_tensor(entry["step"]):
-            entry["step"] = entry["step"].cpu()
-    optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
-    if scaler is not None and meta.get("scaler"):
-        scaler.load_state_dict(meta["scaler"])
-    return meta
-
-
-# --------------------------------------------------------------------------- figure
-def plot_loss_curve(history: list[dict[str, Any]], out_stem: Path, *, title: str = "") -> list[Path]:
-    """Objective and per-group loss per epoch (and q when it varies) -> PNG + SVG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    epochs = [h["epoch"] for h in history]
-    groups = list(history[0]["group_loss"]) if history else []
-    with_q = any(len(set(round(v, 9) for v in h["q"].values())) > 1 for h in history)
-    fig, axes = plt.subplots(1, 2 if with_q else 1, figsize=(10 if with_q else 6, 4), squeeze=False)
-    ax = axes[0, 0]
-    ax.plot(epochs, [h["loss"] for h in history], color="black", linewidth=2, label="objective")
-    if len(groups) > 1:
-        for g in groups:
-            ax.plot(epochs, [h["group_loss"].get(g, float("nan")) for h in history], linewidth=1, label=g)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("loss")
-    ax.set_title(title or "pretraining loss")
-    ax.legend(fontsize=7)
-    if with_q:
-        ax_q = axes[0, 1]
-        for g in groups:
-            ax_q.plot(epochs, [h["q"].get(g, float("nan")) for h in history], label=g)
-        ax_q.set_xlabel("epoch")
-        ax_q.set_ylabel("Group-DRO weight q")
-        ax_q.set_title("group weights")
-        ax_q.legend(fontsize=7)
-    fig.tight_layout()
-    paths = []
-    for suffix in (".png", ".svg"):
-        path = out_stem.with_suffix(suffix)
-        fig.savefig(path, dpi=120)
-        paths.append(path)
-    plt.close(fig)
-    return paths
-
-
-# --------------------------------------------------------------------------- trainer
 def pretrain(
     config: PretrainConfig,
     cohort: PretrainCohort,
@@ -473,13 +358,9 @@ def pretrain(
     """
     out = Path(out_dir)
     state_dir = out / STATE_DIR
-    device = _resolve_device(config.device)
-    initialised_here = _maybe_init_process_group(device)
-    try:
+    device = resolve_device(config.device)
+    with dist_utils.process_group(device):
         return _train(config, cohort, out, state_dir, device, preprocess, overwrite, progress, stop_after_epoch)
-    finally:
-        if initialised_here:
-            torch.distributed.destroy_process_group()
 
 
 def _check_out_dir(config: PretrainConfig, out: Path, state_dir: Path, overwrite: bool, is_rank0: bool) -> bool:
@@ -507,23 +388,45 @@ def _check_out_dir(config: PretrainConfig, out: Path, state_dir: Path, overwrite
     return False
 
 
-def _train(config: PretrainConfig, cohort: PretrainCohort, out: Path, state_dir: Path, device: torch.device,
-           preprocess: Any, overwrite: bool, show_progress: bool,
-           stop_after_epoch: int | None) -> PretrainResult | None:
-    from rich.markup import escape
+def _check_out_dir(config: PretrainConfig, out: Path, state_dir: Path, overwrite: bool, is_rank0: bool) -> bool:
+    """Decide fresh vs resume; returns True to resume."""
+    if state_dir.exists() and (state_dir / "progress.json").exists():
+        meta = json.loads((state_dir / "progress.json").read_text())
+        if meta.get("resume_key") == config.resume_key():
+            return True
+        if not overwrite:
+            previous = meta.get("config", {})
+            now = config.to_dict()
+            changed = sorted(k for k in now if k not in _RESUMABLE_FIELDS and previous.get(k) != now[k])
+            raise PretrainError(
+                f"{out} holds an unfinished run with a different configuration (changed: {changed}); "
+                "pass --overwrite to start afresh or choose another --out."
+            )
+        if is_rank0:
+            shutil.rmtree(state_dir)
+        return False
+    if (out / WEIGHTS_FILE).exists() or (out / CARD_FILE).exists():
+        if not overwrite:
+            raise PretrainError(
+                f"{out} already holds a trained backbone; pass --overwrite to replace it or choose another --out."
+            )
+    return False
 
-    from neurofeat import __version__
-    from neurofeat.extract.preprocess import build_transforms
 
-    rank, world = dist_utils.rank(), dist_utils.world_size()
-    is_rank0 = rank == 0
-    resume = _check_out_dir(config, out, state_dir, overwrite, is_rank0)
-    if dist_utils.is_distributed():
-        torch.distributed.barrier()
+# --------------------------------------------------------------------------- trainer
+@dataclass(frozen=True)
+class _BatchPlan:
+    """How a rank's share of the cohort is cut into steps."""
 
-    if config.preprocess.in_channels != config.encoder.in_channels:  # pragma: no cover - checked in config
-        raise PretrainError("preprocess/encoder channel mismatch")
-    n_patients = len(cohort)
+    n_patients: int
+    per_rank: int
+    batch_size: int
+    drop_last: bool
+    steps_per_epoch: int
+
+
+def _batch_plan(config: PretrainConfig, n_patients: int, world: int) -> _BatchPlan:
+    """Batch size, drop_last and steps per epoch for *world* ranks (full batches of >= 2 only)."""
     per_rank = math.ceil(n_patients / world)
     if per_rank < 2:
         raise PretrainError(
@@ -532,19 +435,90 @@ def _train(config: PretrainConfig, cohort: PretrainCohort, out: Path, state_dir:
     batch_size = min(config.batch_size, per_rank)
     drop_last = per_rank > batch_size  # full batches only; a 1-sample batch would break batch norm
     steps_per_epoch = per_rank // batch_size if drop_last else math.ceil(per_rank / batch_size)
+    return _BatchPlan(n_patients, per_rank, batch_size, drop_last, steps_per_epoch)
 
+
+@dataclass
+class _Trainer:
+    """The built pieces of one training run (what every epoch and step uses)."""
+
+    config: PretrainConfig
+    cohort: PretrainCohort
+    plan: _BatchPlan
+    device: torch.device
+    rank: int
+    world: int
+    method: torch.nn.Module
+    model: torch.nn.Module  # the method, DDP-wrapped under torchrun
+    dro: GroupDRO | None
+    optimizer: torch.optim.Optimizer
+    scaler: Any
+    amp_dtype: torch.dtype | None
+    channels_last: bool
+    dataset: Any = None
+    sampler: Any = None
+    loader: Any = None
+
+    @property
+    def group_names(self) -> list[str]:
+        return list(self.cohort.group_names)
+
+    def final_q(self) -> list[float]:
+        """Group-DRO weights now (uniform without DRO)."""
+        n_groups = len(self.cohort.group_names)
+        return self.dro.q.detach().cpu().tolist() if self.dro is not None else [1.0 / n_groups] * n_groups
+
+
+@dataclass
+class _Progress:
+    """Where training stands: epochs done, per-epoch history, wall time before this run."""
+
+    start_epoch: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    wall_before: float = 0.0
+
+
+def _train(config: PretrainConfig, cohort: PretrainCohort, out: Path, state_dir: Path, device: torch.device,
+           preprocess: Any, overwrite: bool, show_progress: bool,
+           stop_after_epoch: int | None) -> PretrainResult | None:
+    rank, world = dist_utils.rank(), dist_utils.world_size()
+    resume = _check_out_dir(config, out, state_dir, overwrite, rank == 0)
+    dist_utils.barrier()
+    if config.preprocess.in_channels != config.encoder.in_channels:  # pragma: no cover - checked in config
+        raise PretrainError("preprocess/encoder channel mismatch")
+    plan = _batch_plan(config, len(cohort), world)
+    trainer, progress = _build_trainer(config, cohort, plan, device, rank, world, state_dir if resume else None)
+    _attach_loader(trainer, preprocess)
+    t_start = time.perf_counter()
+    with progress_bar(show_progress and rank == 0) as bar:
+        task = bar.add_task("pretraining", total=(config.epochs - progress.start_epoch) * plan.steps_per_epoch)
+        for epoch in range(progress.start_epoch, config.epochs):
+            progress.history.append(_train_epoch(trainer, epoch, bar, task))
+            if rank == 0:
+                save_state(state_dir, trainer.method, trainer.dro, trainer.optimizer, trainer.scaler, {
+                    "epochs_done": epoch + 1, "history": progress.history,
+                    "wall_time_s": progress.wall_before + time.perf_counter() - t_start,
+                    "resume_key": config.resume_key(), "config": config.to_dict(),
+                })
+            dist_utils.barrier()
+            if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch and epoch + 1 < config.epochs:
+                return None
+    wall_time = progress.wall_before + time.perf_counter() - t_start
+    if rank != 0:
+        dist_utils.barrier()
+        return None
+    return _write_backbone(trainer, out, state_dir, progress, wall_time)
+
+
+def _build_trainer(config: PretrainConfig, cohort: PretrainCohort, plan: _BatchPlan, device: torch.device,
+                   rank: int, world: int, resume_from: Path | None) -> tuple[_Trainer, _Progress]:
+    """Seeded encoder + method (+ Group-DRO), optimiser and autocast, resumed state, DDP."""
     torch.manual_seed(config.seed)  # same initial weights on every rank
     np.random.seed(config.seed % (2**32))
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = False
         torch.backends.cudnn.deterministic = True
-    encoder = build_encoder(config.encoder)
-    params = dict(config.method_params)
-    if config.method == "moco":
-        requested = int(params.get("queue_size", 4096))
-        global_batch = batch_size * world
-        params["queue_size"] = 0 if requested == 0 else max(global_batch, min(requested, n_patients - global_batch))
-    method = build_method(config.method, encoder, **params)
+    method = build_method(config.method, build_encoder(config.encoder), **_method_params(config, plan, world))
     channels_last = config.channels_last if config.channels_last is not None else device.type == "cuda"
     method.to(device)
     if channels_last:
@@ -557,130 +531,160 @@ def _train(config: PretrainConfig, cohort: PretrainCohort, out: Path, state_dir:
     optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=config.weight_decay)
     amp_dtype = _resolve_precision(config.precision, device)
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16) if device.type == "cuda" else None
-
-    history: list[dict[str, Any]] = []
-    start_epoch = 0
-    wall_before = 0.0
-    if resume:
-        meta = _load_state(state_dir, method, dro, optimizer, scaler, device)
-        start_epoch = int(meta["epochs_done"])
-        history = list(meta["history"])
-        wall_before = float(meta.get("wall_time_s", 0.0))
-
+    progress = _Progress()
+    if resume_from is not None:
+        meta = load_state(resume_from, method, dro, optimizer, scaler, device)
+        progress = _Progress(int(meta["epochs_done"]), list(meta["history"]), float(meta.get("wall_time_s", 0.0)))
     model: torch.nn.Module = method
     if world > 1:
         from torch.nn.parallel import DistributedDataParallel
 
         model = DistributedDataParallel(method, device_ids=[device.index] if device.type == "cuda" else None)
+    trainer = _Trainer(config=config, cohort=cohort, plan=plan, device=device, rank=rank, world=world, method=method,
+                       model=model, dro=dro, optimizer=optimizer, scaler=scaler, amp_dtype=amp_dtype,
+                       channels_last=channels_last)
+    return trainer, progress
 
-    augment = MultiViewAugment(method.view_specs(config.encoder.input_size), config.augment)
+
+def _method_params(config: PretrainConfig, plan: _BatchPlan, world: int) -> dict[str, Any]:
+    """The method's hyper-parameters; MoCo's queue fits the cohort (at least one global batch)."""
+    params = dict(config.method_params)
+    if config.method == "moco":
+        requested = int(params.get("queue_size", 4096))
+        global_batch = plan.batch_size * world
+        params["queue_size"] = 0 if requested == 0 else max(global_batch, min(requested, plan.n_patients - global_batch))
+    return params
+
+
+def _attach_loader(trainer: _Trainer, preprocess: Any) -> None:
+    """Augmented views of the cohort, sharded (and group-balanced with DRO) per rank."""
+    from neurofeat.extract.preprocess import build_transforms
+
+    config, plan = trainer.config, trainer.plan
+    augment = MultiViewAugment(trainer.method.view_specs(config.encoder.input_size), config.augment)
     pipeline = preprocess if preprocess is not None else build_transforms(config.preprocess)
     cache = config.cache
     if cache is None:
         volume_bytes = config.encoder.in_channels * config.encoder.input_size**3 * 4
         copies = max(1, config.num_workers)
-        cache = per_rank * volume_bytes * copies <= config.cache_budget_gb * 2**30
-    dataset = PretrainDataset(cohort, pipeline, augment, seed=config.seed, cache=cache,
+        cache = plan.per_rank * volume_bytes * copies <= config.cache_budget_gb * 2**30
+    dataset = PretrainDataset(trainer.cohort, pipeline, augment, seed=config.seed, cache=cache,
                               cache_dir=config.cache_dir, preprocess_sha256=config.preprocess.sha256())
     if config.balanced_sampling:
-        base_sampler: Any = GroupBalancedSampler(cohort.group_index, num_replicas=world, rank=rank, seed=config.seed)
+        base_sampler: Any = GroupBalancedSampler(trainer.cohort.group_index, num_replicas=trainer.world,
+                                                 rank=trainer.rank, seed=config.seed)
     else:
         base_sampler = torch.utils.data.distributed.DistributedSampler(
-            dataset, num_replicas=world, rank=rank, shuffle=True, seed=config.seed, drop_last=False
+            dataset, num_replicas=trainer.world, rank=trainer.rank, shuffle=True, seed=config.seed, drop_last=False
         )
     sampler = EpochIndexSampler(base_sampler)
     loader_kwargs: dict[str, Any] = {}
     if config.num_workers > 0:
         loader_kwargs = {"num_workers": config.num_workers, "persistent_workers": True,
-                         "pin_memory": device.type == "cuda"}
-    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=drop_last,
-                                         **loader_kwargs)
-    group_names = list(cohort.group_names)
-    n_groups = len(group_names)
-    total_steps = config.epochs * steps_per_epoch
-    t_start = time.perf_counter()
+                         "pin_memory": trainer.device.type == "cuda"}
+    trainer.dataset, trainer.sampler = dataset, sampler
+    trainer.loader = torch.utils.data.DataLoader(dataset, batch_size=plan.batch_size, sampler=sampler,
+                                                 drop_last=plan.drop_last, **loader_kwargs)
 
-    progress_ctx = _progress(show_progress and is_rank0)
-    with progress_ctx as bar:
-        task = bar.add_task("pretraining", total=(config.epochs - start_epoch) * steps_per_epoch) if bar else None
-        for epoch in range(start_epoch, config.epochs):
-            method.train()
-            sampler.set_epoch(epoch)
-            dataset.set_epoch(epoch)
-            batches = iter(loader)  # creating an iterator may draw from the global RNG: seed after
-            torch.manual_seed(_epoch_seed(config.seed, epoch, rank))
-            sums = torch.zeros(n_groups, dtype=torch.float64)
-            counts = torch.zeros(n_groups, dtype=torch.float64)
-            objective_total = 0.0
-            n_steps = 0
-            lr = config.lr
-            for step_in_epoch, batch in enumerate(batches):
-                global_step = epoch * steps_per_epoch + step_in_epoch
-                lr = _lr_at(config, global_step, steps_per_epoch)
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
-                memory = torch.channels_last_3d if channels_last else torch.contiguous_format
-                views = [v.to(device, non_blocking=True, memory_format=memory) for v in batch["views"]]
-                groups = batch["group"].to(device)
-                with torch.autocast(device_type=device.type, dtype=amp_dtype or torch.float32,
-                                    enabled=amp_dtype is not None):
-                    per_sample = model(views)
-                per_sample = per_sample.float()
-                outcome: DROStep = dro(per_sample, groups) if dro is not None else erm_objective(
-                    per_sample, groups, n_groups)
-                if not math.isfinite(outcome.objective_value):
-                    raise PretrainError(
-                        f"non-finite loss at epoch {epoch + 1}, step {step_in_epoch + 1} (patients "
-                        f"{[cohort.records[i]['patient_id'] for i in batch['index'].tolist()]}); "
-                        "lower --lr or use --precision fp32."
-                    )
-                optimizer.zero_grad(set_to_none=True)
-                if scaler is not None and scaler.is_enabled():
-                    scaler.scale(outcome.objective).backward()
-                    scaler.step(optimizer)
-                    scaler.update()
-                else:
-                    outcome.objective.backward()
-                    optimizer.step()
-                method.after_step((global_step + 1) / total_steps)
-                present = outcome.group_count.detach().cpu().double()
-                sums += torch.nan_to_num(outcome.group_loss.detach().cpu().double(), nan=0.0) * present
-                counts += present
-                objective_total += outcome.objective_value
-                n_steps += 1
-                if bar is not None:
-                    q_text = " ".join(f"{g}={q:.2f}" for g, q in zip(group_names, outcome.q.tolist()))
-                    bar.update(task, advance=1, description=escape(
-                        f"epoch {epoch + 1}/{config.epochs} loss {outcome.objective_value:.4f}"
-                        + (f" q({q_text})" if dro is not None else "")))
-            final_q = (dro.q.detach().cpu().tolist() if dro is not None else [1.0 / n_groups] * n_groups)
-            history.append({
-                "epoch": epoch + 1,
-                "loss": objective_total / max(1, n_steps),
-                "lr": lr,
-                "group_loss": {g: (float(s / c) if c > 0 else None)
-                               for g, s, c in zip(group_names, sums.tolist(), counts.tolist())},
-                "q": {g: float(q) for g, q in zip(group_names, final_q)},
-            })
-            wall = wall_before + time.perf_counter() - t_start
-            if is_rank0:
-                _save_state(state_dir, method, dro, optimizer, scaler, {
-                    "epochs_done": epoch + 1, "history": history, "wall_time_s": wall,
-                    "resume_key": config.resume_key(), "config": config.to_dict(),
-                })
-            if dist_utils.is_distributed():
-                torch.distributed.barrier()
-            if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch and epoch + 1 < config.epochs:
-                return None
 
-    wall_time = wall_before + time.perf_counter() - t_start
-    if not is_rank0:
-        if dist_utils.is_distributed():
-            torch.distributed.barrier()
-        return None
+def _train_epoch(trainer: _Trainer, epoch: int, bar: Any, task: Any) -> dict[str, Any]:
+    """One epoch over this rank's batches; returns its history entry."""
+    from rich.markup import escape
 
-    final_q = dro.q.detach().cpu().tolist() if dro is not None else [1.0 / n_groups] * n_groups
-    card: dict[str, Any] = {
+    config, steps_per_epoch = trainer.config, trainer.plan.steps_per_epoch
+    group_names = trainer.group_names
+    trainer.method.train()
+    trainer.sampler.set_epoch(epoch)
+    trainer.dataset.set_epoch(epoch)
+    batches = iter(trainer.loader)  # creating an iterator may draw from the global RNG: seed after
+    torch.manual_seed(_epoch_seed(config.seed, epoch, trainer.rank))
+    sums = torch.zeros(len(group_names), dtype=torch.float64)
+    counts = torch.zeros(len(group_names), dtype=torch.float64)
+    objective_total = 0.0
+    n_steps = 0
+    lr = config.lr
+    for step_in_epoch, batch in enumerate(batches):
+        global_step = epoch * steps_per_epoch + step_in_epoch
+        lr = _lr_at(config, global_step, steps_per_epoch)
+        for group in trainer.optimizer.param_groups:
+            group["lr"] = lr
+        outcome = _train_step(trainer, batch, epoch, step_in_epoch, global_step)
+        present = outcome.group_count.detach().cpu().double()
+        sums += torch.nan_to_num(outcome.group_loss.detach().cpu().double(), nan=0.0) * present
+        counts += present
+        objective_total += outcome.objective_value
+        n_steps += 1
+        q_text = " ".join(f"{g}={q:.2f}" for g, q in zip(group_names, outcome.q.tolist()))
+        bar.update(task, advance=1, description=escape(
+            f"epoch {epoch + 1}/{config.epochs} loss {outcome.objective_value:.4f}"
+            + (f" q({q_text})" if trainer.dro is not None else "")))
+    return {
+        "epoch": epoch + 1,
+        "loss": objective_total / max(1, n_steps),
+        "lr": lr,
+        "group_loss": {g: (float(s / c) if c > 0 else None)
+                       for g, s, c in zip(group_names, sums.tolist(), counts.tolist())},
+        "q": {g: float(q) for g, q in zip(group_names, trainer.final_q())},
+    }
+
+
+def _train_step(trainer: _Trainer, batch: Mapping[str, Any], epoch: int, step_in_epoch: int,
+                global_step: int) -> DROStep:
+    """Forward (autocast), the ERM or Group-DRO objective, backward and optimiser step."""
+    device, amp_dtype = trainer.device, trainer.amp_dtype
+    memory = torch.channels_last_3d if trainer.channels_last else torch.contiguous_format
+    views = [v.to(device, non_blocking=True, memory_format=memory) for v in batch["views"]]
+    groups = batch["group"].to(device)
+    with torch.autocast(device_type=device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+        per_sample = trainer.model(views)
+    per_sample = per_sample.float()
+    n_groups = len(trainer.cohort.group_names)
+    outcome: DROStep = (trainer.dro(per_sample, groups) if trainer.dro is not None
+                        else erm_objective(per_sample, groups, n_groups))
+    if not math.isfinite(outcome.objective_value):
+        raise PretrainError(
+            f"non-finite loss at epoch {epoch + 1}, step {step_in_epoch + 1} (patients "
+            f"{[trainer.cohort.records[i]['patient_id'] for i in batch['index'].tolist()]}); "
+            "lower --lr or use --precision fp32."
+        )
+    trainer.optimizer.zero_grad(set_to_none=True)
+    scaler = trainer.scaler
+    if scaler is not None and scaler.is_enabled():
+        scaler.scale(outcome.objective).backward()
+        scaler.step(trainer.optimizer)
+        scaler.update()
+    else:
+        outcome.objective.backward()
+        trainer.optimizer.step()
+    trainer.method.after_step((global_step + 1) / (trainer.config.epochs * trainer.plan.steps_per_epoch))
+    return outcome
+
+
+def _write_backbone(trainer: _Trainer, out: Path, state_dir: Path, progress: _Progress,
+                    wall_time: float) -> PretrainResult:
+    """Rank 0: checkpoint + card + loss curve; drop the resumable state unless kept."""
+    config = trainer.config
+    card = _card(trainer, out, progress.history, wall_time)
+    path = save_checkpoint(out, trainer.method.encoder, card)
+    plot_loss_curve(progress.history, out / "loss_curve", title=f"{out.name}: {config.method}"
+                    + (" + Group-DRO" if config.dro else ""))
+    written = json.loads((path / CARD_FILE).read_text())
+    if not config.keep_state and state_dir.exists():
+        shutil.rmtree(state_dir)
+    dist_utils.barrier()
+    return PretrainResult(path=path, name=out.name, card=written, checkpoint_sha256=written["checkpoint_sha256"],
+                          history=tuple(progress.history), resumed_from=progress.start_epoch)
+
+
+def _card(trainer: _Trainer, out: Path, history: list[dict[str, Any]], wall_time: float) -> dict[str, Any]:
+    """The checkpoint card: how the encoder was made (method, DRO, groups and q, data, schedule, ...)."""
+    from neurofeat import __version__
+
+    config, cohort, device, amp_dtype = trainer.config, trainer.cohort, trainer.device, trainer.amp_dtype
+    method, channels_last, world = trainer.method, trainer.channels_last, trainer.world
+    group_names, final_q = trainer.group_names, trainer.final_q()
+    n_patients, batch_size = trainer.plan.n_patients, trainer.plan.batch_size
+    return {
         "name": out.name,
         "method": config.method,
         "method_params": method.hparams(),
@@ -715,30 +719,3 @@ def _train(config: PretrainConfig, cohort: PretrainCohort, out: Path, state_dir:
         "torch_version": torch.__version__,
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    path = save_checkpoint(out, method.encoder, card)
-    plot_loss_curve(history, out / "loss_curve", title=f"{out.name}: {config.method}"
-                    + (" + Group-DRO" if config.dro else ""))
-    written = json.loads((path / CARD_FILE).read_text())
-    if not config.keep_state and state_dir.exists():
-        shutil.rmtree(state_dir)
-    if dist_utils.is_distributed():
-        torch.distributed.barrier()
-    return PretrainResult(path=path, name=out.name, card=written, checkpoint_sha256=written["checkpoint_sha256"],
-                          history=tuple(history), resumed_from=start_epoch)
-
-
-class _NoProgress:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: Any) -> None:
-        return None
-
-
-def _progress(enabled: bool) -> Any:
-    if not enabled:
-        return _NoProgress()
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    transient=False)

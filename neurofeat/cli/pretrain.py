@@ -4,13 +4,12 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from neurofeat.cli.common import StoreOption, console, fail, print_frame
+from neurofeat.cli.common import StoreOption, console, fail, open_store, print_frame, user_errors
 
 __all__ = ["backbones", "pretrain", "register"]
 
@@ -111,66 +110,27 @@ def pretrain(
     Example: neurofeat pretrain --method dino --dro --group-by site --store S --arch resnet10
     --widen-factor 0.25 --input-size 32 --spacing 4 --epochs 5 --batch-size 4 --lr 1e-3
     """
-    from neurofeat.cli.common import user_errors
-
     method = method.lower()
     if method not in _METHODS:
         fail(f"--method {method!r} is not one of {', '.join(_METHODS)}")
     with user_errors():
-        from neurofeat.extract.checkpoint import default_models_dir
-        from neurofeat.extract.encoders import EncoderConfig
-        from neurofeat.extract.preprocess import PreprocessConfig
-        from neurofeat.extract.pretrain import PretrainConfig, PretrainError, backbone_name
-        from neurofeat.extract.pretrain import pretrain as run_pretrain
-        from neurofeat.extract.pretrain_data import cohort_from_manifest, cohort_from_store
-
-    columns = _group_columns(group_by) or ("site",)
-    with user_errors(PretrainError, RuntimeError):
-        encoder = EncoderConfig(arch=arch, widen_factor=widen_factor, input_size=input_size,
-                                spacing=(spacing, spacing, spacing))
-        if sampling not in ("auto", "balanced", "natural"):
-            raise ValueError(f"--sampling must be auto, balanced or natural, got {sampling!r}")
-        config = PretrainConfig(
-            method=method, dro=dro, group_by=columns, eta=eta, adjustment=adjustment, encoder=encoder,
-            preprocess=PreprocessConfig(input_size=input_size, spacing=spacing), method_params=_parse_params(param),
+        from neurofeat.runs.pretrain import PRETRAIN_ERRORS, pretrain_config, pretrain_run
+    with user_errors(*PRETRAIN_ERRORS):
+        config = pretrain_config(
+            method, dro=dro, group_by=_group_columns(group_by) or ("site",), eta=eta, adjustment=adjustment,
+            sampling=sampling, arch=arch, widen_factor=widen_factor, input_size=input_size, spacing=spacing,
             epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, schedule=schedule,
-            warmup_epochs=warmup_epochs, seed=seed, device=device, precision=precision, num_workers=workers,
-            cache_dir=str(cache_dir) if cache_dir is not None else None, keep_state=keep_state,
-            group_balanced={"auto": None, "balanced": True, "natural": False}[sampling],
+            warmup_epochs=warmup_epochs, method_params=_parse_params(param), seed=seed, device=device,
+            precision=precision, workers=workers, cache_dir=cache_dir, keep_state=keep_state,
         )
-        store_obj = None
-        if manifest is not None:
-            cohort = cohort_from_manifest(manifest, columns)
-        else:
-            from neurofeat.store import Store
-
-            store_obj = Store.open(store)
-            cohort = cohort_from_store(store_obj, columns)
-        target = out if out is not None else (models_dir or default_models_dir()) / backbone_name(method, dro)
-        if int(os.environ.get("RANK", "0")) == 0:  # torchrun: the process group starts inside pretrain
-            console().print(
-                f"pretraining [bold]{target.name}[/]: {method}{' + Group-DRO' if dro else ''} on "
-                f"{len(cohort)} patients from {cohort.source}; groups by {'+'.join(columns)}: "
-                + ", ".join(f"{g} ({n})" for g, n in cohort.groups_summary().items())
-            )
-        result = run_pretrain(config, cohort, target, overwrite=overwrite, progress=progress)
-    if result is None:  # not rank 0
+        run = pretrain_run(config, store=open_store(store) if manifest is None else None, manifest=manifest,
+                           out=out, models_dir=models_dir, overwrite=overwrite, progress=progress,
+                           on_start=lambda plan: console().print(plan.summary(), markup=False, highlight=False))
+    if run is None:  # not rank 0
         return
-    _print_result(result)
-    if store_obj is not None:
-        with user_errors():
-            from neurofeat.store import write_run
-
-            frame = result.to_frame()
-            frame.insert(0, "backbone", result.name)
-            for column in ("checkpoint_sha256", "preprocess_sha256", "seed"):
-                frame[column] = result.card[column]
-            run = write_run(store_obj, "pretrain", {"pretrain_history": frame},
-                            params={k: result.card[k] for k in ("name", "method", "dro", "eta", "C", "group_by",
-                                                                "arch", "widen_factor", "input_size", "epochs",
-                                                                "checkpoint_sha256", "preprocess_sha256",
-                                                                "manifest_sha256", "seed")})
-        console().print(f"loss history stored as run {run.run_id} (view run_pretrain_history)")
+    _print_result(run.result)
+    if run.info is not None:
+        console().print(f"loss history stored as run {run.info.run_id} (view run_pretrain_history)")
 
 
 def _print_result(result: Any) -> None:
@@ -195,22 +155,13 @@ def backbones(
     """
     import pandas as pd
 
-    from neurofeat.extract.checkpoint import (
-        BackboneNotFoundError,
-        CARD_FILE,
-        default_models_dir,
-        list_backbones,
-        missing_card_keys,
-        resolve_backbone,
-    )
+    from neurofeat.runs.pretrain import BackboneNotFoundError, available_backbones, backbone_card
 
-    root = models_dir or default_models_dir()
     if name is not None:
         try:
-            path = resolve_backbone(name, root)
+            path, card, missing = backbone_card(name, models_dir)
         except BackboneNotFoundError as error:
             fail(str(error))
-        card = json.loads((path / CARD_FILE).read_text())
         if as_json:
             typer.echo(json.dumps(card, indent=2))
             return
@@ -218,11 +169,10 @@ def backbones(
         frame = pd.DataFrame({"field": list(short), "value": [json.dumps(v) if isinstance(v, (dict, list)) else v
                                                               for v in short.values()]})
         print_frame(frame, title=f"backbone {name} ({path})")
-        missing = missing_card_keys(card)
         if missing:
             console().print(f"[yellow]card lacks {missing} (not written by `neurofeat pretrain`?)[/]")
         return
-    infos = list_backbones(root)
+    root, infos = available_backbones(models_dir)
     if as_json:
         typer.echo(json.dumps([info.to_dict() | {"card": info.card} for info in infos], indent=2, default=str))
         return

@@ -1,0 +1,212 @@
+"""The ``pretrain`` run: an SSL encoder (+ Group-DRO) trained on a cohort -> ``models/<name>``.
+
+:func:`pretrain_config` turns the command's options into a
+:class:`~neurofeat.extract.pretrain.PretrainConfig`; :func:`pretrain_run` reads the
+cohort (the store's patients or a manifest), trains through
+:func:`neurofeat.extract.pretrain.pretrain` and, for a store cohort, logs the loss
+history (``run_pretrain_history`` view). :func:`backbone_card` and
+:func:`available_backbones` serve ``neurofeat backbones``. The CLI only parses, calls
+these and prints.
+
+Example
+-------
+>>> config = pretrain_config("dino", dro=True, arch="resnet10", input_size=32, spacing=4.0)  # doctest: +SKIP
+>>> run = pretrain_run(config, store=Store.open("S"))                                       # doctest: +SKIP
+>>> print(run.result.summary())                                                             # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from neurofeat.extract.checkpoint import (
+    CARD_FILE,
+    BackboneInfo,
+    BackboneNotFoundError,
+    default_models_dir,
+    list_backbones,
+    missing_card_keys,
+    resolve_backbone,
+)
+from neurofeat.extract.distributed import process_rank
+from neurofeat.extract.encoders import EncoderConfig
+from neurofeat.extract.preprocess import PreprocessConfig
+from neurofeat.extract.pretrain import PretrainConfig, PretrainError, PretrainResult, backbone_name, pretrain
+from neurofeat.extract.pretrain_data import PretrainCohort, cohort_from_manifest, cohort_from_store
+from neurofeat.store import RunInfo, Store, write_run
+
+__all__ = [
+    "PRETRAIN_ERRORS",
+    "SAMPLING",
+    "BackboneNotFoundError",
+    "PretrainPlan",
+    "PretrainRun",
+    "available_backbones",
+    "backbone_card",
+    "pretrain_config",
+    "pretrain_run",
+]
+
+#: What pretraining raises for a user's mistake (the CLI prints these without a
+#: traceback; ValueError, e.g. a bad option, as well).
+PRETRAIN_ERRORS: tuple[type[BaseException], ...] = (PretrainError, RuntimeError)
+
+#: ``--sampling`` -> ``PretrainConfig.group_balanced``.
+SAMPLING: dict[str, bool | None] = {"auto": None, "balanced": True, "natural": False}
+
+_CARD_PARAMS = ("name", "method", "dro", "eta", "C", "group_by", "arch", "widen_factor", "input_size", "epochs",
+                "checkpoint_sha256", "preprocess_sha256", "manifest_sha256", "seed")
+
+
+@dataclass(frozen=True, eq=False)
+class PretrainPlan:
+    """What is about to be trained, on what (handed to ``on_start`` before training)."""
+
+    target: Path
+    config: PretrainConfig
+    cohort: PretrainCohort
+
+    def summary(self) -> str:
+        """One line: backbone, method, cohort size and source, groups with their sizes."""
+        config = self.config
+        groups = ", ".join(f"{g} ({n})" for g, n in self.cohort.groups_summary().items())
+        return (f"pretraining {self.target.name}: {config.method}{' + Group-DRO' if config.dro else ''} on "
+                f"{len(self.cohort)} patients from {self.cohort.source}; groups by {'+'.join(config.group_by)}: "
+                f"{groups}")
+
+
+@dataclass(frozen=True, eq=False)
+class PretrainRun:
+    """A finished pretraining (on rank 0).
+
+    Attributes
+    ----------
+    result : PretrainResult
+        The backbone written, its card and loss history.
+    tables : dict name -> DataFrame
+        The run's stored tables (``pretrain_history``); empty for a manifest cohort.
+    params : dict
+        Card fields stored in ``run.json``.
+    info : RunInfo or None
+        Where the run was written (None for a manifest cohort: there is no store).
+    """
+
+    result: PretrainResult
+    tables: dict[str, pd.DataFrame]
+    params: dict[str, Any]
+    info: RunInfo | None
+
+
+def pretrain_config(
+    method: str, *, dro: bool = False, group_by: Sequence[str] = ("site",), eta: float = 0.01,
+    adjustment: float = 0.0, sampling: str = "auto", arch: str = "resnet50", widen_factor: float = 1.0,
+    input_size: int = 128, spacing: float = 1.0, epochs: int = 100, batch_size: int = 8, lr: float = 1e-5,
+    weight_decay: float = 0.05, schedule: str = "constant", warmup_epochs: int = 0,
+    method_params: Mapping[str, Any] | None = None, seed: int = 0, device: str = "auto", precision: str = "auto",
+    workers: int = 0, cache_dir: str | os.PathLike[str] | None = None, keep_state: bool = False,
+) -> PretrainConfig:
+    """A :class:`~neurofeat.extract.pretrain.PretrainConfig` from ``neurofeat pretrain``'s options.
+
+    Isotropic *spacing* (mm) and a cubic *input_size*; *sampling* is one of
+    :data:`SAMPLING`; the other options keep the config's names.
+
+    Raises
+    ------
+    ValueError
+        An unknown sampling, method, precision or schedule, or inconsistent sizes.
+    """
+    if sampling not in SAMPLING:
+        raise ValueError(f"--sampling must be auto, balanced or natural, got {sampling!r}")
+    encoder = EncoderConfig(arch=arch, widen_factor=widen_factor, input_size=input_size,
+                            spacing=(spacing, spacing, spacing))
+    return PretrainConfig(
+        method=method, dro=dro, group_by=tuple(group_by), eta=eta, adjustment=adjustment, encoder=encoder,
+        preprocess=PreprocessConfig(input_size=input_size, spacing=spacing), method_params=dict(method_params or {}),
+        epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, schedule=schedule,
+        warmup_epochs=warmup_epochs, seed=seed, device=device, precision=precision, num_workers=workers,
+        cache_dir=str(cache_dir) if cache_dir is not None else None, keep_state=keep_state,
+        group_balanced=SAMPLING[sampling],
+    )
+
+
+def pretrain_run(
+    config: PretrainConfig, *, store: Store | None = None, manifest: str | os.PathLike[str] | None = None,
+    out: str | os.PathLike[str] | None = None, models_dir: str | os.PathLike[str] | None = None,
+    overwrite: bool = False, progress: bool = False, on_start: Callable[[PretrainPlan], None] | None = None,
+) -> PretrainRun | None:
+    """Train on the store's patients (or a manifest), write the backbone, log the loss history.
+
+    Parameters
+    ----------
+    config : PretrainConfig
+    store : Store, optional
+        The cohort's source, and where the run is logged (unless *manifest*).
+    manifest : path, optional
+        A ``manifest.csv`` to train on instead of the store (nothing is logged).
+    out : path, optional
+        Backbone directory; default ``<models_dir>/<method>[_dro]``.
+    models_dir : path, optional
+        Default ``$NEUROFEAT_MODELS`` or ``./models``.
+    overwrite, progress
+        As for :func:`neurofeat.extract.pretrain.pretrain`.
+    on_start : callable, optional
+        Called on rank 0 with the :class:`PretrainPlan` before training starts.
+
+    Returns
+    -------
+    PretrainRun or None
+        None on torchrun ranks other than 0.
+
+    Raises
+    ------
+    PretrainError, ValueError
+        See :func:`neurofeat.extract.pretrain.pretrain` and the cohort readers.
+    """
+    if manifest is not None:
+        cohort, store = cohort_from_manifest(manifest, config.group_by), None
+    elif store is not None:
+        cohort = cohort_from_store(store, config.group_by)
+    else:
+        raise ValueError("pretrain_run needs a store or a manifest")
+    target = Path(out) if out is not None else Path(models_dir or default_models_dir()) / config.name
+    if on_start is not None and process_rank() == 0:  # torchrun: the process group starts inside pretrain
+        on_start(PretrainPlan(target=target, config=config, cohort=cohort))
+    result = pretrain(config, cohort, target, overwrite=overwrite, progress=progress)
+    if result is None:  # not rank 0
+        return None
+    params = {k: result.card[k] for k in _CARD_PARAMS}
+    if store is None:
+        return PretrainRun(result=result, tables={}, params=params, info=None)
+    frame = result.to_frame()
+    frame.insert(0, "backbone", result.name)
+    for column in ("checkpoint_sha256", "preprocess_sha256", "seed"):
+        frame[column] = result.card[column]
+    tables = {"pretrain_history": frame}
+    info = write_run(store, "pretrain", tables, params=params)
+    return PretrainRun(result=result, tables=tables, params=params, info=info)
+
+
+def backbone_card(name: str, models_dir: str | os.PathLike[str] | None = None) -> tuple[Path, dict[str, Any], list[str]]:
+    """(directory, card, card keys a `neurofeat pretrain` card would have but this one lacks).
+
+    Raises
+    ------
+    BackboneNotFoundError
+        Naming the directory searched and the closest available name.
+    """
+    path = resolve_backbone(name, models_dir or default_models_dir())
+    card = json.loads((path / CARD_FILE).read_text())
+    return path, card, missing_card_keys(card)
+
+
+def available_backbones(models_dir: str | os.PathLike[str] | None = None) -> tuple[Path, list[BackboneInfo]]:
+    """(the models directory searched, its backbones sorted by name)."""
+    root = Path(models_dir or default_models_dir())
+    return root, list_backbones(root)
