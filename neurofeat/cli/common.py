@@ -9,7 +9,8 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 
-__all__ = ["StoreOption", "fail", "user_errors", "print_frame", "console", "open_store"]
+__all__ = ["StoreOption", "fail", "user_errors", "print_frame", "console", "open_store",
+           "progress_hooks"]
 
 StoreOption = Annotated[
     Path | None,
@@ -70,3 +71,23 @@ def _cell(value: Any, float_format: str) -> str:
     if isinstance(value, float):
         return "" if value != value else float_format.format(value)
     return str(value)
+
+
+def progress_hooks(enabled: bool, description: str = "fitting probes"):
+    """A progress bar (or a no-op) and the ``on_start(total)``/``on_step()`` hooks of a run."""
+    from neurofeat.progress import progress_bar
+
+    progress = progress_bar(enabled, transient=True)
+    state: dict = {}
+
+    def on_start(total: int) -> None:
+        if "id" in state:
+            progress.update(state["id"], total=progress.tasks[state["id"]].total + total)
+        else:
+            state["id"] = progress.add_task(description, total=total)
+
+    def on_step(k: int = 1) -> None:
+        if "id" in state:
+            progress.advance(state["id"], k)
+
+    return progress, on_start, on_step

@@ -7,7 +7,8 @@ from typing import Annotated
 
 import typer
 
-from neurofeat.cli.common import StoreOption, console, fail, open_store, print_frame, user_errors
+from neurofeat.cli.common import (StoreOption, console, fail, open_store, print_frame,
+                                  progress_hooks, user_errors)
 
 __all__ = ["register", "probe"]
 
@@ -23,27 +24,6 @@ def _parse_fractions(text: str) -> tuple[float, ...]:
     if bad:
         fail(f"--fractions must lie in (0, 1]; got {bad}")
     return values
-
-
-def progress_bar(enabled: bool):
-    """A rich progress bar on stderr (or a no-op) with start(total) / advance() hooks."""
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, \
-        TimeElapsedColumn
-
-    progress = Progress(TextColumn("[progress.description]{task.description}"), BarColumn(),
-                        MofNCompleteColumn(), TimeElapsedColumn(),
-                        console=Console(stderr=True), transient=True, disable=not enabled)
-    state = {}
-
-    def start(total: int) -> None:
-        state["id"] = progress.add_task("fitting probes", total=total)
-
-    def advance() -> None:
-        if "id" in state:
-            progress.advance(state["id"])
-
-    return progress, start, advance
 
 
 def probe(
@@ -76,30 +56,23 @@ def probe(
 
     Example: neurofeat probe --backbone dino_dro --task idh1 --protocol loso --store S
     """
-    from neurofeat.analysis.folds import FoldError
-    from neurofeat.analysis.protocols import PROTOCOLS
-    from neurofeat.cli.probe_runner import probe_on_store
+    from neurofeat.runs import PROBE_PROTOCOLS, FoldError, probe_run
 
-    if protocol not in PROTOCOLS:
-        fail(f"--protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
+    if protocol not in PROBE_PROTOCOLS:
+        fail(f"--protocol must be one of {', '.join(PROBE_PROTOCOLS)}, got {protocol!r}")
     opened = open_store(store)
-    progress, start, advance = progress_bar(not as_json)
+    progress, on_start, on_step = progress_hooks(not as_json)
     with user_errors(FoldError), progress:
-        result, info = probe_on_store(opened, backbone, task, protocol=protocol,
-                                      n_repeats=repeats, n_splits=folds, n_boot=bootstrap,
-                                      seed=seed, fractions=_parse_fractions(fractions),
-                                      knn=knn, knn_neighbors=neighbors,
-                                      perturbation=perturbation, site=site,
-                                      on_split=advance,
-                                      on_start=start)
+        run = probe_run(opened, backbone, task, protocol=protocol, n_repeats=repeats,
+                        n_splits=folds, n_boot=bootstrap, seed=seed,
+                        fractions=_parse_fractions(fractions), knn=knn,
+                        knn_neighbors=neighbors, perturbation=perturbation, site=site,
+                        on_start=on_start, on_split=on_step)
     if as_json:
-        payload = result.to_dict()
-        payload["run_id"] = info.run_id if info else None
-        typer.echo(json.dumps(payload, indent=2))
+        typer.echo(json.dumps(dict(run.result.to_dict(), run_id=run.info.run_id), indent=2))
         return
-    _print_probe(result)
-    if info is not None:
-        console().print(f"wrote run [bold]{info.run_id}[/bold] to {info.path}")
+    _print_probe(run.result)
+    console().print(f"wrote run [bold]{run.info.run_id}[/bold] to {run.info.path}")
 
 
 def _print_probe(result) -> None:

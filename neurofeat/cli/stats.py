@@ -1,9 +1,7 @@
 """CLI: ``neurofeat stats compare`` — paired comparison of backbones or families.
 
-Dispatch on the task's kind happens in
-:func:`neurofeat.cli.probe_runner.compare_on_store`: binary/continuous tasks compare
-probe AUC/balanced accuracy (DeLong for AUC), survival tasks compare c-indices through
-the same paired machinery (:mod:`neurofeat.analysis.survival.compare`).
+Parses the options, calls :func:`neurofeat.runs.compare_run` (which dispatches on the
+task's kind, adjusts across tasks and writes the run) and prints its tables.
 """
 
 from __future__ import annotations
@@ -14,15 +12,13 @@ from typing import Annotated
 
 import typer
 
-from neurofeat.cli.common import StoreOption, console, fail, open_store, print_frame, user_errors
+from neurofeat.cli.common import (StoreOption, console, fail, open_store, print_frame,
+                                  progress_hooks, user_errors)
 
 __all__ = ["register", "compare"]
 
 stats_app = typer.Typer(help="Statistics across backbones: paired comparisons.",
                         no_args_is_help=True)
-
-_CLASSIFICATION_METRICS = ("auc", "ba", "sensitivity", "specificity", "spearman", "mae")
-
 
 @stats_app.command("compare")
 def compare(
@@ -64,95 +60,46 @@ def compare(
 
     Example: neurofeat stats compare base dro --task cdkn2a --store S
     """
-    import pandas as pd
-
-    from neurofeat.analysis.compare import adjust_across
-    from neurofeat.analysis.paired_tests import TEST_CHOICES
-    from neurofeat.cli.probe import progress_bar
-    from neurofeat.cli.probe_runner import PatientSetMismatch, compare_on_store
-    from neurofeat.store import write_run
-    from neurofeat.tasks import get_task, list_tasks
+    from neurofeat.runs import (CLASSIFICATION_METRICS, TEST_CHOICES, PatientSetMismatch,
+                                compare_run)
 
     if test not in TEST_CHOICES:
         fail(f"--test must be one of {', '.join(TEST_CHOICES)}, got {test!r}")
     metrics = tuple(m.strip() for m in metric.split(",") if m.strip())
-    unknown = [m for m in metrics if m not in _CLASSIFICATION_METRICS]
-    if unknown or not metrics:
-        fail(f"unknown metric(s) {unknown or metric!r}; use {', '.join(_CLASSIFICATION_METRICS)}")
+    if not metrics or any(m not in CLASSIFICATION_METRICS for m in metrics):
+        fail(f"unknown metric(s) in {metric!r}; use {', '.join(CLASSIFICATION_METRICS)}")
     opened = open_store(store)
-    with user_errors():
-        if task == "all":
-            task_names = [t.name for t in list_tasks()]
-        else:
-            task_names = [get_task(task).name]
-
-    from neurofeat.analysis.compare import pair_backbones
-    from neurofeat.store import StoreError
-
-    with user_errors():
-        pair_backbones(side_a, side_b, opened.backbones())  # unknown names fail fast
-
-    results, frames, skipped = [], [], []
-    progress, start, advance = progress_bar(not as_json)
-    with progress:
-        for name in task_names:
-            kind = get_task(name).kind
-            task_metrics = metrics if kind != "binary" else tuple(
-                m for m in metrics if m not in ("spearman", "mae"))
-            try:
-                result, tests, data = compare_on_store(
-                    opened, side_a, side_b, name, metrics=task_metrics, test=test,
-                    n_repeats=repeats, n_splits=folds, n_boot=bootstrap, seed=seed,
-                    intersect=intersect, perturbation=perturbation, site=site,
-                    on_split=advance, on_start=start)
-            except PatientSetMismatch as error:
-                fail(str(error))
-            except (ValueError, StoreError) as error:  # FoldError is a ValueError
-                if len(task_names) == 1:
-                    fail(str(error))
-                skipped.append((name, str(error)))
-                continue
-            results.append((name, result, data))
-            frames.append(tests)
-    if not frames:
-        fail("no task could be compared:\n" + "\n".join(f"  {n}: {why}" for n, why in skipped))
-    tests = pd.concat(frames, ignore_index=True)
-    # Holm/BH across tasks (one task: unchanged); survival tables already carry
-    # their across-site adjustment, which is kept when only one task ran.
-    if len(frames) > 1 or "tau" not in tests.columns:
-        tests = adjust_across(tests, across="task")
-    params = {"side_a": side_a, "side_b": side_b, "tasks": [n for n, _, _ in results],
-              "metrics": list(metrics), "test": test, "repeats": repeats, "folds": folds,
-              "bootstrap": bootstrap, "seed": seed, "intersect": intersect,
-              "perturbation": perturbation, "site": site or "all",
-              "skipped": {n: why for n, why in skipped}}
-    with user_errors():
-        info = write_run(opened, "stats-compare", {"tests": tests}, params=params)
+    progress, on_start, on_step = progress_hooks(not as_json)
+    with user_errors(PatientSetMismatch), progress:
+        run = compare_run(opened, side_a, side_b, task, metrics=metrics, test=test,
+                          n_repeats=repeats, n_splits=folds, n_boot=bootstrap, seed=seed,
+                          intersect=intersect, perturbation=perturbation, site=site,
+                          on_start=on_start, on_split=on_step)
     if csv is not None:
-        tests.to_csv(csv, index=False)
+        run.tests.to_csv(csv, index=False)
     if as_json:
-        from neurofeat.analysis.protocols import json_records
+        from neurofeat.runs import json_records
 
-        typer.echo(json.dumps({"run_id": info.run_id, "params": params,
-                               "tests": json_records(tests)}, indent=2))
+        typer.echo(json.dumps({"run_id": run.info.run_id, "params": run.params,
+                               "tests": json_records(run.tests)}, indent=2))
         return
-    for name, result, data in results:
-        summary = _display(result.summary_frame())
-        print_frame(summary, title=f"{side_a} vs {side_b} on {name} (n={data.patient_ids.size}"
-                                   f", paired folds and resamples)")
+    _print_run(run)
+
+
+def _print_run(run) -> None:
+    for comparison in run.comparisons:
+        data = comparison.data
+        print_frame(_display(comparison.result.summary_frame()),
+                    title=f"{run.side_a} vs {run.side_b} on {comparison.task.name} "
+                          f"(n={data.patient_ids.size}, paired folds and resamples)")
         if any(data.dropped.values()):
-            console().print(f"--intersect: compared on {data.patient_ids.size} shared patients "
-                            f"(dropped {data.dropped})")
-    if len(results) > 1:
-        primary = tests[tests["test"].isin(["corrected-t"] if test == "corrected-t"
-                                           else ["wilcoxon", "ttest"])]
-        cols = ["task", "metric", "backbone_a", "backbone_b", "diff", "test", "p_value",
-                "p_holm", "p_bh"]
-        print_frame(primary[primary["site"] == "all"][cols],
-                    title="adjusted across tasks (Holm, Benjamini-Hochberg)")
-    for name, why in skipped:
+            console().print(f"--intersect: compared on {data.patient_ids.size} shared "
+                            f"patients (dropped {data.dropped})")
+    if len(run.comparisons) > 1:
+        print_frame(run.adjusted(), title="adjusted across tasks (Holm, Benjamini-Hochberg)")
+    for name, why in run.skipped:
         console().print(f"[yellow]skipped {name}[/yellow]: {why}")
-    console().print(f"wrote run [bold]{info.run_id}[/bold] to {info.path}")
+    console().print(f"wrote run [bold]{run.info.run_id}[/bold] to {run.info.path}")
 
 
 def _display(summary):

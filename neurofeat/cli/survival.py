@@ -1,105 +1,25 @@
 """CLI: `neurofeat survival` — Cox models on stored embeddings, c-indices, KM/log-rank.
 
-Parses options, reads the task's patients from the store, calls the pure functions of
-:mod:`neurofeat.analysis.survival`, prints rich tables (or JSON) and writes metrics,
-predictions and Kaplan–Meier figures to the store with ``write_run``.
+Parses options, calls :func:`neurofeat.runs.survival_run` (which reads the cohort,
+fits the model, evaluates it and writes the run with its Kaplan–Meier figures) and
+prints rich tables (or JSON).
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
-from neurofeat.cli.common import StoreOption, fail, open_store, print_frame, user_errors
+from neurofeat.cli.common import (StoreOption, fail, open_store, print_frame, progress_hooks,
+                                  user_errors)
 
-__all__ = ["register", "load_survival_data", "km_by_label"]
+__all__ = ["register"]
 
 _EXAMPLE = (
     "Example: neurofeat survival --backbone dino_dro --task os --model coxnet "
     "--protocol cv --bootstrap 1000 --by mgmt"
 )
-
-
-def load_survival_data(store: Any, backbone: str, task_name: str, *, site: str | None = None,
-                       min_patients: int = 20) -> Any:
-    """Read X, time, event of a survival task (optionally one site) and validate them.
-
-    Returns the store's TaskData (rows sorted by patient id), restricted to ``site``.
-
-    Raises
-    ------
-    ValueError
-        Not a survival task, unknown site, too few patients, bad times.
-    """
-    import dataclasses
-
-    import numpy as np
-
-    from neurofeat.analysis.survival import check_min_patients, check_survival_data
-    from neurofeat.store import read_xy
-    from neurofeat.tasks import get_task
-
-    task = get_task(task_name)
-    if task.kind != "survival":
-        raise ValueError(f"task '{task.name}' is a {task.kind} task; `neurofeat survival` "
-                         "needs a survival task such as 'os' (see `neurofeat tasks`)")
-    data = read_xy(store, backbone, task)
-    if site is not None:
-        known = sorted(set(data.sites.tolist()))
-        if site not in known:
-            raise ValueError(f"site '{site}' has no patients in task '{task.name}' for "
-                             f"backbone '{backbone}'; sites: {', '.join(known) or 'none'}")
-        keep = data.sites == site
-        data = dataclasses.replace(data, X=data.X[keep], y=data.y[keep],
-                                   event=data.event[keep], patient_ids=data.patient_ids[keep],
-                                   sites=data.sites[keep])
-    what = f"task '{task.name}' (cohort: {task.cohort or 'everyone'})" + \
-        (f" at site {site}" if site else "") + f" with backbone '{backbone}'"
-    check_min_patients(data.n, min_patients=min_patients, what=what)
-    check_survival_data(data.y, np.asarray(data.event, bool), patient_ids=data.patient_ids,
-                        what=what)
-    return data
-
-
-def _clinical_column(store: Any, column: str, patient_ids: Any) -> Any:
-    """Values of a clinical-view column for the given patients (None where unknown)."""
-    import pandas as pd
-
-    from neurofeat.store import connect
-
-    con = connect(store)
-    try:
-        columns = [row[0] for row in con.sql("DESCRIBE clinical").fetchall()]
-        if column not in columns:
-            import difflib
-
-            guess = difflib.get_close_matches(column, columns, n=1)
-            hint = f" Did you mean '{guess[0]}'?" if guess else ""
-            raise ValueError(f"'{column}' is not a column of the clinical view.{hint} "
-                             f"Columns: {', '.join(columns)}")
-        frame = con.sql(f'SELECT patient_id, "{column}" AS value FROM clinical').df()
-    finally:
-        con.close()
-    return pd.Series(frame["value"].to_numpy(), index=frame["patient_id"].astype(str)) \
-        .reindex(pd.Index(patient_ids)).to_numpy()
-
-
-def km_by_label(time: Any, event: Any, values: Any, label: str) -> tuple[list, Any]:
-    """KM curves and log-rank test of patients grouped by ``values`` (unknown dropped)."""
-    import numpy as np
-    import pandas as pd
-
-    from neurofeat.analysis.survival import SurvivalDataError, kaplan_meier, logrank_test
-
-    known = ~pd.isna(values)
-    if known.sum() == 0:
-        raise SurvivalDataError(f"'{label}' is unknown for every patient of the cohort")
-    groups = np.array([f"{label}={v}" for v in values[known]])
-    t, e = time[known], event[known]
-    curves = [kaplan_meier(t[groups == g], e[groups == g], label=g) for g in np.unique(groups)]
-    test = logrank_test(t, e, groups) if len(curves) > 1 else None
-    return curves, test
 
 
 def register(app: typer.Typer) -> None:
@@ -138,143 +58,38 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         import json
 
-        import numpy as np
-        import pandas as pd
+        from neurofeat.runs import SURVIVAL_PROTOCOLS, SurvivalDataError, survival_run
 
-        from neurofeat.analysis.survival import (
-            SurvivalDataError,
-            cross_validated_risk,
-            evaluate_survival,
-            make_cox_model,
-            survival_fold_plan,
-        )
-        from neurofeat.analysis.survival.plots import plot_km
-        from neurofeat.store import write_run
-
-        if protocol not in ("cv", "loso", "site"):
+        if protocol not in SURVIVAL_PROTOCOLS:
             fail(f"--protocol must be cv, loso or site, got '{protocol}'")
-        if site is not None and protocol == "loso":
-            fail("--protocol loso holds out every site in turn; drop --site, or use "
-                 "--protocol site --site SITE")
         store = open_store(store_path)
-        with user_errors(SurvivalDataError):
-            if backbone not in store.backbones():
-                import difflib
-
-                guess = difflib.get_close_matches(backbone, store.backbones(), n=1)
-                hint = f" Did you mean '{guess[0]}'?" if guess else ""
-                raise ValueError(f"unknown backbone '{backbone}'.{hint} Backbones in the "
-                                 f"store: {', '.join(store.backbones()) or 'none'}")
-            params = ({"n_components": n_components} if model == "pca-cox"
-                      else {"l1_ratio": l1_ratio, "random_state": seed})
-            estimator = make_cox_model(model, **params)
-            data = load_survival_data(store, backbone, task, site=site,
-                                      min_patients=min_patients)
-            time, event = data.y, np.asarray(data.event, bool)
-            plan_protocol = "cv" if (site is not None and protocol == "site") else protocol
-            plan = survival_fold_plan(data.patient_ids, event, data.sites,
-                                      protocol=plan_protocol, n_splits=folds,
-                                      n_repeats=repeats, task=data.task.name, seed=seed)
-            n_splits_total = sum(1 for _ in plan.splits())
-            cv = _run_with_progress(
-                lambda progress: cross_validated_risk(
-                    data.X, time, event, plan, model=estimator, model_name=model,
-                    sites=data.sites, backbone=backbone, progress=progress),
-                total=n_splits_total, label=f"{backbone}: fitting {model}", quiet=as_json)
-            ev = evaluate_survival(cv, tau=tau, n_boot=bootstrap, seed=seed)
-            figures = {}
-            for name, curves in ev.km.items():
-                figures[f"km_{_slug(name)}"] = plot_km(
-                    curves, logrank=ev.logrank.get(name),
-                    title=f"{backbone} / {data.task.name}: risk groups ({name})")
-            extra_tables = {}
-            if by is not None:
-                values = _clinical_column(store, by, data.patient_ids)
-                curves, test = km_by_label(time, event, values, by)
-                figures[f"km_by_{_slug(by)}"] = plot_km(curves, logrank=test,
-                                                       title=f"{data.task.name} by {by}")
-                extra_tables["km_by"] = pd.concat([c.to_frame() for c in curves])
-                if test is not None:
-                    ev.metrics.loc[len(ev.metrics)] = _extra_row(
-                        "all", f"logrank_p_by_{by}", test.p_value, data.n, int(event.sum()))
-            if within is not None:
-                values = _clinical_column(store, within, data.patient_ids)
-                inside = np.array([v is True or v == 1 for v in values])
-                if inside.sum() < 2:
-                    raise SurvivalDataError(f"only {int(inside.sum())} patient(s) with "
-                                            f"{within} = true in the cohort; nothing to plot")
-                groups = np.where(cv.high_risk[0] == 1, "high risk", "low risk")
-                curves, test = km_by_label(time[inside], event[inside], groups[inside],
-                                           "risk")
-                figures[f"km_within_{_slug(within)}"] = plot_km(
-                    curves, logrank=test, title=f"risk groups within {within} = true")
-                if test is not None:
-                    ev.metrics.loc[len(ev.metrics)] = _extra_row(
-                        "all", f"logrank_p_within_{within}", test.p_value,
-                        int(inside.sum()), int(event[inside].sum()))
-        metrics = ev.metrics.assign(
-            command="survival", backbone=backbone, perturbation="none",
-            task=data.task.name, protocol=protocol if site is None else f"{protocol}:{site}",
-            seed=seed, model=model, checkpoint_sha256=data.checkpoint_sha256,
-            preprocess_sha256=data.preprocess_sha256)
-        run_params = {"backbone": backbone, "task": data.task.name, "model": model,
-                      "model_params": params, "protocol": protocol, "site": site,
-                      "folds": folds, "repeats": repeats, "bootstrap": bootstrap, "seed": seed,
-                      "tau": ev.tau, "by": by, "within": within,
-                      "checkpoint_sha256": data.checkpoint_sha256,
-                      "preprocess_sha256": data.preprocess_sha256,
-                      "n_patients": data.n, "n_events": int(event.sum()),
-                      "n_missing_embedding": data.n_missing_embedding}
-        provenance = {"backbone": backbone, "task": data.task.name, "model": model,
-                      "seed": seed, "checkpoint_sha256": data.checkpoint_sha256,
-                      "preprocess_sha256": data.preprocess_sha256}
-        km_frame = pd.concat([c.to_frame().assign(site=name) for name, curves in ev.km.items()
-                              for c in curves], ignore_index=True)
-        with user_errors():
-            run = write_run(store, "survival",
-                            {"metrics": metrics,
-                             "predictions": cv.to_frame().assign(**provenance),
-                             "folds": cv.splits.assign(**provenance),
-                             "km": km_frame.assign(**provenance), **extra_tables},
-                            params=run_params, figures=figures)
+        progress, on_start, on_step = progress_hooks(not as_json, f"{backbone}: fitting {model}")
+        with user_errors(SurvivalDataError), progress:
+            run = survival_run(store, backbone, task, model=model, protocol=protocol, site=site,
+                               n_splits=folds, n_repeats=repeats, n_boot=bootstrap, seed=seed,
+                               tau=tau, by=by, within=within, n_components=n_components,
+                               l1_ratio=l1_ratio, min_patients=min_patients,
+                               on_start=on_start, progress=on_step)
         if as_json:
-            payload = {"run_id": run.run_id, "path": str(run.path), "params": run_params,
-                       "metrics": json.loads(metrics.to_json(orient="records",
-                                                             double_precision=15)),
-                       "folds": json.loads(cv.splits.to_json(orient="records",
-                                                             double_precision=15))}
+            payload = {"run_id": run.info.run_id, "path": str(run.info.path),
+                       "params": run.params,
+                       "metrics": json.loads(run.metrics.to_json(orient="records",
+                                                                 double_precision=15)),
+                       "folds": json.loads(run.cv.splits.to_json(orient="records",
+                                                                 double_precision=15))}
             typer.echo(json.dumps(payload, indent=2, default=str))
             return
-        _print_results(metrics, cv, backbone, data, model, ev.tau)
-        typer.echo(f"run {run.run_id}: {run.path} ({len(figures)} figure(s), PNG + SVG)")
+        _print_results(run)
+        typer.echo(f"run {run.info.run_id}: {run.info.path} ({len(run.figures)} figure(s), "
+                   "PNG + SVG)")
 
 
-def _slug(name: str) -> str:
-    return "".join(ch if ch.isalnum() else "_" for ch in str(name)).strip("_").lower() or "x"
-
-
-def _extra_row(site: str, metric: str, estimate: float, n: int, n_pos: int) -> dict:
-    import numpy as np
-
-    return {"site": site, "metric": metric, "estimate": float(estimate), "ci_low": np.nan,
-            "ci_high": np.nan, "bca_low": np.nan, "bca_high": np.nan, "ci_method": "",
-            "n": n, "n_pos": n_pos, "tau": np.nan, "horizon": np.nan}
-
-
-def _run_with_progress(fn, *, total: int, label: str, quiet: bool):
-    if quiet:
-        return fn(None)
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
-    with Progress("[progress.description]{task.description}", BarColumn(),
-                  MofNCompleteColumn(), TimeElapsedColumn(), transient=True) as bar:
-        handle = bar.add_task(label, total=total)
-        return fn(lambda k: bar.advance(handle, k))
-
-
-def _print_results(metrics, cv, backbone, data, model, tau) -> None:
+def _print_results(run) -> None:
     import numpy as np
     import pandas as pd
+
+    metrics, cv, backbone, data, model, tau = (run.metrics, run.cv, run.backbone, run.data,
+                                               run.model, run.tau)
 
     discrimination, timewise, extra = [], [], []
     for site, block in metrics.groupby("site", sort=False):

@@ -22,9 +22,10 @@ import pyarrow.parquet as pq
 import neurofeat
 from neurofeat.store.embeddings import new_run_id
 from neurofeat.store.layout import Store, StoreError, storage_error
+from neurofeat.store.schema import RUN_AUTO_COLUMNS, run_table_schema
 from neurofeat.store.transaction import release_run_lock, run_staging_lock
 
-__all__ = ["RunInfo", "write_run"]
+__all__ = ["RunInfo", "write_run", "conform_run_table"]
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,52 @@ def _to_arrow(table: Any, name: str) -> pa.Table:
         return pa.Table.from_pandas(table, preserve_index=False)
     except Exception as error:  # noqa: BLE001 - re-raised with the table's name
         raise StoreError(f"result table '{name}' cannot be stored as Parquet: {error}") from None
+
+
+def conform_run_table(command: str, name: str, table: Any) -> pa.Table:
+    """``table`` cast to the declared schema of ``command``'s run table ``name``.
+
+    The columns must be exactly the schema's (in any order); ``run_id``,
+    ``neurofeat_version`` and ``created_at`` may be left out (``write_run`` adds them).
+
+    Raises
+    ------
+    StoreError
+        The table is not declared, a column is missing or unknown, or a column's values
+        do not fit its declared type; the message names the command, table and columns.
+    """
+    try:
+        schema = run_table_schema(command, name)
+    except KeyError as error:
+        raise StoreError(str(error.args[0])) from None
+    arrow = _to_arrow(table, name)
+    auto = {field.name for field in RUN_AUTO_COLUMNS}
+    declared = [field for field in schema if field.name not in auto]
+    present = set(arrow.column_names)
+    if len(arrow.column_names) != len(present):
+        dupes = sorted({c for c in arrow.column_names if arrow.column_names.count(c) > 1})
+        raise StoreError(f"{command} run table '{name}' has duplicate columns {dupes}")
+    missing = [f.name for f in declared if f.name not in present]
+    unknown = sorted(present - {f.name for f in schema})
+    if missing or unknown:
+        parts = ([f"missing {missing}"] if missing else []) + \
+            ([f"undeclared {unknown}"] if unknown else [])
+        raise StoreError(f"{command} run table '{name}' does not match its schema: "
+                         f"{'; '.join(parts)}. Declare new columns in "
+                         "neurofeat/store/schema.py (RUN_TABLE_SCHEMAS).")
+    columns = []
+    for field in schema:
+        if field.name not in present:
+            continue
+        column = arrow.column(field.name)
+        try:
+            columns.append(column.cast(field.type) if column.type != field.type else column)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as error:
+            raise StoreError(f"{command} run table '{name}', column '{field.name}': values of "
+                             f"type {column.type} do not fit the declared {field.type} "
+                             f"({error})") from None
+    names = [f.name for f in schema if f.name in present]
+    return pa.Table.from_arrays(columns, names=names)
 
 
 def _json_default(value: Any) -> Any:
@@ -74,8 +121,9 @@ def write_run(
         The producing command (``probe``, ``survival``, ``stats-compare``...).
     tables : mapping of name to pandas/polars DataFrame or pyarrow.Table
         ``metrics`` feeds the ``results`` view, ``tests`` the ``comparisons`` view,
-        any other name the ``run_<name>`` view. ``run_id``, ``neurofeat_version`` and
-        ``created_at`` columns are added to every table.
+        any other name the ``run_<name>`` view. Each must match its declared schema
+        (``RUN_TABLE_SCHEMAS[command][name]`` in :mod:`neurofeat.store.schema`);
+        ``run_id``, ``neurofeat_version`` and ``created_at`` are added.
     params : mapping, optional
         Parameters of the run (seed, folds...), stored in ``run.json``.
     figures : mapping of name to matplotlib Figure, optional
@@ -86,16 +134,14 @@ def write_run(
     -------
     RunInfo
     """
+    conformed = {name: conform_run_table(command, name, table) for name, table in tables.items()}
     run_id = run_id or new_run_id(command)
     created = datetime.now(timezone.utc)
     staging = store.staging_dir / f"run-{run_id}"
     lock = run_staging_lock(staging)  # recovery removes the folder of a killed run only
     staging.mkdir(parents=True, exist_ok=False)
     try:
-        for name, table in tables.items():
-            if not name.replace("_", "").isalnum():
-                raise StoreError(f"result table name {name!r} must be a plain identifier")
-            arrow = _to_arrow(table, name)
+        for name, arrow in conformed.items():
             n = arrow.num_rows
             for column, value, kind in (
                 ("run_id", run_id, pa.string()),

@@ -22,6 +22,12 @@ __all__ = [
     "EXTRACT_FAILURES_SCHEMA",
     "TABLE_SCHEMAS",
     "embeddings_schema",
+    "CI_LEVEL",
+    "RUN_AUTO_COLUMNS",
+    "METRICS_SCHEMA",
+    "TESTS_SCHEMA",
+    "RUN_TABLE_SCHEMAS",
+    "run_table_schema",
 ]
 
 SEQUENCES: tuple[str, ...] = ("t1", "t1ce", "t2", "flair")
@@ -130,3 +136,138 @@ def embeddings_schema(dim: int) -> pa.Schema:
             pa.field("run_id", pa.string(), nullable=False),
         ]
     )
+
+
+# ----------------------------------------------------------------------------- run tables
+#: Level of every interval stored in a run table unless its ``ci_level`` column says
+#: otherwise: ``ci_low``/``ci_high`` (and ``*_ci_low``/``*_ci_high``, ``bca_*``) are the
+#: bounds of a two-sided interval at this level.
+CI_LEVEL: float = 0.95
+
+#: Columns that :func:`neurofeat.store.write_run` adds to every run table itself.
+RUN_AUTO_COLUMNS: tuple[pa.Field, ...] = (
+    pa.field("run_id", pa.string(), nullable=False),
+    pa.field("neurofeat_version", pa.string(), nullable=False),
+    pa.field("created_at", _TS, nullable=False),
+)
+
+_STR, _F64, _I64, _BOOL = pa.string(), pa.float64(), pa.int64(), pa.bool_()
+
+
+def _run_schema(fields: list[tuple[str, pa.DataType]], doc: str) -> pa.Schema:
+    schema = pa.schema([pa.field(name, kind) for name, kind in fields] + list(RUN_AUTO_COLUMNS))
+    return schema.with_metadata({"doc": doc, "ci_level_default": str(CI_LEVEL)})
+
+
+#: Provenance of one backbone's numbers (DESIGN.md: every stored number traces to them).
+_PROVENANCE = [("seed", _I64), ("checkpoint_sha256", _STR), ("preprocess_sha256", _STR)]
+
+#: ``runs/*/metrics.parquet`` -> the ``results`` view: one row per backbone x task x
+#: (probe or model) x site x metric x interval method. Probe runs fill ``probe`` and
+#: ``fraction``; survival runs fill ``model``, ``tau``, ``horizon`` and ``bca_*``.
+METRICS_SCHEMA = _run_schema(
+    [("command", _STR), ("backbone", _STR), ("perturbation", _STR), ("task", _STR),
+     ("protocol", _STR), ("probe", _STR), ("model", _STR), ("site", _STR), ("metric", _STR),
+     ("n", _I64), ("n_pos", _I64), ("fraction", _F64), ("tau", _F64), ("horizon", _F64),
+     ("estimate", _F64), ("ci_low", _F64), ("ci_high", _F64), ("bca_low", _F64),
+     ("bca_high", _F64), ("ci_method", _STR), ("ci_level", _F64), ("cohort_sites", _STR),
+     *_PROVENANCE],
+    "Performance of one backbone: estimate and two-sided interval at ci_level.")
+
+#: ``runs/*/tests.parquet`` -> the ``comparisons`` view: one row per task x metric x site x
+#: pair (or pooled family row) x test. ``*_a``/``*_b`` are the two sides, ``diff`` = A - B;
+#: provenance of a pooled row joins its members' hashes with commas.
+TESTS_SCHEMA = _run_schema(
+    [("task", _STR), ("metric", _STR), ("site", _STR), ("protocol", _STR),
+     ("backbone_a", _STR), ("backbone_b", _STR), ("pooled", _BOOL),
+     ("estimate_a", _F64), ("ci_low_a", _F64), ("ci_high_a", _F64),
+     ("estimate_b", _F64), ("ci_low_b", _F64), ("ci_high_b", _F64),
+     ("diff", _F64), ("diff_ci_low", _F64), ("diff_ci_high", _F64),
+     ("diff_bca_low", _F64), ("diff_bca_high", _F64), ("ci_level", _F64),
+     ("test", _STR), ("statistic", _F64), ("p_value", _F64), ("p_holm", _F64), ("p_bh", _F64),
+     ("n", _I64), ("n_pos", _I64), ("tau", _F64), ("perturbation", _STR), ("cohort_sites", _STR),
+     ("seed", _I64), ("checkpoint_sha256_a", _STR), ("checkpoint_sha256_b", _STR),
+     ("preprocess_sha256_a", _STR), ("preprocess_sha256_b", _STR)],
+    "Paired comparison of backbones A and B; p_holm/p_bh adjust p_value across tasks "
+    "(several tasks) or sites (survival, one task).")
+
+_PROBE_KEYS = [("backbone", _STR), ("task", _STR), ("probe", _STR), ("fraction", _F64)]
+_SURVIVAL_KEYS = [("backbone", _STR), ("task", _STR), ("model", _STR)]
+_KM = [("group", _STR), ("time", _F64), ("n_at_risk", _I64), ("n_events", _I64),
+       ("n_censored", _I64), ("survival", _F64), ("std_err", _F64), ("ci_low_95", _F64),
+       ("ci_high_95", _F64)]
+
+#: Every table a command writes into ``runs/<run_id>/``, by command and table name.
+#: :func:`neurofeat.store.write_run` refuses a table that is not declared here, or whose
+#: columns differ from its schema.
+RUN_TABLE_SCHEMAS: dict[str, dict[str, pa.Schema]] = {
+    "probe": {
+        "metrics": METRICS_SCHEMA,
+        "predictions": _run_schema(
+            [("patient_id", _STR), ("site", _STR), ("label", _F64), ("repeat", _I64),
+             ("fold", _I64), ("fold_name", _STR), ("score", _F64), *_PROBE_KEYS, *_PROVENANCE],
+            "Out-of-fold score of every patient, repeat and probe."),
+        "folds": _run_schema(
+            [("metric", _STR), ("repeat", _I64), ("fold", _I64), ("fold_name", _STR),
+             ("value", _F64), *_PROBE_KEYS, *_PROVENANCE],
+            "The metric on each test fold."),
+        "fitted": _run_schema(
+            [("repeat", _I64), ("fold", _I64), ("fold_name", _STR), ("n_train", _I64),
+             ("n_test", _I64), ("C", _F64), ("alpha", _F64), *_PROBE_KEYS, *_PROVENANCE],
+            "Hyperparameters chosen by the inner CV of each outer fold (C: logistic, "
+            "alpha: ridge)."),
+    },
+    "stats-compare": {"tests": TESTS_SCHEMA},
+    "survival": {
+        "metrics": METRICS_SCHEMA,
+        "predictions": _run_schema(
+            [("patient_id", _STR), ("site", _STR), ("repeat", _I64), ("fold", _I64),
+             ("time", _F64), ("event", _BOOL), ("risk", _F64), ("risk_group", _STR),
+             *_SURVIVAL_KEYS, *_PROVENANCE],
+            "Out-of-fold risk score and training-fold-median risk group of every patient."),
+        "folds": _run_schema(
+            [("repeat", _I64), ("fold", _I64), ("fold_name", _STR), ("n_train", _I64),
+             ("n_test", _I64), ("n_events_test", _I64), ("threshold", _F64),
+             ("harrell_c", _F64), *_SURVIVAL_KEYS, *_PROVENANCE],
+            "Each outer fold: sizes, the training-median risk threshold, Harrell's C."),
+        "km": _run_schema(
+            _KM + [("site", _STR), *_SURVIVAL_KEYS, *_PROVENANCE],
+            "Kaplan-Meier curves of the median-split risk groups, pooled and per site."),
+        "km_by": _run_schema(
+            _KM + [("label", _STR), *_SURVIVAL_KEYS, *_PROVENANCE],
+            "Kaplan-Meier curves by a clinical label (survival --by)."),
+    },
+    "extract": {
+        "extraction": _run_schema(
+            [("backbone", _STR), ("perturbation", _STR), ("n_patients", _I64),
+             ("n_already_done", _I64), ("n_written", _I64), ("n_failed", _I64),
+             ("n_zero_filled", _I64), ("n_cached", _I64), ("seconds", _F64),
+             ("patients_per_s", _F64)],
+            "One row per perturbation of an extraction run (provenance in run.json)."),
+    },
+    "pretrain": {
+        "pretrain_history": _run_schema(
+            [("backbone", _STR), ("epoch", _I64), ("group", _STR), ("n_patients", _I64),
+             ("loss", _F64), ("q", _F64), *_PROVENANCE],
+            "Loss and Group-DRO weight q of every group at every epoch."),
+    },
+}
+
+
+def run_table_schema(command: str, table: str) -> pa.Schema:
+    """The declared schema of ``table`` written by ``command``.
+
+    Raises
+    ------
+    KeyError
+        When the command or the table has no declared schema; the message lists those
+        that do.
+    """
+    tables = RUN_TABLE_SCHEMAS.get(command)
+    if tables is None:
+        raise KeyError(f"command {command!r} has no declared run tables; declared: "
+                       f"{', '.join(sorted(RUN_TABLE_SCHEMAS))}")
+    if table not in tables:
+        raise KeyError(f"command {command!r} declares no run table {table!r}; it declares "
+                       f"{', '.join(sorted(tables))} (neurofeat/store/schema.py)")
+    return tables[table]

@@ -192,10 +192,10 @@ def test_site_filter(store_path):
 def test_non_finite_embeddings_named():
     # the store refuses NaN on write; the runner re-checks what it reads (files written
     # by other tools), naming the patients
-    from neurofeat.cli.probe_runner import _check_finite
+    from neurofeat.runs.inputs import check_finite
 
     X = np.ones((3, 4), np.float32)
     X[1, 3] = np.nan
     with pytest.raises(ValueError, match=r"backbone 'bad': 1 embedding\(s\) contain NaN or inf "
                                          r"\(patients P001\)"):
-        _check_finite(X, np.array(["P000", "P001", "P002"]), "bad")
+        check_finite(X, np.array(["P000", "P001", "P002"]), "bad")

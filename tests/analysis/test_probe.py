@@ -128,7 +128,7 @@ def test_analysis_never_imports_torch_or_extract():
     import sys
 
     code = ("import sys, neurofeat.analysis, neurofeat.analysis.protocols, "
-            "neurofeat.analysis.compare, neurofeat.cli.probe_runner; "
+            "neurofeat.analysis.compare, neurofeat.runs; "
             "print('torch' in sys.modules, 'neurofeat.extract' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout.split()
