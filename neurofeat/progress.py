@@ -25,6 +25,12 @@ class NoProgress:
     def update(self, *args: Any, **kwargs: Any) -> None:
         return None
 
+    def start(self) -> None:
+        return None
+
+    def stop(self) -> None:
+        return None
+
 
 def progress_bar(enabled: bool = True, *, unit: str | None = None, eta: bool = False,
                  transient: bool = False) -> Any:

@@ -64,9 +64,6 @@ def ingest_command(
         min=1)] = None,
     store: StoreOption = None,
 ) -> None:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, \
-        TimeRemainingColumn
-
     from neurofeat.ingest import (
         DiscoveryError,
         IngestError,
@@ -74,21 +71,21 @@ def ingest_command(
         MappingError,
         ingest,
     )
+    from neurofeat.progress import progress_bar
     from neurofeat.store import StoreError, StoreLockedError, resolve_store_path
 
     if manifest is None and discover is None and clinical is None:
         fail("nothing to ingest: pass --manifest FILE, --discover FOLDER or --clinical FILE "
              "(see neurofeat ingest --help)")
     store_path = resolve_store_path(store)
-    progress = Progress(TextColumn("reading scans"), BarColumn(), MofNCompleteColumn(),
-                        TimeRemainingColumn(), console=console(), transient=True)
+    progress = progress_bar(eta=True, transient=True)
     task_id = None
 
     def on_count(n_scans: int) -> None:
         nonlocal task_id
         if n_scans:
             progress.start()
-            task_id = progress.add_task("scans", total=n_scans)
+            task_id = progress.add_task("reading scans", total=n_scans)
 
     def advance(step: int) -> None:
         if task_id is not None:

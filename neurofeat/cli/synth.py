@@ -33,22 +33,15 @@ def synth(
     Example: neurofeat synth --out cohort --n 240 --sites 3 --seed 0 --site-effect 1.0
     """
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
+    from neurofeat.progress import progress_bar
     from neurofeat.synth import generate_cohort
 
     console = Console()
     try:
-        with Progress(
-            TextColumn("[bold]synth[/bold] rendering patients"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=console,
-            transient=True,
-        ) as bar:
-            task = bar.add_task("render", total=n)
+        with progress_bar(transient=True) as bar:
+            task = bar.add_task("synth: rendering patients", total=n)
             cohort = generate_cohort(
                 out,
                 n=n,
