@@ -78,23 +78,27 @@ def sql(
                  "(the store only holds what neurofeat commits)")
     import duckdb
 
+    from neurofeat.store.catalog import as_refusal
+
+    if fmt == "parquet" and out is None:
+        fail("--format parquet needs --out FILE")
     try:
         relation = run_query(opened, query or "", params)
+        if relation is None:
+            return
+        result = relation.to_arrow_table() if fmt == "parquet" else relation.df()
     except ReadOnlyQueryError as error:
         fail(str(error))
     except duckdb.Error as error:
-        fail(f"SQL error: {error}")
-    if relation is None:
-        return
+        refusal = as_refusal(error)
+        fail(str(refusal) if refusal is not None else f"SQL error: {error}")
     if fmt == "parquet":
-        if out is None:
-            fail("--format parquet needs --out FILE")
         import pyarrow.parquet as pq
 
-        pq.write_table(relation.to_arrow_table(), out)
+        pq.write_table(result, out)
         console().print(f"wrote {out}")
         return
-    frame = relation.df()
+    frame = result
     if fmt == "table" and out is None:
         shown = frame.head(max_rows)
         print_frame(shown.map(lambda v: _short(v)) if len(shown) else shown)

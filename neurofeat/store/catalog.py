@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 
 from neurofeat.store.embeddings import sql_name
 from neurofeat.store.layout import Store
-from neurofeat.store.schema import METRICS_SCHEMA, TABLE_SCHEMAS, TESTS_SCHEMA, embeddings_schema
+from neurofeat.store.schema import TABLE_SCHEMAS, embeddings_schema
 
 __all__ = [
     "connect",
@@ -43,8 +43,14 @@ _EMPTY_SCHEMAS: dict[str, pa.Schema] = {
     "embeddings": embeddings_schema(1)
     .append(pa.field("backbone", pa.string()))
     .append(pa.field("perturbation", pa.string())),
-    "results": METRICS_SCHEMA,
-    "comparisons": TESTS_SCHEMA,
+    "results": pa.schema(
+        [(name, pa.string()) for name in ("run_id", "command", "backbone", "perturbation", "task", "protocol", "site", "metric")]
+        + [(name, pa.float64()) for name in ("estimate", "ci_low", "ci_high")]
+    ),
+    "comparisons": pa.schema(
+        [(name, pa.string()) for name in ("run_id", "task", "metric", "site", "backbone_a", "backbone_b", "test")]
+        + [(name, pa.float64()) for name in ("diff", "p_value")]
+    ),
     "runs": pa.schema([(name, pa.string()) for name in ("run_id", "command", "created_at", "neurofeat_version")]),
 }
 
