@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 
 from neurofeat.store.embeddings import sql_name
 from neurofeat.store.layout import Store
-from neurofeat.store.schema import TABLE_SCHEMAS, embeddings_schema
+from neurofeat.store.schema import METRICS_SCHEMA, TABLE_SCHEMAS, TESTS_SCHEMA, embeddings_schema
 
 __all__ = [
     "connect",
@@ -28,6 +28,7 @@ __all__ = [
     "read_sql_file",
     "example_queries",
     "run_query",
+    "as_refusal",
     "ReadOnlyQueryError",
 ]
 
@@ -43,14 +44,8 @@ _EMPTY_SCHEMAS: dict[str, pa.Schema] = {
     "embeddings": embeddings_schema(1)
     .append(pa.field("backbone", pa.string()))
     .append(pa.field("perturbation", pa.string())),
-    "results": pa.schema(
-        [(name, pa.string()) for name in ("run_id", "command", "backbone", "perturbation", "task", "protocol", "site", "metric")]
-        + [(name, pa.float64()) for name in ("estimate", "ci_low", "ci_high")]
-    ),
-    "comparisons": pa.schema(
-        [(name, pa.string()) for name in ("run_id", "task", "metric", "site", "backbone_a", "backbone_b", "test")]
-        + [(name, pa.float64()) for name in ("diff", "p_value")]
-    ),
+    "results": METRICS_SCHEMA,
+    "comparisons": TESTS_SCHEMA,
     "runs": pa.schema([(name, pa.string()) for name in ("run_id", "command", "created_at", "neurofeat_version")]),
 }
 
@@ -299,15 +294,26 @@ def run_query(
         for statement in statements[:-1]:
             con.execute(statement.query).fetchall()
         return con.sql(statements[-1].query)
-    except (duckdb.PermissionException, duckdb.InvalidInputException) as error:
-        text = str(error)
-        if isinstance(error, duckdb.InvalidInputException) and "configuration has been locked" not in text:
+    except duckdb.Error as error:
+        refusal = as_refusal(error)
+        if refusal is None:
             raise
-        raise ReadOnlyQueryError(
-            f"neurofeat sql only reads the store's views ({', '.join(_USER_VIEWS)}, emb_<backbone>, "
-            f"run_<table>); files, URLs, extensions and settings are out of its reach. Refused: "
-            f"{text.splitlines()[0]}"
-        ) from None
+        raise refusal from None
+
+
+def as_refusal(error: BaseException) -> ReadOnlyQueryError | None:
+    """The :class:`ReadOnlyQueryError` that a DuckDB error of the sandbox amounts to (a
+    file, URL, extension or setting it refused), or ``None`` for any other error. Some
+    refusals only surface when a result is fetched: check errors of fetching too."""
+    text = str(error)
+    locked = isinstance(error, duckdb.InvalidInputException) and "configuration has been locked" in text
+    if not (isinstance(error, duckdb.PermissionException) or locked):
+        return None
+    return ReadOnlyQueryError(
+        f"neurofeat sql only reads the store's views ({', '.join(_USER_VIEWS)}, emb_<backbone>, "
+        f"run_<table>); files, URLs, extensions and settings are out of its reach. Refused: "
+        f"{text.splitlines()[0]}"
+    )
 
 
 _USER_VIEWS = (
