@@ -138,7 +138,7 @@ def compare_task(store: Store, side_a: str, side_b: str, task: Task,
     constants = {"protocol": "cv", "ci_level": CI_LEVEL, "perturbation": perturbation,
                  "cohort_sites": site or "all", "seed": seed}
     if "tau" not in tests.columns:
-        constants["tau"] = None
+        constants["tau"] = float("nan")
     tests = tests.assign(**_provenance(tests, data, pairs, side_a, side_b), **constants)
     return TaskComparison(task, result, data), tests
 

@@ -30,7 +30,12 @@ def imported_modules(folder: Path) -> dict[str, set[str]]:
     [
         ("analysis", ("torch", "monai", "neurofeat.extract", "neurofeat.cli", "neurofeat.store")),
         ("extract", ("neurofeat.analysis", "neurofeat.cli")),
-        ("neurofeat/store", ("torch", "monai", "neurofeat.extract", "neurofeat.analysis", "neurofeat.cli")),
+        ("neurofeat/store", ("torch", "monai", "neurofeat.extract", "neurofeat.analysis", "neurofeat.cli", "neurofeat.runs")),
+        ("analysis", ("neurofeat.runs",)),
+        ("extract", ("neurofeat.runs",)),
+        ("neurofeat/runs", ("neurofeat.cli",)),
+        # the CLI parses, calls a run function and prints: the stages are reached through runs
+        ("neurofeat/cli", ("neurofeat.analysis", "neurofeat.extract")),
     ],
 )
 def test_import_directions(folder, forbidden):
