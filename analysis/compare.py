@@ -697,7 +697,8 @@ def compare_probes(embeddings: Mapping[str, np.ndarray], y: np.ndarray, *,
                    metrics: Sequence[str] = ("auc", "ba"), n_splits: int = 5,
                    n_repeats: int = 5, n_boot: int = 2000, seed: int = 0,
                    test: str = DEFAULT_TEST, side_a: str = "", side_b: str = "",
-                   linear_params: dict | None = None, on_split=None) -> ComparisonResult:
+                   linear_params: dict | None = None, on_split=None,
+                   ridge_params: dict | None = None) -> ComparisonResult:
     """Fit the probe of every backbone on the same folds, then :func:`compare_scores`.
 
     Parameters
@@ -715,6 +716,8 @@ def compare_probes(embeddings: Mapping[str, np.ndarray], y: np.ndarray, *,
     n_splits, n_repeats, n_boot, seed, test : see :func:`compare_scores`.
     linear_params : dict, optional
         Keyword arguments of :class:`~neurofeat.analysis.probes.LinearProbe`.
+    ridge_params : dict, optional
+        Keyword arguments of :class:`~neurofeat.analysis.probes.RidgeProbe` (continuous).
     on_split : callable, optional
         Progress callback, called once per fitted split.
     """
@@ -728,7 +731,9 @@ def compare_probes(embeddings: Mapping[str, np.ndarray], y: np.ndarray, *,
         if threshold is None:
             raise ValueError(f"task {task!r} is continuous: give its threshold")
         labels = y >= threshold
-        factory, output, cut, fit_y = RidgeProbe, "predict", float(threshold), y
+        rparams = dict(ridge_params or {})
+        factory, output, cut, fit_y = ((lambda: RidgeProbe(**rparams)), "predict",
+                                       float(threshold), y)
     elif kind == "binary":
         labels = y.astype(bool)
         params = dict(linear_params or {})

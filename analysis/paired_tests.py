@@ -303,16 +303,28 @@ def corrected_resampled_interval(values: np.ndarray, *, n_train: float, n_test: 
 def adjust_pvalues(p_values: np.ndarray, method: str = "holm") -> np.ndarray:
     """Holm ('holm') or Benjamini-Hochberg ('bh' / 'fdr_bh') adjusted p-values.
 
-    NaN entries stay NaN and are left out of the family.
+    NaN entries stay NaN and are left out of the family. Same numbers as
+    :func:`statsmodels.stats.multitest.multipletests` (tested), without its per-call
+    garbage collection (0.2 s a call, which dominated simulation runs).
     """
-    from statsmodels.stats.multitest import multipletests
-
     method = {"bh": "fdr_bh"}.get(method, method)
     if method not in ("holm", "fdr_bh"):
         raise ValueError(f"method must be 'holm' or 'bh', got {method!r}")
     p = np.asarray(p_values, dtype=float)
     out = np.full(p.shape, np.nan)
     ok = np.isfinite(p)
-    if ok.any():
-        out[ok] = multipletests(p[ok], method=method)[1]
+    if not ok.any():
+        return out
+    vals = p[ok]
+    m = vals.size
+    order = np.argsort(vals, kind="mergesort")
+    ranked = vals[order]
+    if method == "holm":
+        adj = np.maximum.accumulate(np.minimum(1.0, (m - np.arange(m)) * ranked))
+    else:
+        adj = np.minimum.accumulate((m / np.arange(1, m + 1) * ranked)[::-1])[::-1]
+        adj = np.minimum(1.0, adj)
+    back = np.empty(m)
+    back[order] = adj
+    out[ok] = back
     return out

@@ -12,9 +12,19 @@
 - :func:`run_probe` does both for the linear probe, the kNN probe and the data-fraction
   curve, and returns a :class:`ProbeResult`.
 
-Point estimates are means over CV repeats of the metric computed on all out-of-fold
-predictions of that repeat; a bootstrap resample scores every repeat on the same
-resampled patients and averages, so the CI is that of the reported number.
+Each row of the metrics table states its estimate, interval and the quantity both refer
+to (``estimand``); ``primary`` marks the row to show:
+
+- ``ci_method='corrected-t-kdf'`` (primary): the mean over the R x k test folds of the
+  per-fold metric, with the Nadeau-Bengio corrected interval on k - 1 degrees of
+  freedom. Estimand: the expected performance of the probe trained on ``n_train``
+  patients of this population (Bates, Hastie & Tibshirani 2023). Calibrated by
+  simulation (``benchmarks/bench_calibration.py``).
+- ``percentile``, ``bca`` (published): the metric of all out-of-fold predictions of a
+  repeat, averaged over repeats, with a patient bootstrap that keeps the predictions
+  fixed (ignores that the probe was trained on these patients: intervals too narrow).
+- ``delong`` (published, AUC): the AUC of the repeat-averaged scores with DeLong's CI
+  (same caveat).
 """
 
 from __future__ import annotations
@@ -27,6 +37,7 @@ import numpy as np
 import pandas as pd
 
 from neurofeat.analysis.bootstrap import stratified_bootstrap_indices
+from neurofeat.analysis.paired_tests import DEFAULT_TEST, corrected_resampled_interval
 from neurofeat.analysis.folds import (FoldPlan, derive_seed, fraction_subsample,
                                       leave_one_site_out_plan, per_site_kfold_plan,
                                       stratified_kfold_plan)
@@ -41,6 +52,7 @@ __all__ = [
     "out_of_fold",
     "make_plan",
     "binary_scorers",
+    "METRICS_COLUMNS",
     "evaluate_probe",
     "ProbeResult",
     "run_probe",
@@ -177,6 +189,53 @@ def _site_groups(sites: np.ndarray) -> list[tuple[str, np.ndarray]]:
     return groups
 
 
+#: Columns of the probe's metrics table (:func:`evaluate_probe`), in order.
+METRICS_COLUMNS = ("probe", "site", "metric", "n", "n_pos", "fraction", "estimate", "ci_low",
+                   "ci_high", "ci_method", "primary", "level", "estimand", "rare", "warning")
+
+_ESTIMAND = {
+    DEFAULT_TEST: "expected {metric} of the probe trained on {n_train:.0f} patients (mean "
+                  "over the R x k test folds)",
+    "percentile": "{metric} of the out-of-fold scores, mean over repeats (predictions "
+                  "treated as fixed)",
+    "bca": "{metric} of the out-of-fold scores, mean over repeats (predictions treated as "
+           "fixed)",
+    "delong": "{metric} of the repeat-averaged out-of-fold scores (predictions treated as "
+              "fixed)",
+}
+
+
+def _rare_warning(n: int, n_pos: int) -> str:
+    from neurofeat.analysis.compare import RARE_ENDPOINT
+
+    count = min(n_pos, n - n_pos)
+    if count < RARE_ENDPOINT:
+        return (f"rare endpoint: {count} patients in the smallest class (< {RARE_ENDPOINT}); "
+                "per-fold estimates are noisy and intervals wide")
+    return ""
+
+
+def _finish_metrics(rows: list[dict], level: float, n_train: float) -> pd.DataFrame:
+    """Shape the metrics table: primary flag (one per probe/site/metric/fraction), estimand."""
+    frame = pd.DataFrame(rows)
+    if frame.empty:
+        return pd.DataFrame(columns=list(METRICS_COLUMNS))
+    frame["level"] = level
+    frame["estimand"] = [_ESTIMAND.get(m, "").format(metric=metric, n_train=n_train)
+                         for m, metric in zip(frame["ci_method"], frame["metric"])]
+    warn = [_rare_warning(n, k) for n, k in zip(frame["n"], frame["n_pos"])]
+    frame["warning"] = warn
+    frame["rare"] = [bool(w) for w in warn]
+    frame["primary"] = False
+    for _, group in frame.groupby(["probe", "site", "metric", "fraction"], sort=False):
+        calibrated = group[(group["ci_method"] == DEFAULT_TEST)
+                           & np.isfinite(group["ci_low"].astype(float))]
+        pick = calibrated if len(calibrated) else group[group["ci_method"] == "percentile"]
+        if len(pick):
+            frame.loc[pick.index[0], "primary"] = True
+    return frame[list(METRICS_COLUMNS)]
+
+
 def evaluate_probe(oof: OutOfFold, labels: np.ndarray, sites: np.ndarray, *,
                    scorers: Sequence[Scorer], targets: dict[str, Any] | None = None,
                    n_boot: int = 2000, seed: int = 0, alpha: float = 0.05,
@@ -202,8 +261,9 @@ def evaluate_probe(oof: OutOfFold, labels: np.ndarray, sites: np.ndarray, *,
     Returns
     -------
     metrics : DataFrame
-        Long: probe, site, metric, estimate, ci_low, ci_high, ci_method, n, n_pos,
-        fraction (one row per CI method: percentile, bca, and delong for AUC).
+        Long, columns :data:`METRICS_COLUMNS`: one row per CI method
+        ('corrected-t-kdf', primary; 'percentile', 'bca'; 'delong' for AUC), with the
+        interval level, the estimand of the row and a rare-endpoint warning.
     folds : DataFrame
         probe, metric, repeat, fold, fold_name, value.
     """
@@ -215,6 +275,7 @@ def evaluate_probe(oof: OutOfFold, labels: np.ndarray, sites: np.ndarray, *,
     rows = []
     groups = _site_groups(sites) if per_site else [("all", np.arange(sites.size))]
     tested = np.isfinite(oof.scores).any(axis=0)
+    n_train, n_test = oof.train_test_sizes() if oof.fitted_params else (np.nan, np.nan)
     for site, members in groups:
         members = members[tested[members]]
         if members.size == 0:
@@ -243,7 +304,17 @@ def evaluate_probe(oof: OutOfFold, labels: np.ndarray, sites: np.ndarray, *,
                 dl = delong_auc(site_labels, mean_scores, alpha)
                 rows.append({**base, "estimate": dl.auc, "ci_low": dl.ci_low,
                              "ci_high": dl.ci_high, "ci_method": "delong"})
-    metrics = pd.DataFrame(rows)
+            if np.isfinite(n_train) and n_test > 0:
+                in_site = np.zeros(sites.size, bool)
+                in_site[members] = True
+                fold_ids = np.where(in_site[None], oof.plan.fold_ids, -1)
+                per_fold = score_folds(scorer, target, oof.scores, fold_ids, oof.plan.n_folds)
+                cal = corrected_resampled_interval(per_fold, n_train=n_train, n_test=n_test,
+                                                   level=1 - alpha, df="k",
+                                                   n_folds=oof.plan.n_folds)
+                rows.append({**base, "estimate": cal.estimate, "ci_low": cal.ci_low,
+                             "ci_high": cal.ci_high, "ci_method": DEFAULT_TEST})
+    metrics = _finish_metrics(rows, 1 - alpha, n_train)
     fold_rows = []
     for scorer in scorers:
         target = targets.get(scorer.name, labels)
@@ -297,7 +368,8 @@ class ProbeResult:
     def summary(self) -> str:
         """A few lines: protocol, n, and AUC/BA with CIs."""
         head = self.headline()
-        pct = head[head["ci_method"] == "percentile"]
+        pct = head[head["primary"]] if "primary" in head else \
+            head[head["ci_method"] == "percentile"]
         lines = [f"{self.backbone} on {self.task} ({self.kind}, protocol {self.protocol}): "
                  f"{self.plan.summary()}"]
         for _, row in pct.iterrows():

@@ -126,9 +126,13 @@ class SurvivalEvaluation:
     Attributes
     ----------
     metrics : DataFrame
-        Long format (the store's ``results`` columns): site, metric, estimate, ci_low,
-        ci_high, ci_method, n, n_pos (events), plus bca_low, bca_high, tau (Uno's
-        truncation time) and horizon (time-dependent AUC).
+        Long format, columns :data:`SURVIVAL_METRICS_COLUMNS`: site, metric, estimate,
+        ci_low, ci_high, bca_low, bca_high, ci_method, primary, level, estimand, n,
+        n_pos (events), tau (Uno's truncation time), horizon (time-dependent AUC),
+        rare, warning. Harrell/Uno C come twice: ``corrected-t-kdf`` (primary: mean
+        per-fold C with the calibrated interval; estimand: expected C of the model
+        trained on n_train patients) and the published percentile bootstrap of the
+        out-of-fold C (predictions treated as fixed).
     folds : DataFrame
         Per split: repeat, fold, fold_name, n_train, n_test, n_events_test, threshold,
         harrell_c.
@@ -174,6 +178,75 @@ def _row(site, metric, estimate, n, n_pos, *, ci=None, ci_method="", tau=np.nan,
             "bca_high": np.nan if ci is None else float(ci.bca_high),
             "ci_method": ci_method, "n": int(n), "n_pos": int(n_pos), "tau": float(tau),
             "horizon": float(horizon)}
+
+
+#: Columns of the survival metrics table, in order.
+SURVIVAL_METRICS_COLUMNS = ("site", "metric", "estimate", "ci_low", "ci_high", "bca_low",
+                            "bca_high", "ci_method", "primary", "level", "estimand", "n",
+                            "n_pos", "tau", "horizon", "rare", "warning")
+
+
+def _calibrated_rows(cv, site, rows, tau, ci_level) -> list[dict]:
+    """Mean per-fold Harrell/Uno C with the corrected interval (k - 1 df): primary rows."""
+    from neurofeat.analysis.paired_tests import DEFAULT_TEST, corrected_resampled_interval
+    from neurofeat.analysis.scoring import score_folds
+    from neurofeat.analysis.survival.compare import HARRELL, UNO, survival_target
+
+    splits = cv.splits
+    if not {"n_train", "n_test"} <= set(splits.columns) or len(splits) < 2:
+        return []
+    n_train, n_test = float(splits["n_train"].mean()), float(splits["n_test"].mean())
+    try:
+        target = survival_target(cv.time, cv.event, rows=rows, tau=tau)
+    except (SurvivalDataError, ValueError):
+        return []
+    in_rows = np.zeros(cv.time.size, bool)
+    in_rows[rows] = True
+    fold_ids = np.where(in_rows[None], cv.plan.fold_ids, -1)
+    scores = np.where(np.isfinite(cv.risk), cv.risk, 0.0)
+    out = []
+    for scorer in (HARRELL, UNO):
+        with np.errstate(invalid="ignore", divide="ignore"):
+            per_fold = score_folds(scorer, target, scores, fold_ids, cv.plan.n_folds)
+        ci = corrected_resampled_interval(per_fold, n_train=n_train, n_test=n_test,
+                                          level=ci_level, df="k", n_folds=cv.plan.n_folds)
+        row = _row(site, scorer.name, ci.estimate, rows.size, int(cv.event[rows].sum()),
+                   ci_method=DEFAULT_TEST, tau=target.tau if scorer is UNO else np.nan)
+        row.update({"ci_low": ci.ci_low, "ci_high": ci.ci_high, "n_train": n_train})
+        out.append(row)
+    return out
+
+
+_SURV_ESTIMAND = {
+    "corrected-t-kdf": "expected {metric} of the model trained on {n_train:.0f} patients "
+                       "(mean over the R x k test folds)",
+    "percentile": "{metric} of the out-of-fold risk, mean over repeats (predictions "
+                  "treated as fixed)",
+}
+
+
+def _finish(frame: pd.DataFrame, level: float, cv) -> pd.DataFrame:
+    """Add primary/level/estimand/rare-endpoint columns (one primary row per site x metric)."""
+    from neurofeat.analysis.compare import RARE_ENDPOINT
+
+    if frame.empty:
+        return pd.DataFrame(columns=list(SURVIVAL_METRICS_COLUMNS))
+    n_train = float(cv.splits["n_train"].mean()) if "n_train" in cv.splits else np.nan
+    kind = frame["ci_method"].str.split(" ").str[0]
+    frame["level"] = np.where(frame["ci_low"].notna(), level, np.nan)
+    frame["estimand"] = [_SURV_ESTIMAND.get(k, "").format(metric=m, n_train=n_train)
+                         for k, m in zip(kind, frame["metric"])]
+    frame["rare"] = frame["n_pos"] < RARE_ENDPOINT
+    frame["warning"] = np.where(
+        frame["rare"], [f"rare endpoint: {k} events (< {RARE_ENDPOINT}); per-fold "
+                        "estimates are noisy and intervals wide" for k in frame["n_pos"]], "")
+    frame["primary"] = False
+    for _, group in frame.groupby(["site", "metric"], sort=False):
+        calibrated = group[(group["ci_method"] == "corrected-t-kdf")
+                           & group["ci_low"].notna()]
+        pick = calibrated if len(calibrated) else group
+        frame.loc[pick.index[0], "primary"] = True
+    return frame[list(SURVIVAL_METRICS_COLUMNS)]
 
 
 def evaluate_survival(
@@ -248,6 +321,7 @@ def _evaluate(cv, *, tau, n_boot, seed, ci_level, horizons, horizon_names, by_si
             sc.harrell, sc.harrell_boot, sc.harrell_jack, alpha), ci_method=ci_method))
         rows_out.append(_row(site, "uno_c", sc.uno, n, n_ev, ci=bootstrap_ci(
             sc.uno, sc.uno_boot, sc.uno_jack, alpha), ci_method=ci_method, tau=sc.tau))
+        rows_out.extend(_calibrated_rows(cv, site, rows, pooled_tau, ci_level))
         repeats = np.flatnonzero(np.isfinite(risk).all(axis=1))
         aucs = [time_dependent_auc(time, event, risk[r], horizons) for r in repeats]
         for k, name in enumerate(horizon_names):
@@ -275,6 +349,6 @@ def _evaluate(cv, *, tau, n_boot, seed, ci_level, horizons, horizon_names, by_si
                                  ci_method=f"median split at training-fold median, repeat "
                                            f"{first}"))
             rows_out.append(_row(site, "logrank_chisq", test.statistic, n, n_ev))
-    metrics = pd.DataFrame(rows_out)
+    metrics = _finish(pd.DataFrame(rows_out), ci_level, cv)
     return SurvivalEvaluation(metrics=metrics, folds=cv.splits.copy(), km=km, logrank=lr,
                               concordance=conc, tau=pooled_tau)

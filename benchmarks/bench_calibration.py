@@ -1,0 +1,354 @@
+"""Calibration harness (issue 13): does every p-value and interval hold its level?
+
+For each simulated setting (:mod:`neurofeat.analysis.simulation`) it runs the real
+comparison (:func:`~neurofeat.analysis.compare.compare_probes`, or
+:func:`~neurofeat.analysis.survival.compare.compare_survival_backbones`) on 4 + 4
+backbones paired a1/b1 ... a4/b4 (the shape of ``stats compare base dro``), R x k
+repeated CV, and tabulates for every test row of the comparisons table:
+
+- ``null``   (all embeddings pure noise, exact null): type-I error of p < 0.05 for pairs
+  and for the pooled family row; coverage of each side's 95 % interval of the true
+  value 0.5 (``one`` rows: one backbone's AUC/BA/c-index);
+- ``equal``  (every backbone carries the same planted signal): coverage of each side's
+  interval of the expected performance of the probe trained on n (k - 1) / k patients
+  (estimated by Monte Carlo: independent training sets, each scored on a 5,000-patient
+  test set), and of the difference interval of the true difference 0;
+- ``diff``   (A backbones carry more signal than B): power of p < 0.05 at the stated
+  expected difference (Monte Carlo, printed).
+
+Monte-Carlo standard errors are clustered by replication (the 4 pairs of one cohort
+share patients and folds). Run everything with ``--probe default`` (the probes
+``stats compare`` uses: LinearProbe with its inner CV, RidgeProbe, coxnet) or the
+much faster ``--probe fast`` (the same models at a fixed penalty: LinearProbe(Cs=1),
+RidgeProbe(alphas=(10,)), coxnet(alpha=0.1)) for large replication counts.
+
+Runs one process per ``--workers`` (default 1: the machine is shared), each BLAS call
+single-threaded; replications are seeded by (setting, replication) so any split of the
+work gives the same numbers.
+
+Examples
+--------
+python benchmarks/bench_calibration.py --quick                     # ~2 min smoke run
+python benchmarks/bench_calibration.py --only "binary p=0.33 n=120 d=16 null" \\
+    --reps 1000 --probe fast --out cal.csv
+python benchmarks/bench_calibration.py --list                      # every setting
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+import time
+import warnings
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from neurofeat.analysis.simulation import (SimulationSetting, expected_performance,  # noqa: E402
+                                           simulate_cohort)
+
+A_NAMES = ("a1", "a2", "a3", "a4")
+B_NAMES = ("b1", "b2", "b3", "b4")
+KEEP = ["metric", "pooled", "backbone_a", "test", "primary", "estimate_a", "ci_low_a",
+        "ci_high_a", "estimate_b", "ci_low_b", "ci_high_b", "diff", "diff_ci_low",
+        "diff_ci_high", "p_value", "rare"]
+
+
+@dataclass(frozen=True)
+class Spec:
+    """One calibration setting: a population, a scenario and signal strengths."""
+
+    sim: SimulationSetting
+    scenario: str          # null | equal | diff
+    signal_a: float = 0.0
+    signal_b: float = 0.0
+
+    @property
+    def name(self) -> str:
+        return f"{self.sim.label()} {self.scenario}"
+
+    def signals(self) -> dict[str, float]:
+        out = {a: self.signal_a for a in A_NAMES}
+        out.update({b: self.signal_b for b in B_NAMES})
+        return out
+
+
+#: Planted signal strengths (x_1 = s z + noise): 'equal' gives an expected AUC of the
+#: fast probe near 0.70-0.75 at n = 120, d = 16; 'diff' plants about +0.05-0.08 AUC.
+EQUAL_SIGNAL = 0.6
+DIFF_SIGNALS = (0.9, 0.5)
+
+
+def all_specs() -> list[Spec]:
+    """The full grid of issue 13."""
+    specs = []
+    kinds = [SimulationSetting(kind="binary", prevalence=0.5),
+             SimulationSetting(kind="binary", prevalence=1 / 3),
+             SimulationSetting(kind="binary", prevalence=0.1),
+             SimulationSetting(kind="continuous"),
+             SimulationSetting(kind="survival", event_rate=0.6)]
+    for base in kinds:
+        for n in (80, 120, 300):
+            for d in (16, 512):
+                sim = replace(base, n=n, d=d)
+                specs.append(Spec(sim, "null"))
+                specs.append(Spec(sim, "equal", EQUAL_SIGNAL, EQUAL_SIGNAL))
+                specs.append(Spec(sim, "diff", *DIFF_SIGNALS))
+        specs.append(Spec(replace(base, n=120, d=16, n_sites=3), "null"))
+    return specs
+
+
+QUICK = ["binary p=0.33 n=120 d=16 null", "binary p=0.5 n=120 d=16 equal",
+         "survival events=0.6 n=120 d=16 null"]
+
+
+def _model_kwargs(kind: str, probe: str) -> dict:
+    if kind == "survival":
+        return {"model": "coxnet",
+                "model_params": {"alpha": 0.1} if probe == "fast" else {}}
+    if kind == "continuous":
+        return {"ridge_params": {"alphas": (10.0,)} if probe == "fast" else {}}
+    return {"linear_params": {"Cs": 1.0} if probe == "fast" else {}}
+
+
+def replicate(spec: Spec, rep: int, *, probe: str, n_splits: int, n_repeats: int,
+              n_boot: int) -> pd.DataFrame:
+    """One simulated cohort through the real comparison; the tests table's rows."""
+    from neurofeat.analysis.compare import compare_probes
+    from neurofeat.analysis.survival.compare import compare_survival_backbones
+
+    seed = _seed(spec.name, rep)
+    cohort = simulate_cohort(spec.sim, spec.signals(), np.random.default_rng(seed))
+    pairs = list(zip(A_NAMES, B_NAMES))
+    task = f"cal{rep}"
+    kwargs = _model_kwargs(spec.sim.kind, probe)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if spec.sim.kind == "survival":
+            res = compare_survival_backbones(
+                cohort.embeddings, cohort.time, cohort.event, patient_ids=cohort.patient_ids,
+                pairs=pairs, task=task, n_splits=n_splits, n_repeats=n_repeats,
+                n_boot=n_boot, seed=rep, side_a="A", side_b="B", by_site=False, **kwargs)
+            frame = res.to_frame()
+        else:
+            res = compare_probes(
+                cohort.embeddings, cohort.y, patient_ids=cohort.patient_ids, pairs=pairs,
+                task=task, kind=spec.sim.kind, threshold=spec.sim.threshold,
+                metrics=("auc", "ba"), n_splits=n_splits, n_repeats=n_repeats,
+                n_boot=n_boot, seed=rep, side_a="A", side_b="B", **kwargs)
+            frame = res.to_frame()
+    frame = frame[KEEP].copy()
+    frame["rep"] = rep
+    return frame
+
+
+def _seed(name: str, rep: int) -> int:
+    from neurofeat.analysis.folds import derive_seed
+
+    return derive_seed("calibration", name, rep) % (2 ** 32)
+
+
+def truth(spec: Spec, *, probe: str, n_splits: int, n_draws: int, n_test: int,
+          seed: int = 1) -> dict[str, dict[str, float]]:
+    """Expected performance of each side's probe trained on n (k - 1) / k patients."""
+    from sklearn.metrics import roc_auc_score
+
+    kind = spec.sim.kind
+    n_train = int(round(spec.sim.n * (n_splits - 1) / n_splits))
+    if spec.scenario == "null":
+        return {"A": {}, "B": {}}
+    signals = {"A": spec.signal_a, "B": spec.signal_b}
+    kwargs = _model_kwargs(kind, probe)
+
+    def ba(labels, pred):
+        labels = labels.astype(bool)
+        return 0.5 * (pred[labels].mean() + (~pred[~labels]).mean())
+
+    if kind == "survival":
+        from sksurv.metrics import concordance_index_censored, concordance_index_ipcw
+        from sksurv.util import Surv
+
+        from neurofeat.analysis.survival.concordance import default_tau
+        from neurofeat.analysis.survival.cox import make_cox_model
+
+        def fit_predict(X, _y, X_test, train):
+            model = make_cox_model(kwargs["model"], **kwargs["model_params"])
+            model.fit(X, Surv.from_arrays(train.event, train.time))
+            fit_predict.train = train
+            return model.predict(X_test)
+
+        def harrell(test, s):
+            return concordance_index_censored(test.event, test.time, s)[0]
+
+        def uno(test, s):
+            tr = fit_predict.train
+            tau = min(default_tau(test.time), tr.time.max() * 0.999)
+            keep = test.time < tr.time.max()
+            return concordance_index_ipcw(Surv.from_arrays(tr.event, tr.time),
+                                          Surv.from_arrays(test.event[keep],
+                                                           test.time[keep]),
+                                          s[keep], tau=tau)[0]
+
+        metrics = {"harrell_c": harrell, "uno_c": uno}
+    else:
+        from neurofeat.analysis.probes import LinearProbe, RidgeProbe
+
+        if kind == "binary":
+            def fit_predict(X, y, X_test, _train):
+                return LinearProbe(**kwargs["linear_params"]).fit(X, y.astype(bool)) \
+                    .predict_proba(X_test)[:, 1]
+            cut = 0.5
+        else:
+            def fit_predict(X, y, X_test, _train):
+                return RidgeProbe(**kwargs["ridge_params"]).fit(X, y).predict(X_test)
+            cut = spec.sim.threshold
+
+        def labels_of(test):
+            return test.y >= 0.5 if kind == "binary" else test.y >= spec.sim.threshold
+
+        metrics = {"auc": lambda test, s: roc_auc_score(labels_of(test), s),
+                   "ba": lambda test, s: ba(labels_of(test), s >= cut)}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out = expected_performance(spec.sim, signals, fit_predict, metrics, n_train=n_train,
+                                   n_draws=n_draws, n_test=n_test, seed=seed)
+    return {side: {m: v[0] for m, v in per.items()} for side, per in out.items()} | {
+        "mcse": {f"{side}:{m}": v[1] for side, per in out.items() for m, v in per.items()}}
+
+
+def _rate(indicator: pd.Series, reps: pd.Series) -> tuple[float, float]:
+    """Rate and Monte-Carlo s.e. clustered by replication."""
+    per_rep = indicator.astype(float).groupby(reps).mean()
+    rate = float(indicator.mean())
+    se = float(per_rep.std(ddof=1) / np.sqrt(per_rep.size)) if per_rep.size > 1 else np.nan
+    return rate, se
+
+
+def summarise(spec: Spec, rows: pd.DataFrame, true: dict) -> pd.DataFrame:
+    """Type-I error / coverage / power per (row kind, metric, test)."""
+    out = []
+    n_reps = rows["rep"].nunique()
+    rows = rows.assign(test=rows["test"].replace({"ttest": "auto", "wilcoxon": "auto"}))
+    for (metric, test, pooled), g in rows.groupby(["metric", "test", "pooled"], sort=False):
+        kind = "pooled" if pooled else "pair"
+        base = {"setting": spec.sim.label(), "scenario": spec.scenario, "metric": metric,
+                "test": test, "reps": n_reps, "rare_flag": float(g["rare"].mean())}
+        sig = g["p_value"] < 0.05
+        if spec.scenario == "null":
+            r, se = _rate(sig, g["rep"])
+            out.append({**base, "row": kind, "quantity": "type-I error", "rate": r, "mcse": se})
+            if not pooled:
+                cov_a = (g["ci_low_a"] <= 0.5) & (0.5 <= g["ci_high_a"])
+                cov_b = (g["ci_low_b"] <= 0.5) & (0.5 <= g["ci_high_b"])
+                r, se = _rate(pd.concat([cov_a, cov_b]), pd.concat([g["rep"], g["rep"]]))
+                out.append({**base, "row": "one", "quantity": "coverage of 0.5", "rate": r,
+                            "mcse": se})
+        elif spec.scenario == "equal":
+            cov_d = (g["diff_ci_low"] <= 0) & (0 <= g["diff_ci_high"])
+            r, se = _rate(cov_d, g["rep"])
+            out.append({**base, "row": kind, "quantity": "diff coverage of 0", "rate": r,
+                        "mcse": se})
+            if not pooled and metric in true["A"]:
+                ta, tb = true["A"][metric], true["B"][metric]
+                cov_a = (g["ci_low_a"] <= ta) & (ta <= g["ci_high_a"])
+                cov_b = (g["ci_low_b"] <= tb) & (tb <= g["ci_high_b"])
+                r, se = _rate(pd.concat([cov_a, cov_b]), pd.concat([g["rep"], g["rep"]]))
+                out.append({**base, "row": "one",
+                            "quantity": f"coverage of E[{metric}]={ta:.3f}", "rate": r,
+                            "mcse": se})
+        else:
+            r, se = _rate(sig, g["rep"])
+            planted = ""
+            if metric in true["A"]:
+                planted = f" at {true['A'][metric] - true['B'][metric]:+.3f}"
+            out.append({**base, "row": kind, "quantity": "power" + planted, "rate": r,
+                        "mcse": se})
+    return pd.DataFrame(out)
+
+
+def _job(args):
+    spec, rep, kw = args
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1):
+        return replicate(spec, rep, **kw)
+
+
+def run_spec(spec: Spec, *, reps: int, probe: str, n_splits: int, n_repeats: int,
+             n_boot: int, workers: int, truth_draws: int, truth_test: int) -> pd.DataFrame:
+    kw = dict(probe=probe, n_splits=n_splits, n_repeats=n_repeats, n_boot=n_boot)
+    jobs = [(spec, rep, kw) for rep in range(reps)]
+    t0 = time.perf_counter()
+    if workers > 1:
+        import multiprocessing as mp
+
+        with mp.get_context("fork").Pool(workers) as pool:
+            frames = pool.map(_job, jobs, chunksize=4)
+    else:
+        frames = [_job(j) for j in jobs]
+    rows = pd.concat(frames, ignore_index=True)
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1):
+        true = truth(spec, probe=probe, n_splits=n_splits, n_draws=truth_draws,
+                     n_test=truth_test)
+    table = summarise(spec, rows, true)
+    table["probe"] = probe
+    table["cv"] = f"{n_repeats}x{n_splits}"
+    table["seconds"] = round(time.perf_counter() - t0, 1)
+    return table
+
+
+def main(argv: list[str] | None = None) -> pd.DataFrame:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--only", default=None,
+                        help="regex on setting names (see --list)")
+    parser.add_argument("--reps", type=int, default=1000, help="replications per setting")
+    parser.add_argument("--probe", choices=("default", "fast"), default="default")
+    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--bootstrap", type=int, default=500,
+                        help="bootstrap resamples per comparison (published rows)")
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--truth-draws", type=int, default=200)
+    parser.add_argument("--truth-test", type=int, default=5000)
+    parser.add_argument("--quick", action="store_true",
+                        help=f"{', '.join(QUICK)} with 40 replications, fast probe, 5x2 CV")
+    parser.add_argument("--list", action="store_true")
+    parser.add_argument("--out", type=Path, default=None, help="append the table to a CSV")
+    args = parser.parse_args(argv)
+    specs = all_specs()
+    if args.list:
+        for spec in specs:
+            print(spec.name)
+        return pd.DataFrame()
+    if args.quick:
+        specs = [s for s in specs if s.name in QUICK]
+        args.reps, args.probe, args.repeats, args.truth_draws = 40, "fast", 2, 40
+    elif args.only:
+        specs = [s for s in specs if re.search(args.only, s.name)]
+    tables = []
+    for spec in specs:
+        table = run_spec(spec, reps=args.reps, probe=args.probe, n_splits=args.folds,
+                         n_repeats=args.repeats, n_boot=args.bootstrap,
+                         workers=args.workers, truth_draws=args.truth_draws,
+                         truth_test=args.truth_test)
+        tables.append(table)
+        show = table.assign(rate=table["rate"].map("{:.3f}".format),
+                            mcse=table["mcse"].map("{:.3f}".format))
+        print(f"\n== {spec.name} ({args.reps} reps, {args.probe} probe, "
+              f"{args.repeats}x{args.folds} CV, {table['seconds'].iloc[0]} s)")
+        print(show[["row", "metric", "test", "quantity", "rate", "mcse"]]
+              .to_string(index=False), flush=True)
+        if args.out is not None:
+            table.to_csv(args.out, mode="a", header=not args.out.exists(), index=False)
+    return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
+
+
+if __name__ == "__main__":
+    main()
