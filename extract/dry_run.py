@@ -18,12 +18,15 @@ from typing import Any
 
 import numpy as np
 import torch
-
 from neurofeat.extract.backbone import ExtractionBackbone
 from neurofeat.extract.dataset import load_patient_records
 from neurofeat.extract.embed import embed_batch
 from neurofeat.extract.perturb import Perturbation
-from neurofeat.extract.preprocess import PreprocessConfig, build_transforms, unwrap_transform_error
+from neurofeat.extract.preprocess import (
+    PreprocessConfig,
+    build_transforms,
+    unwrap_transform_error,
+)
 
 __all__ = ["DryRunReport", "dry_run"]
 
@@ -88,52 +91,64 @@ def _check_scans(record: Mapping[str, Any], pre: PreprocessConfig) -> list[str]:
     """Checks of one patient's scans without decoding voxels: bytes as registered at
     ingest (sha256) and the header-level grid, by the same rules as extraction
     (:mod:`neurofeat.extract.volumes`)."""
-    import nibabel as nib
-    from monai.data import correct_nifti_header_if_necessary
-
     from neurofeat.extract.volumes import (
         ScanGridError,
-        ScanReadError,
         check_same_grid,
         parse_scan_sha256,
-        spatial_shape,
-        verify_scans,
     )
 
     pid = str(record.get("patient_id", "?"))
     registered = parse_scan_sha256(record.get("scan_sha256"))
-    problems = []
+    problems: list[str] = []
     grids = []
     for seq in pre.sequences:
         path = record.get(seq)
-        if not path:
+        if not path or not os.path.exists(path):
             if pre.missing_sequence == "error":
-                problems.append(f"sequence '{seq}' has no registered scan")
+                problems.append(f"sequence '{seq}': file {path} does not exist" if path
+                                else f"sequence '{seq}' has no registered scan")
             continue
-        if not os.path.exists(path):
-            if pre.missing_sequence == "error":
-                problems.append(f"sequence '{seq}': file {path} does not exist")
-            continue
-        try:
-            if seq in registered:
-                verify_scans([path], [registered[seq]], names=[seq], patient_id=pid)
-            img = correct_nifti_header_if_necessary(nib.load(path))
-            shape = spatial_shape(img.shape, path, pid, seq)
-        except (ScanReadError, ScanGridError) as exc:
-            problems.append(str(exc))
-            continue
-        except Exception as exc:  # noqa: BLE001 - reported
-            problems.append(f"sequence '{seq}': {path} is not a readable NIfTI ({exc})")
-            continue
-        zooms = tuple(float(z) for z in img.header.get_zooms()[:3])
-        if any(z <= 0 or not np.isfinite(z) for z in zooms):
-            problems.append(f"sequence '{seq}': {path} has invalid voxel spacing {zooms}")
-        grids.append((seq, shape, np.asarray(img.affine, dtype=np.float64)))
+        grid, found = _check_scan(path, seq, pid, registered.get(seq))
+        problems.extend(found)
+        if grid is not None:
+            grids.append(grid)
     try:
         check_same_grid(grids, patient_id=pid)
     except ScanGridError as exc:
         problems.append(str(exc))
     return problems
+
+
+def _check_scan(
+    path: str, seq: str, pid: str, sha256: str | None
+) -> tuple[tuple[str, Any, np.ndarray] | None, list[str]]:
+    """One existing scan: its bytes (when a hash was registered), header shape and spacing.
+
+    Returns ((sequence, spatial shape, affine) or None when unreadable, problems).
+    """
+    import nibabel as nib
+    from monai.data import correct_nifti_header_if_necessary
+    from neurofeat.extract.volumes import (
+        ScanGridError,
+        ScanReadError,
+        spatial_shape,
+        verify_scans,
+    )
+
+    try:
+        if sha256 is not None:
+            verify_scans([path], [sha256], names=[seq], patient_id=pid)
+        img = correct_nifti_header_if_necessary(nib.load(path))
+        shape = spatial_shape(img.shape, path, pid, seq)
+    except (ScanReadError, ScanGridError) as exc:
+        return None, [str(exc)]
+    except Exception as exc:  # noqa: BLE001 - reported
+        return None, [f"sequence '{seq}': {path} is not a readable NIfTI ({exc})"]
+    problems = []
+    zooms = tuple(float(z) for z in img.header.get_zooms()[:3])
+    if any(z <= 0 or not np.isfinite(z) for z in zooms):
+        problems.append(f"sequence '{seq}': {path} has invalid voxel spacing {zooms}")
+    return (seq, shape, np.asarray(img.affine, dtype=np.float64)), problems
 
 
 def dry_run(
@@ -179,7 +194,8 @@ def dry_run(
         bytes_needed += int(len(records) * len(perturbations) * 4 * int(np.prod(input_shape)))
     bytes_free = _free_bytes(store.root, cache_dir)
     if bytes_free < bytes_needed:
-        problems.append(("", f"only {bytes_free / 1e6:.0f} MB free on the store/cache disk, ~{bytes_needed / 1e6:.0f} MB needed"))
+        problems.append(("", f"only {bytes_free / 1e6:.0f} MB free on the store/cache disk, "
+                             f"~{bytes_needed / 1e6:.0f} MB needed"))
     return DryRunReport(
         backbone=backbone.name, checkpoint_sha256=backbone.checkpoint_sha256,
         preprocess_sha256=backbone.preprocess_sha256, embedding_dim=backbone.embedding_dim,

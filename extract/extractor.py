@@ -46,7 +46,6 @@ from typing import Any
 
 import numpy as np
 import torch
-
 from neurofeat.extract.backbone import ExtractionBackbone
 from neurofeat.extract.dataset import (
     BatchedPatients,
@@ -66,6 +65,7 @@ from neurofeat.extract.distributed import (
 from neurofeat.extract.embed import embed_with_fallback, prepare_encoder
 from neurofeat.extract.perturb import Perturbation
 from neurofeat.extract.preprocess import build_transforms
+
 from neurofeat.progress import progress_bar
 
 __all__ = [
@@ -507,25 +507,3 @@ class _RowBuffer:
         ids, matrix = self.ids, np.concatenate(self.rows)
         self.ids, self.rows = [], []
         return self.writer.write_batch(ids, matrix)
-
-
-def _all_cached(dataset: PatientDataset, indices: Sequence[int]) -> bool:
-    """True when every record at *indices* has its preprocessed volume in the cache,
-    with the fingerprint that spares re-hashing its scans."""
-    from neurofeat.extract.dataset import cache_key
-
-    if dataset.cache is None:
-        return False
-    return all(
-        dataset.cache.complete(cache_key(dataset.records[i], dataset.preprocess_sha256, dataset.perturbation))
-        for i in indices
-    )
-
-
-def _extract_lock(store: Any, backbone: str) -> Any:
-    from neurofeat.store import StoreLock
-
-    return StoreLock(
-        store.locks_dir / f"extract-{backbone}.lock",
-        f"an extraction of backbone '{backbone}' into {store.root}",
-    )

@@ -38,7 +38,6 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 import torch
-
 from neurofeat.extract import distributed as dist_utils
 from neurofeat.extract.augment import AugmentConfig, MultiViewAugment
 from neurofeat.extract.checkpoint import CARD_FILE, WEIGHTS_FILE, save_checkpoint
@@ -54,6 +53,7 @@ from neurofeat.extract.pretrain_data import (
     PretrainDataset,
 )
 from neurofeat.extract.pretrain_state import STATE_DIR, load_state, save_state
+
 from neurofeat.progress import progress_bar
 
 __all__ = [
@@ -388,31 +388,6 @@ def _check_out_dir(config: PretrainConfig, out: Path, state_dir: Path, overwrite
     return False
 
 
-def _check_out_dir(config: PretrainConfig, out: Path, state_dir: Path, overwrite: bool, is_rank0: bool) -> bool:
-    """Decide fresh vs resume; returns True to resume."""
-    if state_dir.exists() and (state_dir / "progress.json").exists():
-        meta = json.loads((state_dir / "progress.json").read_text())
-        if meta.get("resume_key") == config.resume_key():
-            return True
-        if not overwrite:
-            previous = meta.get("config", {})
-            now = config.to_dict()
-            changed = sorted(k for k in now if k not in _RESUMABLE_FIELDS and previous.get(k) != now[k])
-            raise PretrainError(
-                f"{out} holds an unfinished run with a different configuration (changed: {changed}); "
-                "pass --overwrite to start afresh or choose another --out."
-            )
-        if is_rank0:
-            shutil.rmtree(state_dir)
-        return False
-    if (out / WEIGHTS_FILE).exists() or (out / CARD_FILE).exists():
-        if not overwrite:
-            raise PretrainError(
-                f"{out} already holds a trained backbone; pass --overwrite to replace it or choose another --out."
-            )
-    return False
-
-
 # --------------------------------------------------------------------------- trainer
 @dataclass(frozen=True)
 class _BatchPlan:
@@ -552,7 +527,8 @@ def _method_params(config: PretrainConfig, plan: _BatchPlan, world: int) -> dict
     if config.method == "moco":
         requested = int(params.get("queue_size", 4096))
         global_batch = plan.batch_size * world
-        params["queue_size"] = 0 if requested == 0 else max(global_batch, min(requested, plan.n_patients - global_batch))
+        fitting = max(global_batch, min(requested, plan.n_patients - global_batch))
+        params["queue_size"] = 0 if requested == 0 else fitting
     return params
 
 

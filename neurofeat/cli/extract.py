@@ -7,7 +7,14 @@ from typing import Annotated, Any
 
 import typer
 
-from neurofeat.cli.common import StoreOption, console, fail, open_store, print_frame, user_errors
+from neurofeat.cli.common import (
+    StoreOption,
+    console,
+    fail,
+    open_store,
+    print_frame,
+    user_errors,
+)
 
 __all__ = ["register", "extract"]
 
@@ -101,7 +108,12 @@ def extract(
 
     Example: neurofeat extract --backbone dino_dro --store S --perturb gibbs:0.2,bias:0.3
     """
-    from neurofeat.runs.extract import EXTRACT_ERRORS, BackboneSource, extract_dry_run, extract_run
+    from neurofeat.runs.extract import (
+        EXTRACT_ERRORS,
+        BackboneSource,
+        extract_dry_run,
+        extract_run,
+    )
 
     opened = open_store(store)
     source = BackboneSource(backbone, models_dir=models_dir, checkpoint=checkpoint, adapter=adapter,

@@ -9,7 +9,14 @@ from typing import Annotated, Any
 
 import typer
 
-from neurofeat.cli.common import StoreOption, console, fail, open_store, print_frame, user_errors
+from neurofeat.cli.common import (
+    StoreOption,
+    console,
+    fail,
+    open_store,
+    print_frame,
+    user_errors,
+)
 
 __all__ = ["backbones", "pretrain", "register"]
 
@@ -114,7 +121,11 @@ def pretrain(
     if method not in _METHODS:
         fail(f"--method {method!r} is not one of {', '.join(_METHODS)}")
     with user_errors():
-        from neurofeat.runs.pretrain import PRETRAIN_ERRORS, pretrain_config, pretrain_run
+        from neurofeat.runs.pretrain import (
+            PRETRAIN_ERRORS,
+            pretrain_config,
+            pretrain_run,
+        )
     with user_errors(*PRETRAIN_ERRORS):
         config = pretrain_config(
             method, dro=dro, group_by=_group_columns(group_by) or ("site",), eta=eta, adjustment=adjustment,
@@ -155,7 +166,11 @@ def backbones(
     """
     import pandas as pd
 
-    from neurofeat.runs.pretrain import BackboneNotFoundError, available_backbones, backbone_card
+    from neurofeat.runs.pretrain import (
+        BackboneNotFoundError,
+        available_backbones,
+        backbone_card,
+    )
 
     if name is not None:
         try:

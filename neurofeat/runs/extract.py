@@ -24,7 +24,11 @@ from typing import Any
 import pandas as pd
 
 from neurofeat.extract.adapters import AdapterError
-from neurofeat.extract.backbone import ExtractionBackbone, ExtractionError, resolve_extraction_backbone
+from neurofeat.extract.backbone import (
+    ExtractionBackbone,
+    ExtractionError,
+    resolve_extraction_backbone,
+)
 from neurofeat.extract.checkpoint import BackboneNotFoundError, CheckpointError
 from neurofeat.extract.devices import default_workers, resolve_device
 from neurofeat.extract.distributed import process_rank
@@ -32,7 +36,13 @@ from neurofeat.extract.dry_run import DryRunReport, dry_run
 from neurofeat.extract.extractor import ExtractResult, extract_embeddings
 from neurofeat.extract.perturb import parse_perturbations
 from neurofeat.extract.preprocess import PreprocessConfig
-from neurofeat.store import CheckpointMismatchError, RunInfo, Store, StoreLockedError, write_run
+from neurofeat.store import (
+    CheckpointMismatchError,
+    RunInfo,
+    Store,
+    StoreLockedError,
+    write_run,
+)
 
 __all__ = ["EXTRACT_ERRORS", "BackboneSource", "ExtractRun", "extract_dry_run", "extract_run"]
 

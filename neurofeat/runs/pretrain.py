@@ -38,8 +38,17 @@ from neurofeat.extract.checkpoint import (
 from neurofeat.extract.distributed import process_rank
 from neurofeat.extract.encoders import EncoderConfig
 from neurofeat.extract.preprocess import PreprocessConfig
-from neurofeat.extract.pretrain import PretrainConfig, PretrainError, PretrainResult, backbone_name, pretrain
-from neurofeat.extract.pretrain_data import PretrainCohort, cohort_from_manifest, cohort_from_store
+from neurofeat.extract.pretrain import (
+    PretrainConfig,
+    PretrainError,
+    PretrainResult,
+    pretrain,
+)
+from neurofeat.extract.pretrain_data import (
+    PretrainCohort,
+    cohort_from_manifest,
+    cohort_from_store,
+)
 from neurofeat.store import RunInfo, Store, write_run
 
 __all__ = [
@@ -193,7 +202,9 @@ def pretrain_run(
     return PretrainRun(result=result, tables=tables, params=params, info=info)
 
 
-def backbone_card(name: str, models_dir: str | os.PathLike[str] | None = None) -> tuple[Path, dict[str, Any], list[str]]:
+def backbone_card(
+    name: str, models_dir: str | os.PathLike[str] | None = None
+) -> tuple[Path, dict[str, Any], list[str]]:
     """(directory, card, card keys a `neurofeat pretrain` card would have but this one lacks).
 
     Raises
