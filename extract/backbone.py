@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
 from neurofeat.extract.preprocess import PreprocessConfig
 
 __all__ = ["ExtractionBackbone", "ExtractionError", "resolve_extraction_backbone"]

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import torch
+
 from neurofeat.extract.backbone import ExtractionBackbone
 from neurofeat.extract.dataset import load_patient_records
 from neurofeat.extract.embed import embed_batch
@@ -128,6 +129,7 @@ def _check_scan(
     """
     import nibabel as nib
     from monai.data import correct_nifti_header_if_necessary
+
     from neurofeat.extract.volumes import (
         ScanGridError,
         ScanReadError,

@@ -46,6 +46,7 @@ from typing import Any
 
 import numpy as np
 import torch
+
 from neurofeat.extract.backbone import ExtractionBackbone
 from neurofeat.extract.dataset import (
     BatchedPatients,
@@ -65,7 +66,6 @@ from neurofeat.extract.distributed import (
 from neurofeat.extract.embed import embed_with_fallback, prepare_encoder
 from neurofeat.extract.perturb import Perturbation
 from neurofeat.extract.preprocess import build_transforms
-
 from neurofeat.progress import progress_bar
 
 __all__ = [

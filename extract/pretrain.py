@@ -38,6 +38,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 import torch
+
 from neurofeat.extract import distributed as dist_utils
 from neurofeat.extract.augment import AugmentConfig, MultiViewAugment
 from neurofeat.extract.checkpoint import CARD_FILE, WEIGHTS_FILE, save_checkpoint
@@ -53,7 +54,6 @@ from neurofeat.extract.pretrain_data import (
     PretrainDataset,
 )
 from neurofeat.extract.pretrain_state import STATE_DIR, load_state, save_state
-
 from neurofeat.progress import progress_bar
 
 __all__ = [
