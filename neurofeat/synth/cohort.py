@@ -10,7 +10,10 @@ logic on thousands of patients).  :func:`generate_cohort` adds the images and wr
     DIR/truth.parquet    every latent variable (labels without NULLs, traits, effects,
                          probabilities, survival times, tumour volumes, warp, protocol)
     DIR/sites.csv        the acquisition protocol of each site
-    DIR/synth.json       the parameters of the run
+    DIR/oracle_traits.csv  patient_id + the six latent imaging traits: a ready-to-import
+                         "oracle" backbone (cheating: the ceiling an encoder cannot beat)
+    DIR/synth.json       the parameters of the run and, with a shortcut, its card
+                         (which effects are causal, which spurious, expected AUCs)
 
 Randomness: one seed; the label, survival, protocol and per-patient image streams are
 ``numpy.random.default_rng([seed, stream, index])``, so the same seed gives the same
@@ -42,7 +45,8 @@ from neurofeat.synth.anatomy import (
     prime_template_cache,
     warp_tissues,
 )
-from neurofeat.synth.labels import MARKERS, GenerativeModel, simulate_labels, site_names
+from neurofeat.synth.labels import MARKERS, TRAITS, GenerativeModel, simulate_labels, site_names
+from neurofeat.synth.shortcut import Shortcut, draw_scanners, scanner_protocol, shortcut_card
 from neurofeat.synth.survival import WeibullSurvivalModel, simulate_survival
 from neurofeat.synth.tumour import SEQUENCES, compose_contrasts, tumour_compartments, tumour_spec
 
@@ -77,7 +81,7 @@ CLINICAL_COLUMNS: tuple[str, ...] = (
 #: Columns of manifest.csv, in order.
 MANIFEST_COLUMNS: tuple[str, ...] = ("patient_id", "site", *SEQUENCES)
 
-_STREAM_LABELS, _STREAM_SURVIVAL, _STREAM_SITES, _STREAM_IMAGES = 1, 2, 3, 4
+_STREAM_LABELS, _STREAM_SURVIVAL, _STREAM_SITES, _STREAM_IMAGES, _STREAM_SCANNERS = 1, 2, 3, 4, 5
 
 
 def _check_int(name: str, value: int, low: int, high: int | None = None) -> int:
@@ -140,6 +144,7 @@ def simulate_tables(
     site_effect: float = 1.0,
     model: GenerativeModel | None = None,
     survival_model: WeibullSurvivalModel | None = None,
+    shortcut: Shortcut | None = None,
 ) -> SynthTables:
     """Draw the truth and clinical tables of a cohort without rendering images.
 
@@ -158,6 +163,10 @@ def simulate_tables(
         Label model (default :class:`GenerativeModel()`).
     survival_model : WeibullSurvivalModel, optional
         Survival model (default :class:`WeibullSurvivalModel()`).
+    shortcut : Shortcut, optional
+        A planted site shortcut (:mod:`neurofeat.synth.shortcut`; default none). The
+        truth gains ``scanner``, ``p_scanner_b`` and ``shortcut_role``; nothing else
+        changes.
 
     Returns
     -------
@@ -174,7 +183,8 @@ def simulate_tables(
     seed = _check_int("seed", seed, 0)
     truth = simulate_labels(n, n_sites, np.random.default_rng([seed, _STREAM_LABELS]), model)
     survival = simulate_survival(truth, np.random.default_rng([seed, _STREAM_SURVIVAL]), survival_model)
-    truth = pd.concat([truth, survival], axis=1)
+    scanners = draw_scanners(truth, shortcut or Shortcut(), np.random.default_rng([seed, _STREAM_SCANNERS]))
+    truth = pd.concat([truth, survival, scanners], axis=1)
     protocols = tuple(site_protocols(site_names(n_sites), site_effect, np.random.default_rng([seed, _STREAM_SITES])))
     clinical = truth.loc[:, list(CLINICAL_COLUMNS)].copy()
     clinical["grade"] = clinical["grade"].astype("Int64")
@@ -393,6 +403,7 @@ def generate_cohort(
     site_effect: float = 1.0,
     model: GenerativeModel | None = None,
     survival_model: WeibullSurvivalModel | None = None,
+    shortcut: Shortcut | None = None,
     write_segmentation: bool = True,
     overwrite: bool = False,
     n_jobs: int = 1,
@@ -404,7 +415,7 @@ def generate_cohort(
     ----------
     out_dir : path
         Output folder (created).
-    n, n_sites, seed, site_effect, model, survival_model
+    n, n_sites, seed, site_effect, model, survival_model, shortcut
         As in :func:`simulate_tables`.
     size : int
         Voxels per axis of every image (16..256).
@@ -446,8 +457,10 @@ def generate_cohort(
         raise FileExistsError(
             f"{root} already holds a cohort (manifest.csv); pass overwrite=True (--overwrite) or choose another folder."
         )
+    shortcut = shortcut or Shortcut()
     tables = simulate_tables(
-        n, n_sites=n_sites, seed=seed, site_effect=site_effect, model=model, survival_model=survival_model
+        n, n_sites=n_sites, seed=seed, site_effect=site_effect, model=model, survival_model=survival_model,
+        shortcut=shortcut,
     )
     images_dir = root / "images"
     if overwrite and (root / "synth.json").exists() and images_dir.exists():
@@ -463,7 +476,7 @@ def generate_cohort(
         _PatientJob(
             index=i,
             row=row,
-            protocol=protocols[row["site"]],
+            protocol=scanner_protocol(protocols[row["site"]], row["scanner"], shortcut),
             size=size,
             spacing=spacing,
             seed=tables.seed,
@@ -509,11 +522,13 @@ def generate_cohort(
         "spacing": spacing,
         "site_effect": float(site_effect),
         "write_segmentation": bool(write_segmentation),
+        "shortcut": shortcut_card(truth, shortcut) if shortcut.enabled else None,
         "template": load_mni152_tissues(spacing).source,
         "neurofeat_version": _version(),
     }
     _write_truth(root / "truth.parquet", truth)
     _atomic_write(root / "sites.csv", _csv_text(protocols_frame(tables.protocols)).encode())
+    _atomic_write(root / "oracle_traits.csv", _csv_text(truth[["patient_id", *TRAITS]]).encode())
     _atomic_write(root / "synth.json", (json.dumps(params, indent=2, sort_keys=True) + "\n").encode())
     _atomic_write(root / "clinical.csv", clinical_csv_text(tables.clinical).encode())
     _atomic_write(root / "manifest.csv", _csv_text(manifest).encode())  # last: marks a complete cohort
