@@ -1,16 +1,21 @@
 """Concordance indices (Harrell's C, Uno's IPCW C) and their vectorised bootstrap.
 
-Point estimates come straight from scikit-survival
-(:func:`sksurv.metrics.concordance_index_censored`,
-:func:`sksurv.metrics.concordance_index_ipcw`). Bootstrap replicates use the same
-definitions written as quadratic forms over a patient-by-patient pair matrix: with
+Harrell's C comes straight from scikit-survival
+(:func:`sksurv.metrics.concordance_index_censored`). Uno's C is computed here (see
+:func:`uno_c`), because :func:`sksurv.metrics.concordance_index_ipcw` weights an event
+at ``T_i`` by ``1 / G(T_i)^2``. Uno et al. (2011) and R's
+``concordance(timewt = "n/G2")`` use the left limit, ``1 / G(T_i-)^2``. The two differ
+when a censoring shares an event's time (scikit-survival issue #428). Bootstrap
+replicates use the same definitions written as quadratic forms over a
+patient-by-patient pair matrix: with
 ``c`` the resample counts of each patient, a replicate is
 ``sum_ij c_i c_j w_i K_ij / sum_ij c_i c_j w_i A_ij`` where ``A`` marks comparable pairs
 (sksurv's rule: i had the event and j's time is later, or equal and censored), ``K`` the
-concordant ones (1, or 0.5 for tied risks) and ``w`` is 1 (Harrell) or the squared
-inverse probability of censoring weight (Uno). Duplicated patients are never
-comparable with themselves, exactly as in a resampled data set, so every replicate
-equals sksurv on the resampled arrays (to rounding); the tests check this.
+concordant ones (1, or 0.5 for tied risks) and ``w`` is 1 (Harrell) or
+``1 / G(T_i-)^2`` (Uno). Duplicated patients are never comparable with themselves,
+exactly as in a resampled data set. So every replicate equals :func:`harrell_c` (sksurv)
+or :func:`uno_c` on the resampled arrays, to rounding; for Uno's C the censoring
+distribution comes from the full data, as described below. The tests check this.
 
 Uno's C needs a censoring distribution and a truncation time ``tau``. Here the
 censoring distribution is estimated once, by Kaplan–Meier on the evaluated patients
@@ -80,32 +85,77 @@ def _check_tau(time: np.ndarray, event: np.ndarray, tau: float) -> float:
     return tau
 
 
-def _ipcw_weights(time: np.ndarray, event: np.ndarray, tau: float,
-                  censor_time: np.ndarray | None, censor_event: np.ndarray | None
-                  ) -> np.ndarray:
-    """sksurv's IPCW weights 1/G(t_i) for events before tau, else 0 (not squared)."""
-    from sksurv.nonparametric import CensoringDistributionEstimator
-    from sksurv.util import Surv
+def _censoring_left_limit(at: np.ndarray, censor_time: np.ndarray,
+                          censor_event: np.ndarray) -> np.ndarray:
+    """Kaplan–Meier censoring survival just before each time in ``at``: G(t-) = P(C >= t).
 
+    This is the reverse Kaplan–Meier estimate
+    (:func:`sksurv.nonparametric.kaplan_meier_estimator` with ``reverse=True``). A
+    censoring tied with an event counts as coming after it: the events at t leave the
+    censoring risk set first, as in R's ``survfit`` and ``concordance``. G(t-) is G at the
+    last distinct time strictly before t, and 1 before the first. NaN beyond the last
+    time of the censoring data while G there is still positive, where G is not estimated.
+    """
+    from sksurv.nonparametric import kaplan_meier_estimator
+
+    uniq, g_after = kaplan_meier_estimator(np.asarray(censor_event, bool),
+                                           np.asarray(censor_time, np.float64),
+                                           reverse=True)
+    g_before = np.concatenate([[1.0], g_after])
+    at = np.asarray(at, dtype=np.float64)
+    left = g_before[np.searchsorted(uniq, at, side="left")]
+    return np.where((at > uniq[-1]) & (g_after[-1] > 0), np.nan, left)
+
+
+def _uno_weights(time: np.ndarray, event: np.ndarray, tau: float,
+                 censor_time: np.ndarray | None, censor_event: np.ndarray | None
+                 ) -> np.ndarray:
+    """Uno's weight of each patient as the earlier member of a pair: 1 / G(T_i-)^2 for
+    events with T_i < tau, else 0 (G from ``censor_*``, default the same patients)."""
     if censor_time is None:
         censor_time, censor_event = time, event
-    cens = CensoringDistributionEstimator().fit(
-        Surv.from_arrays(np.asarray(censor_event, bool), np.asarray(censor_time, float)))
-    mask = time < tau
-    weights = np.zeros(time.size)
-    try:
-        weights[mask] = cens.predict_ipcw(Surv.from_arrays(event[mask], time[mask]))
-    except ValueError as err:
+    counts = event & (time < tau)
+    g_left = _censoring_left_limit(time[counts], censor_time, censor_event)
+    if np.isnan(g_left).any():
+        late = float(time[counts][np.isnan(g_left)].min())
         raise SurvivalDataError(
-            f"Uno's c-index: {err}. The censoring distribution is zero before tau={tau:g}; "
-            "use a smaller --tau.") from None
+            f"Uno's c-index: the event at time {late:g} (before tau={tau:g}) is later than "
+            f"the last time of the censoring data ({float(np.max(censor_time)):g}), where "
+            "the censoring distribution is not estimated; use a smaller --tau.")
+    if (g_left <= 0).any():
+        late = float(time[counts][g_left <= 0].min())
+        raise SurvivalDataError(
+            f"Uno's c-index: the censoring distribution is zero before the event at time "
+            f"{late:g} (before tau={tau:g}); use a smaller --tau.")
+    weights = np.zeros(time.size)
+    weights[counts] = 1.0 / np.square(g_left)
     return weights
+
+
+# patient pairs held in memory at once by uno_c (rows of earlier members x all patients)
+_PAIR_BLOCK = 1 << 20
 
 
 def uno_c(time: np.ndarray, event: np.ndarray, risk: np.ndarray, *, tau: float,
           censor_time: np.ndarray | None = None,
           censor_event: np.ndarray | None = None) -> float:
-    """Uno's IPCW concordance index truncated at ``tau``.
+    """Uno's IPCW concordance index truncated at ``tau`` (higher risk = earlier event).
+
+    ``C = sum_ij w_i A_ij K_ij / sum_ij w_i A_ij``. Here ``A_ij`` marks comparable pairs:
+    i had the event and ``T_j > T_i``, or ``T_j == T_i`` with j censored. ``K_ij`` is 1
+    when ``risk_i > risk_j``, 0.5 for risks tied within 1e-8, else 0. The weight is
+    ``w_i = 1 / G(T_i-)^2`` for events with ``T_i < tau`` and 0 otherwise. ``G(T_i-)`` is
+    the left limit of the Kaplan–Meier censoring survival, the probability that i was
+    still uncensored when its event was seen. This matches Uno et al. (2011) and R
+    ``survival::concordance(..., reverse = TRUE, timewt = "n/G2", ymax = tau)``. scikit-
+    survival's ``concordance_index_ipcw`` uses ``G(T_i)`` instead. The two agree (to
+    rounding) unless a censoring shares an event's time before tau (sksurv issue #428).
+
+    Truncation: only events with ``T_i < tau`` count as the earlier member of a pair
+    (Uno et al.; sksurv). R's ``ymax`` keeps ``T_i <= ymax``, so the two agree unless an
+    event falls exactly on ``tau``. A ``tau`` beyond the last follow-up time is lowered to
+    that time. This drops events at the last time, which only have pairs with
+    censorings tied with them.
 
     Parameters
     ----------
@@ -118,20 +168,52 @@ def uno_c(time: np.ndarray, event: np.ndarray, risk: np.ndarray, *, tau: float,
     Returns
     -------
     float
-    """
-    from sksurv.metrics import concordance_index_ipcw
-    from sksurv.util import Surv
 
+    Raises
+    ------
+    SurvivalDataError
+        No event before ``tau``, no comparable pair, a risk vector of the wrong length or
+        with non-finite values, or a censoring distribution that is zero or not estimated
+        before an event.
+
+    References
+    ----------
+    Uno H., Cai T., Pencina M.J., D'Agostino R.B., Wei L.J. (2011). On the C-statistics
+    for evaluating overall adequacy of risk prediction procedures with censored survival
+    data. Statistics in Medicine 30:1105–1117.
+
+    Examples
+    --------
+    >>> round(uno_c([11, 11, 26, 89, 128, 299, 300], [1, 0, 0, 1, 0, 1, 0],
+    ...             [-0.02, 1.2, -0.56, -1.33, -0.81, 1.02, -1.29], tau=200), 6)
+    0.313725
+    """
     time, event = check_survival_data(time, event, what="the c-index data")
     tau = _check_tau(time, event, tau)
-    if censor_time is None:
-        censor_time, censor_event = time, event
-    train = Surv.from_arrays(np.asarray(censor_event, bool), np.asarray(censor_time, float))
-    try:
-        return float(concordance_index_ipcw(train, Surv.from_arrays(event, time),
-                                            np.asarray(risk, float), tau=tau)[0])
-    except ValueError as err:
-        raise SurvivalDataError(f"Uno's c-index at tau={tau:g}: {err}") from None
+    risk = np.asarray(risk, dtype=np.float64).ravel()
+    if risk.size != time.size:
+        raise SurvivalDataError(f"Uno's c-index: risk has {risk.size} values for "
+                                f"{time.size} patients; pass one risk score per patient.")
+    if not np.isfinite(risk).all():
+        bad = int(np.flatnonzero(~np.isfinite(risk))[0])
+        raise SurvivalDataError(f"Uno's c-index: risk of patient {bad} is {risk[bad]}; "
+                                "risk scores must be finite.")
+    weight = _uno_weights(time, event, tau, censor_time, censor_event)
+    earlier = np.flatnonzero(weight > 0)
+    numerator = denominator = 0.0
+    rows = max(1, _PAIR_BLOCK // time.size)
+    for start in range(0, earlier.size, rows):
+        i = earlier[start:start + rows]
+        comparable = (time[None, :] > time[i, None]) | (
+            (time[None, :] == time[i, None]) & ~event[None, :])
+        diff = risk[i, None] - risk[None, :]
+        credit = (diff > _TIED_TOL) + 0.5 * (np.abs(diff) <= _TIED_TOL)
+        numerator += weight[i] @ np.sum(comparable * credit, axis=1)
+        denominator += weight[i] @ np.sum(comparable, axis=1)
+    if denominator == 0:
+        raise SurvivalDataError(f"Uno's c-index at tau={tau:g}: no comparable pairs (no "
+                                "patient is followed past an event before tau).")
+    return float(numerator / denominator)
 
 
 @dataclass(frozen=True, eq=False)
@@ -143,7 +225,8 @@ class ConcordancePairs:
     comparable : ndarray of bool, shape (n, n)
         ``comparable[i, j]``: i had the event and j's time is later (or equal, censored).
     uno_weight : ndarray, shape (n,)
-        Squared IPCW weight of each patient as the earlier member (0 beyond tau).
+        Uno weight ``1 / G(T_i-)^2`` of each patient as the earlier member (0 for
+        censored patients and from tau on), as in :func:`uno_c`.
     tau : float
     """
 
@@ -179,8 +262,10 @@ def concordance_pairs(time: np.ndarray, event: np.ndarray, *, tau: float | None 
     later = time[None, :] > time[:, None]
     same_censored = (time[None, :] == time[:, None]) & ~event[None, :]
     comparable = event[:, None] & (later | same_censored)
-    weights = _ipcw_weights(time, event, tau, censor_time, censor_event)
-    return ConcordancePairs(comparable=comparable, uno_weight=np.square(weights), tau=tau)
+    return ConcordancePairs(comparable=comparable,
+                            uno_weight=_uno_weights(time, event, tau, censor_time,
+                                                    censor_event),
+                            tau=tau)
 
 
 def _counts(indices: np.ndarray, n: int) -> np.ndarray:

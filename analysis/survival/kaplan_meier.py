@@ -39,15 +39,37 @@ def number_at_risk(time: np.ndarray, at: np.ndarray) -> np.ndarray:
     return sorted_time.size - np.searchsorted(sorted_time, at, side="left")
 
 
+# R's tolerance for "the curve sits on the level" (survival:::survmean, sqrt(.Machine$double.eps))
+_LEVEL_TOL = float(np.sqrt(np.finfo(np.float64).eps))
+
+
 def _first_time_at_or_below(times: np.ndarray, curve: np.ndarray, level: float) -> float:
-    """R survfit's quantile rule: first time the curve is <= level (midpoint on a flat 0.5)."""
-    below = np.flatnonzero(curve <= level + 1e-12)
-    if below.size == 0:
+    """R's median rule (``survival:::survmean``, behind ``print(survfit)`` and
+    ``summary(survfit)$table``) for a step curve and its confidence bounds.
+
+    The answer is the first time ``t_k`` where the curve is <= ``level``. If the curve is
+    exactly on ``level`` there (within sqrt(machine eps)), the answer is the midpoint of
+    ``t_k`` and the next time the curve falls below its value at ``t_k``. That is the next
+    drop (an event time), never a censoring time, because censorings do not move the
+    curve. If the curve never falls again, the answer is ``t_k``. NaN points (an undefined
+    bound) never count. Returns NaN when the curve never reaches ``level``.
+
+    R's ``quantile(survfit)`` gives the same answer except when the curve never falls
+    again: then it returns the midpoint of ``t_k`` and the last follow-up time. neurofeat
+    returns ``t_k``, as R's printed table does. After ``t_k`` the curve stays on ``level``
+    until the end of follow-up, so any time in that span could be called the median.
+    ``t_k`` is the standard definition, inf{t: S(t) <= level}. The midpoint depends on how
+    long the last censored patient happened to be followed.
+    """
+    curve = np.asarray(curve, dtype=np.float64)
+    reached = np.flatnonzero(curve < level + _LEVEL_TOL)      # NaN compares False
+    if reached.size == 0:
         return float("nan")
-    k = int(below[0])
-    if abs(curve[k] - level) < 1e-12 and k + 1 < times.size:
-        # the curve sits exactly on the level: R takes the midpoint to the next drop
-        return float((times[k] + times[k + 1]) / 2.0)
+    k = int(reached[0])
+    if abs(curve[k] - level) < _LEVEL_TOL:
+        falls = np.flatnonzero(curve[k + 1:] < curve[k])
+        if falls.size:
+            return float((times[k] + times[k + 1 + int(falls[0])]) / 2.0)
     return float(times[k])
 
 
@@ -72,7 +94,11 @@ class KaplanMeierResult:
     label : str
         Group name (for plots and tables).
     median, median_ci_low, median_ci_high : float
-        Median survival and its interval (NaN when not reached).
+        Median survival and its interval (NaN when not reached), as
+        ``print(survfit(...))`` gives them. This is the first time S (or the bound) is at
+        or below 0.5. Where it sits exactly on 0.5, the value is the midpoint to its next
+        drop (an event time, never a censoring), or the first time itself when it never
+        drops again.
     """
 
     time: np.ndarray
@@ -239,10 +265,11 @@ def kaplan_meier(
     ci_high = np.where(se_log == 0, survival, ci_high)
 
     median = _first_time_at_or_below(uniq, survival, 0.5)
-    # R: the interval of the median is where the CI band crosses 0.5; an undefined band
-    # (S = 0) never counts as crossing, so the bound stays NA as in survfit
-    med_low = _first_time_at_or_below(uniq, np.nan_to_num(ci_low, nan=np.inf), 0.5)
-    med_high = _first_time_at_or_below(uniq, np.nan_to_num(ci_high, nan=np.inf), 0.5)
+    # R: the interval of the median is where the CI band crosses 0.5, by the same rule
+    # (a flat 0.5 ends at the band's next fall). An undefined band (S = 0) never counts
+    # as crossing, so the bound stays NA as in survfit
+    med_low = _first_time_at_or_below(uniq, ci_low, 0.5)
+    med_high = _first_time_at_or_below(uniq, ci_high, 0.5)
     return KaplanMeierResult(
         time=uniq, survival=survival, std_err=std_err, ci_low=ci_low, ci_high=ci_high,
         n_at_risk=n_at_risk, n_events=n_events, n_censored=n_censored,

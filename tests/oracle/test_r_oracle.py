@@ -15,27 +15,39 @@ Compared (R call in each test's docstring):
 - pROC: ``auc``, ``var(method = "delong")``, ``cov``, ``ci.auc(method = "delong")``,
   ``roc.test(method = "delong", paired = TRUE)`` two- and one-sided;
 - survival: ``survdiff`` (two to four groups), ``survfit`` (log, log-log and plain
-  intervals, the median and its interval), ``concordance`` (Harrell; Uno through
-  ``timewt = "n/G2"``).
+  intervals, the median and its interval from ``summary(fit)$table``, the median from
+  ``quantile(fit, 0.5)``), ``concordance`` (Harrell; Uno through ``timewt = "n/G2"``).
 
 Needs ``Rscript`` with the survival and pROC packages (Debian: ``apt-get install
 r-base-core r-cran-survival r-cran-proc``; ``.ci/run`` installs them). Without them
 the module skips with one reason, unless ``NEUROFEAT_REQUIRE_R=1`` (set by ``.ci/run``
 once it has installed R), which turns the skip into a failure.
 
-Known differences, each kept as a strict xfail on exactly the affected cases rather than
-a looser tolerance (the first two with a passing test that pins the cause):
+Known differences are kept as a strict xfail on exactly the affected cases, not hidden
+by a looser tolerance:
 
-- Uno's C: on data where an event and a censoring share a time, neurofeat (scikit-survival's
-  ``concordance_index_ipcw``) weights an event at ``T_i`` by ``1 / G(T_i)^2``; R's
-  ``concordance(timewt = "n/G2")`` by the left limit ``1 / G(T_i-)^2``
-  (:func:`test_uno_tie_difference_is_the_censoring_left_limit`).
-- Kaplan-Meier median: where S sits exactly on 0.5 and the next observed time is a
-  censoring, neurofeat takes the midpoint to that censoring, R to the next drop of S (or
-  t_k when S never drops again)
-  (:func:`test_kaplan_meier_median_on_a_flat_half_follows_the_written_rules`).
 - log-log interval before the first event (S = 1): R gives NA, neurofeat [1, 1] (as
   scikit-survival and lifelines).
+
+Differences this module found, now fixed in neurofeat. They stay as ordinary tests on
+the cases that exposed them:
+
+- Uno's C: neurofeat used scikit-survival's ``concordance_index_ipcw``, which weights an
+  event at ``T_i`` by ``1 / G(T_i)^2``. R's ``concordance(timewt = "n/G2")`` uses the
+  left limit ``1 / G(T_i-)^2``, and so does neurofeat now. The two differ where an
+  event and a censoring share a time (``UNO_TIED``; scikit-survival issue #428).
+  :func:`test_uno_written_out_with_g_left_limit_is_r_and_with_g_is_sksurv` pins the cause.
+- Kaplan-Meier median: where S sits exactly on 0.5 and the next observed time is a
+  censoring, neurofeat took the midpoint to that censoring. R takes the midpoint to the
+  next drop of S, and so does neurofeat now (``KM_MEDIAN_RULES_DIFFER``).
+
+R has two rules for a median that S reaches exactly at t_k and never leaves
+(``KM_MEDIAN_NEVER_DROPS``). ``summary(fit)$table``, which ``print(fit)`` shows, gives
+t_k. ``quantile(fit, 0.5)`` gives the midpoint of t_k and the last follow-up time.
+neurofeat follows the table: it is the number R users see and report, and t_k is the
+standard inf{t: S(t) <= 0.5}. The quantile's midpoint depends on how long the last
+censored patient happened to be followed. Both rules are pinned in
+:func:`test_kaplan_meier_median_on_a_flat_half_follows_the_written_rules`.
 
 Not compared: R's variance of the concordance (``concordance()$var``, an infinitesimal
 jackknife) -- neurofeat has no analytic variance of C (its intervals are bootstraps).
@@ -312,14 +324,16 @@ def _before_first_event(frame: pd.DataFrame) -> bool:
 KM_EARLY_CENSORING = [c for c, f in enumerate(KM) if _before_first_event(f)]
 
 
-def _median_on_flat_half(frame: pd.DataFrame) -> tuple[float, float] | None:
-    """The median of a curve that sits exactly on S = 0.5 from t_k on, by two rules
+def _median_on_flat_half(frame: pd.DataFrame) -> tuple[float, float, float] | None:
+    """The median of a curve that sits exactly on S = 0.5 from t_k on, by three rules
     (None when S never sits on 0.5):
 
-    - neurofeat's ``kaplan_meier`` rule: midpoint of t_k and the next observed time,
-      event or censoring (t_k when there is none);
-    - R's ``summary(survfit)$table`` rule (survmean): midpoint of t_k and the next time
-      S drops (t_k when it never drops again).
+    - next observed time (neurofeat's ``kaplan_meier`` before the fix): midpoint of t_k
+      and the next observed time, event or censoring (t_k when there is none);
+    - R's ``summary(survfit)$table`` (survmean) and neurofeat's ``kaplan_meier``: midpoint
+      of t_k and the next time S drops (t_k when it never drops again);
+    - R's ``quantile(survfit, 0.5)`` (findq): midpoint of t_k and the next time S drops
+      (midpoint of t_k and the last observed time when it never drops again).
     """
     time, event = frame.time.to_numpy(), frame.status.to_numpy(bool)
     uniq = np.unique(time)
@@ -333,12 +347,17 @@ def _median_on_flat_half(frame: pd.DataFrame) -> tuple[float, float] | None:
     drops = k + 1 + np.flatnonzero(deaths[k + 1:] > 0)
     next_observed = (uniq[k] + uniq[k + 1]) / 2 if k + 1 < uniq.size else uniq[k]
     next_drop = (uniq[k] + uniq[drops[0]]) / 2 if drops.size else uniq[k]
-    return float(next_observed), float(next_drop)
+    quantile_rule = next_drop if drops.size else (uniq[k] + uniq[-1]) / 2
+    return float(next_observed), float(next_drop), float(quantile_rule)
 
 
-KM_MEDIAN_RULES_DIFFER = [c for c, f in enumerate(KM)
-                          if (rules := _median_on_flat_half(f)) is not None
-                          and rules[0] != rules[1]]
+KM_FLAT_HALF = [c for c, f in enumerate(KM) if _median_on_flat_half(f) is not None]
+# where the next observed time after the flat 0.5 is a censoring (the fixed bug)
+KM_MEDIAN_RULES_DIFFER = [c for c in KM_FLAT_HALF
+                          if (rules := _median_on_flat_half(KM[c]))[0] != rules[1]]
+# where S never drops after reaching 0.5: R's table and quantile() disagree
+KM_MEDIAN_NEVER_DROPS = [c for c in KM_FLAT_HALF
+                         if (rules := _median_on_flat_half(KM[c]))[1] != rules[2]]
 
 
 # --- R results (one Rscript for the module) -------------------------------------------
@@ -498,31 +517,33 @@ def test_kaplan_meier_loglog_interval_before_first_event_matches_survfit(survfit
 @pytest.mark.parametrize("conf_type", ["log", "log-log", "plain"])
 @pytest.mark.parametrize("case", range(N_KM_CASES))
 def test_kaplan_meier_median_matches_survfit(survfit_r, case, conf_type):
-    """R: summary(survfit(Surv(time, status) ~ 1, conf.type = conf_type))$table[
-    c("median", "0.95LCL", "0.95UCL")]   (NA = not reached)
+    """R: fit <- survfit(Surv(time, status) ~ 1, conf.type = conf_type)
+    summary(fit)$table[c("median", "0.95LCL", "0.95UCL")]   (NA = not reached)
+    quantile(fit, 0.5, conf.int = FALSE)                    (conf.type = "log")
 
-    The interval always; the median itself except where S sits on 0.5 and the next
-    observed time is a censoring (see the xfail below). Flat pieces at 0.5 that end in an
-    event are compared here and agree.
+    Every case, median and interval, compared with the table. The median also equals
+    R's quantile(), except where S reaches 0.5 and never drops again
+    (``KM_MEDIAN_NEVER_DROPS``). There R's two functions disagree and neurofeat follows
+    the table (see the module docstring).
     """
     frame = KM[case]
     km = kaplan_meier(frame.time, frame.status, conf_type=conf_type)
     r_median, r_low, r_high = survfit_r[case, f"{conf_type}:median"]
     _close([km.median_ci_low, km.median_ci_high], [r_low, r_high], rtol=0, atol=1e-12,
            what=f"case {case}: {conf_type} interval of the median")
-    if case not in KM_MEDIAN_RULES_DIFFER:
-        _close(km.median, r_median, rtol=0, atol=1e-12, what=f"case {case}: median")
+    _close(km.median, r_median, rtol=0, atol=1e-12, what=f"case {case}: median")
+    if case not in KM_MEDIAN_NEVER_DROPS:
+        _close(km.median, survfit_r[case, "log:quantile_median"], rtol=0, atol=1e-12,
+               what=f"case {case}: median vs quantile(fit, 0.5)")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "where S(t) sits exactly on 0.5 from t_k on, R's median (summary(survfit)$table, as "
-    "print shows it) is the midpoint of t_k and the next drop of S, or t_k if S never "
-    "drops again; neurofeat's kaplan_meier takes the midpoint of t_k and the next observed "
-    "time even when that is a censoring. Reported, not fixed here."))
 @pytest.mark.parametrize("case", KM_MEDIAN_RULES_DIFFER)
 def test_kaplan_meier_median_on_a_flat_half_matches_survfit(survfit_r, case):
     """R: summary(survfit(Surv(time, status) ~ 1))$table["median"]
     (curves that sit on S = 0.5 with a censoring before the next drop)
+
+    These cases exposed the old rule, which took the midpoint to the next observed time
+    even when it was a censoring. They were a strict xfail until kaplan_meier was fixed.
     """
     frame = KM[case]
     km = kaplan_meier(frame.time, frame.status)
@@ -530,21 +551,24 @@ def test_kaplan_meier_median_on_a_flat_half_matches_survfit(survfit_r, case):
            what=f"case {case}: median")
 
 
-@pytest.mark.parametrize("case", [c for c, f in enumerate(KM)
-                                  if _median_on_flat_half(f) is not None])
+@pytest.mark.parametrize("case", KM_FLAT_HALF)
 def test_kaplan_meier_median_on_a_flat_half_follows_the_written_rules(survfit_r, case):
-    """R: summary(survfit(Surv(time, status) ~ 1))$table["median"]
+    """R: fit <- survfit(Surv(time, status) ~ 1)
+    summary(fit)$table["median"]; quantile(fit, 0.5, conf.int = FALSE)
 
-    Pins the cause of the xfail above: on every curve that sits on S = 0.5, R's median is
-    the next-drop rule and neurofeat's the next-observed-time rule
+    On every curve that sits on S = 0.5, R's table is the next-drop rule (t_k when S never
+    drops again) and R's quantile() the next-drop rule (midpoint of t_k and the last time
+    when S never drops again). neurofeat's median is the table's rule
     (:func:`_median_on_flat_half`).
     """
     frame = KM[case]
-    next_observed, next_drop = _median_on_flat_half(frame)
+    _, next_drop, quantile_rule = _median_on_flat_half(frame)
     _close(survfit_r[case, "log:median"][0], next_drop, rtol=0, atol=1e-12,
-           what=f"case {case}: R's median vs the next-drop rule")
-    _close(kaplan_meier(frame.time, frame.status).median, next_observed, rtol=0, atol=1e-12,
-           what=f"case {case}: neurofeat's median vs the next-observed-time rule")
+           what=f"case {case}: R's summary(fit)$table median vs the next-drop rule")
+    _close(survfit_r[case, "log:quantile_median"][0], quantile_rule, rtol=0, atol=1e-12,
+           what=f"case {case}: R's quantile(fit, 0.5) vs its rule")
+    _close(kaplan_meier(frame.time, frame.status).median, next_drop, rtol=0, atol=1e-12,
+           what=f"case {case}: neurofeat's median vs the next-drop rule")
 
 
 # --- concordance vs survival::concordance ---------------------------------------------
@@ -564,9 +588,37 @@ def test_uno_c_matches_r_without_event_censoring_ties(concordance_r, case):
     ymax = tau)$concordance
 
     Cases where the weights 1/G(T_i)^2 and 1/G(T_i-)^2 are proportional over the events
-    before tau (always so when no event time equals a censoring time). tau lies halfway
-    between two observed times, so sksurv's ``time < tau`` and R's ``etime <= ymax``
-    select the same events.
+    before tau. This always holds when no event time equals a censoring time. tau lies
+    halfway between two observed times, so neurofeat's (and sksurv's) ``time < tau``
+    selects the same events as R's ``etime <= ymax``.
+    """
+    frame = CONCORDANCE[case]
+    ours = uno_c(frame.time, frame.status, frame.risk, tau=frame.tau.iloc[0])
+    _close(ours, concordance_r[case, "uno"], rtol=0, atol=1e-12, what=f"case {case}: Uno's C")
+
+
+@pytest.mark.parametrize("case", UNO_UNTIED)
+def test_uno_c_matches_sksurv_without_event_censoring_ties(case):
+    """sksurv: concordance_index_ipcw(y, y, risk, tau=tau)[0], with G(T_i) in place of
+    G(T_i-). The two give the same C where the weights are proportional."""
+    from sksurv.metrics import concordance_index_ipcw
+    from sksurv.util import Surv
+
+    frame = CONCORDANCE[case]
+    y = Surv.from_arrays(frame.status.to_numpy(bool), frame.time.to_numpy())
+    tau = frame.tau.iloc[0]
+    _close(uno_c(frame.time, frame.status, frame.risk, tau=tau),
+           concordance_index_ipcw(y, y, frame.risk.to_numpy(), tau=tau)[0], rtol=0,
+           atol=1e-12, what=f"case {case}: Uno's C vs sksurv")
+
+
+@pytest.mark.parametrize("case", UNO_TIED)
+def test_uno_c_matches_r_with_event_censoring_ties(concordance_r, case):
+    """R: concordance(Surv(time, status) ~ risk, reverse = TRUE, timewt = "n/G2",
+    ymax = tau)$concordance   (data with an event and a censoring at the same time)
+
+    These cases exposed the G(T_i) weights that uno_c took from sksurv's
+    concordance_index_ipcw. They were a strict xfail until uno_c used G(T_i-).
     """
     frame = CONCORDANCE[case]
     ours = uno_c(frame.time, frame.status, frame.risk, tau=frame.tau.iloc[0])
@@ -577,22 +629,10 @@ def test_random_cases_cover_the_known_differences():
     assert len(UNO_UNTIED) >= 6 and len(UNO_TIED) >= 6, (UNO_UNTIED, UNO_TIED)
     assert 3 <= len(KM_EARLY_CENSORING) < N_KM_CASES, KM_EARLY_CENSORING
     assert 2 <= len(KM_MEDIAN_RULES_DIFFER), KM_MEDIAN_RULES_DIFFER
-    flat = [c for c, f in enumerate(KM) if _median_on_flat_half(f) is not None]
-    assert len(flat) >= len(KM_MEDIAN_RULES_DIFFER) + 3, flat   # flats where both agree
-
-
-@pytest.mark.xfail(strict=True, reason=(
-    "neurofeat's uno_c (sksurv concordance_index_ipcw) weights an event at T_i by "
-    "1/G(T_i)^2, R's concordance(timewt='n/G2') by 1/G(T_i-)^2; they differ when a "
-    "censoring shares an event's time (sksurv issue #428). Reported, not fixed here."))
-@pytest.mark.parametrize("case", UNO_TIED)
-def test_uno_c_matches_r_with_event_censoring_ties(concordance_r, case):
-    """R: concordance(Surv(time, status) ~ risk, reverse = TRUE, timewt = "n/G2",
-    ymax = tau)$concordance   (data with an event and a censoring at the same time)
-    """
-    frame = CONCORDANCE[case]
-    ours = uno_c(frame.time, frame.status, frame.risk, tau=frame.tau.iloc[0])
-    _close(ours, concordance_r[case, "uno"], rtol=0, atol=1e-12, what=f"case {case}: Uno's C")
+    assert 1 <= len(KM_MEDIAN_NEVER_DROPS), KM_MEDIAN_NEVER_DROPS
+    # flats where every rule agrees
+    assert len(KM_FLAT_HALF) >= len(set(KM_MEDIAN_RULES_DIFFER + KM_MEDIAN_NEVER_DROPS)) + 3, \
+        KM_FLAT_HALF
 
 
 def _uno_by_pairs(time: np.ndarray, event: np.ndarray, risk: np.ndarray, tau: float,
@@ -609,13 +649,18 @@ def _uno_by_pairs(time: np.ndarray, event: np.ndarray, risk: np.ndarray, tau: fl
 
 
 @pytest.mark.parametrize("case", range(N_CONCORDANCE_CASES))
-def test_uno_tie_difference_is_the_censoring_left_limit(concordance_r, case):
+def test_uno_written_out_with_g_left_limit_is_r_and_with_g_is_sksurv(concordance_r, case):
     """R: concordance(Surv(time, status) ~ risk, reverse = TRUE, timewt = "n/G2", ymax = tau)
+    sksurv: concordance_index_ipcw(y, y, risk, tau=tau)
 
-    Pins the cause of the xfail above, on every case: Uno's C written out over pairs
-    equals R with the censoring survival's left limit G(T_i-) and neurofeat with G(T_i).
-    On untied data the two weights coincide, so both equal R.
+    Pins the cause of the difference, on every case. Uno's C written out over pairs with
+    the censoring survival's left limit G(T_i-) equals R and neurofeat's uno_c. Written
+    out with G(T_i), it equals scikit-survival. On untied data the two weightings are
+    proportional, so all four agree.
     """
+    from sksurv.metrics import concordance_index_ipcw
+    from sksurv.util import Surv
+
     frame = CONCORDANCE[case]
     time, event = frame.time.to_numpy(), frame.status.to_numpy(bool)
     risk, tau = frame.risk.to_numpy(), frame.tau.iloc[0]
@@ -626,5 +671,8 @@ def test_uno_tie_difference_is_the_censoring_left_limit(concordance_r, case):
         right_continuous = _uno_by_pairs(time, event, risk, tau, at(g_after))
     _close(left_limit, concordance_r[case, "uno"], rtol=0, atol=1e-12,
            what=f"case {case}: Uno with G(T-) vs R")
-    _close(right_continuous, uno_c(time, event, risk, tau=tau), rtol=0, atol=1e-12,
-           what=f"case {case}: Uno with G(T) vs neurofeat")
+    _close(left_limit, uno_c(time, event, risk, tau=tau), rtol=0, atol=1e-12,
+           what=f"case {case}: Uno with G(T-) vs neurofeat")
+    y = Surv.from_arrays(event, time)
+    _close(right_continuous, concordance_index_ipcw(y, y, risk, tau=tau)[0], rtol=0,
+           atol=1e-12, what=f"case {case}: Uno with G(T) vs sksurv")

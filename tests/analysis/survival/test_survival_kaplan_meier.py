@@ -36,6 +36,63 @@ def test_aml_median_and_its_interval_match_r(aml):
     assert km.median == 23 and km.median_ci_low == 8 and np.isnan(km.median_ci_high)
 
 
+@pytest.mark.parametrize("conf_type, low, high", [
+    ("log", 3.0, np.nan), ("log-log", 1.0, np.nan), ("plain", 2.0, 6.0)])
+def test_median_on_a_flat_half_runs_to_the_next_event_not_a_censoring(conf_type, low, high):
+    """R (survival 3.5-3):
+    fit <- survfit(Surv(c(1, 2, 3, 4, 4.5, 5, 6, 7), c(1, 1, 1, 1, 0, 1, 1, 0)) ~ 1,
+                   conf.type = conf_type)
+    summary(fit)$table[c("median", "0.95LCL", "0.95UCL")]
+    # log: 4.5 3 NA; log-log: 4.5 1 NA; plain: 4.5 2 6. quantile(fit, 0.5): 4.5
+
+    S is 0.5 from t = 4. The next observed time, 4.5, is a censoring, and S next drops at
+    5. The median is (4 + 5) / 2. The old rule gave (4 + 4.5) / 2 = 4.25.
+    """
+    km = kaplan_meier([1, 2, 3, 4, 4.5, 5, 6, 7], [1, 1, 1, 1, 0, 1, 1, 0],
+                      conf_type=conf_type)
+    np.testing.assert_array_equal([km.median, km.median_ci_low, km.median_ci_high],
+                                  [4.5, low, high])
+
+
+def test_median_where_s_never_leaves_half_follows_the_printed_table():
+    """R (survival 3.5-3):
+    fit <- survfit(Surv(1:6, c(1, 1, 1, 0, 0, 0)) ~ 1)
+    summary(fit)$table[c("median", "0.95LCL", "0.95UCL")]   # 3 2 NA  (print(fit) too)
+    quantile(fit, 0.5)$quantile                             # 4.5 = (3 + 6) / 2
+
+    S reaches 0.5 at t = 3 and never drops again. R's table gives 3 and R's quantile()
+    gives the midpoint to the last follow-up. neurofeat follows the table, which gives
+    inf{t: S(t) <= 0.5} and does not depend on the longest censored follow-up (see
+    kaplan_meier._first_time_at_or_below).
+    """
+    km = kaplan_meier(np.arange(1.0, 7.0), [1, 1, 1, 0, 0, 0])
+    assert km.median == 3.0 and km.median_ci_low == 2.0 and np.isnan(km.median_ci_high)
+
+
+def test_median_interval_bounds_on_a_flat_half_use_the_same_rule():
+    """R (survival 3.5-3), survmean on hand-made curves:
+    x <- list(n = 6, time = 1:6, surv = c(0.9, 0.8, 0.7, 0.6, 0.4, 0.3),
+              lower = c(0.8, 0.6, 0.5, 0.5, 0.3, 0.2), upper = c(1, 0.7, 0.5, 0.6, 0.45, 0.4),
+              n.risk = 6:1, n.event = rep(1, 6), conf.int = 0.95)
+    survival:::survmean(x, rmean = "none")$matrix[c("median", "0.95LCL", "0.95UCL")]
+    # 5 4 4
+
+    The lower bound sits on 0.5 at t = 3 and 4 and falls at 5. The upper bound is 0.5 at
+    t = 3, rises to 0.6, then falls below 0.5 at 5. Both give (3 + 5) / 2. The old rule
+    gave 3.5 for both.
+    """
+    from neurofeat.analysis.survival.kaplan_meier import _first_time_at_or_below
+
+    time = np.arange(1.0, 7.0)
+    curves = {"surv": [0.9, 0.8, 0.7, 0.6, 0.4, 0.3], "lower": [0.8, 0.6, 0.5, 0.5, 0.3, 0.2],
+              "upper": [1, 0.7, 0.5, 0.6, 0.45, 0.4]}
+    got = {name: _first_time_at_or_below(time, np.array(curve), 0.5)
+           for name, curve in curves.items()}
+    assert got == {"surv": 5.0, "lower": 4.0, "upper": 4.0}
+    # an undefined bound (NaN, as where S = 0) never counts as reaching 0.5
+    assert np.isnan(_first_time_at_or_below(time, np.full(6, np.nan), 0.5))
+
+
 def test_veteran_matches_lifelines_and_sksurv(veteran):
     from lifelines import KaplanMeierFitter
     from sksurv.nonparametric import kaplan_meier_estimator

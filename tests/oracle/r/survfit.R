@@ -1,5 +1,5 @@
 # survival oracle: survfit (Kaplan-Meier, Greenwood) with the log, log-log and plain
-# intervals, and the median with its interval.
+# intervals, the median with its interval (summary table) and quantile(fit, 0.5).
 # Input columns: case, time, status (1 = event).
 suppressPackageStartupMessages(library(survival))
 oracle_survfit <- function(cases, emit) {
@@ -14,6 +14,8 @@ oracle_survfit <- function(cases, emit) {
         emit(k, "n_censor", fit$n.censor)
         emit(k, "surv", fit$surv)
         emit(k, "std_err", summary(fit, censored = TRUE)$std.err)    # SE of S(t)
+        # the median by quantile(): differs from the table when S never leaves 0.5
+        emit(k, "log:quantile_median", quantile(fit, 0.5, conf.int = FALSE))
       }
       emit(k, paste0(ct, ":lower"), fit$lower)
       emit(k, paste0(ct, ":upper"), fit$upper)
