@@ -14,7 +14,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from neurofeat.analysis.metrics import binary_metrics, regression_metrics
-from neurofeat.analysis.probes import DEFAULT_CS, KNNProbe, LinearProbe, RidgeProbe
+from neurofeat.analysis.probes import DECADE_CS, KNNProbe, LinearProbe, RidgeProbe
 
 
 def _data(n, d, seed=0):
@@ -38,13 +38,15 @@ def test_fixed_C_equals_sklearn_logistic(n, d, C):
     assert ours.coef_.shape == (1, d)
 
 
-def test_C_chosen_like_logistic_regression_cv():
+def test_auc_rule_chosen_like_logistic_regression_cv():
+    # scoring='roc_auc' with the decade grid reproduces the rule before issue 13, which is
+    # sklearn's LogisticRegressionCV(scoring='roc_auc') (both choose C = 1e-5 here).
     X, y = _data(80, 150, seed=3)
-    ours = LinearProbe(inner_folds=3, random_state=0).fit(X, y)
+    ours = LinearProbe(Cs=DECADE_CS, scoring="roc_auc", inner_folds=3, random_state=0).fit(X, y)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         ref = make_pipeline(StandardScaler(), LogisticRegressionCV(
-            Cs=list(DEFAULT_CS), cv=StratifiedKFold(3, shuffle=True, random_state=0),
+            Cs=list(DECADE_CS), cv=StratifiedKFold(3, shuffle=True, random_state=0),
             scoring="roc_auc", class_weight="balanced", tol=1e-6, max_iter=2000)).fit(X, y)
     lr = ref[-1]
     assert ours.C_ == pytest.approx(lr.C_[0])
@@ -118,7 +120,8 @@ def test_metrics_against_sklearn_and_scipy():
 
 
 @pytest.mark.slow
-@parametrize_with_checks([LinearProbe(Cs=(0.01, 1.0)), RidgeProbe(), KNNProbe(n_neighbors=3)])
+@parametrize_with_checks([LinearProbe(Cs=(0.01, 1.0)), LinearProbe(Cs=(0.01, 1.0), scoring="roc_auc"),
+                          RidgeProbe(), KNNProbe(n_neighbors=3)])
 def test_sklearn_estimator_checks(estimator, check):
     check(estimator)
 
