@@ -36,24 +36,16 @@ SELECT * FROM read_parquet(
 );
 
 -- view: results | runs/*/metrics.parquet
--- One backbone's performance (METRICS_SCHEMA in neurofeat/store/schema.py); intervals
--- are two-sided at ci_level.
+-- One backbone's performance; {metrics_columns} = the columns of METRICS_SCHEMA
+-- (neurofeat/store/schema.py). Intervals are two-sided at ci_level.
 CREATE VIEW results AS
-SELECT command, backbone, perturbation, task, protocol, probe, model, site, metric, n,
-       n_pos, fraction, tau, horizon, estimate, ci_low, ci_high, bca_low, bca_high,
-       ci_method, ci_level, cohort_sites, seed, checkpoint_sha256, preprocess_sha256,
-       run_id, neurofeat_version, created_at
+SELECT {metrics_columns}
 FROM read_parquet('{root}/runs/*/metrics.parquet', union_by_name = true);
 
 -- view: comparisons | runs/*/tests.parquet
--- Paired comparisons of backbones (TESTS_SCHEMA); diff = A - B.
+-- Paired comparisons of backbones; {tests_columns} = the columns of TESTS_SCHEMA; diff = A - B.
 CREATE VIEW comparisons AS
-SELECT task, metric, site, protocol, backbone_a, backbone_b, pooled, estimate_a,
-       ci_low_a, ci_high_a, estimate_b, ci_low_b, ci_high_b, diff, diff_ci_low,
-       diff_ci_high, diff_bca_low, diff_bca_high, ci_level, test, statistic, p_value,
-       p_holm, p_bh, n, n_pos, tau, perturbation, cohort_sites, seed,
-       checkpoint_sha256_a, checkpoint_sha256_b, preprocess_sha256_a,
-       preprocess_sha256_b, run_id, neurofeat_version, created_at
+SELECT {tests_columns}
 FROM read_parquet('{root}/runs/*/tests.parquet', union_by_name = true);
 
 -- view: runs | runs/*/run.json

@@ -18,7 +18,7 @@ import pandas as pd
 from neurofeat.analysis.compare import adjust_across, compare_probes, pair_backbones
 from neurofeat.analysis.survival.compare import compare_survival_backbones
 from neurofeat.runs.inputs import AlignedData, PatientSetMismatch, load_aligned, site_mask
-from neurofeat.runs.tables import CI_LEVEL, shape
+from neurofeat.runs.tables import inference_columns, shape
 from neurofeat.store import RunInfo, Store, StoreError, write_run
 from neurofeat.tasks import Task, get_task, list_tasks
 
@@ -134,8 +134,8 @@ def compare_task(store: Store, side_a: str, side_b: str, task: Task,
                                 metrics=_metrics_for(task, metrics), n_splits=n_splits,
                                 n_repeats=n_repeats, n_boot=n_boot, seed=seed, test=test,
                                 side_a=side_a, side_b=side_b, on_split=on_split)
-    tests = result.to_frame()
-    constants = {"protocol": "cv", "ci_level": CI_LEVEL, "perturbation": perturbation,
+    tests = inference_columns(result.to_frame(), "stats-compare", "tests")
+    constants = {"protocol": "cv", "perturbation": perturbation,
                  "cohort_sites": site or "all", "seed": seed}
     if "tau" not in tests.columns:
         constants["tau"] = float("nan")

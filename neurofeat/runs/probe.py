@@ -16,7 +16,7 @@ import pandas as pd
 
 from neurofeat.analysis.protocols import DEFAULT_FRACTIONS, ProbeResult, make_plan, run_probe
 from neurofeat.runs.inputs import check_backbone, check_finite, restrict_sites
-from neurofeat.runs.tables import CI_LEVEL, provenance_columns, shape
+from neurofeat.runs.tables import inference_columns, provenance_columns, shape
 from neurofeat.store import RunInfo, Store, read_xy, write_run
 from neurofeat.tasks import get_task
 
@@ -57,10 +57,10 @@ def probe_tables(result: ProbeResult, *, perturbation: str, seed: int,
     """The probe's run tables, shaped against their declared schemas."""
     provenance = provenance_columns(seed, checkpoint_sha256, preprocess_sha256)
     keys = {"backbone": result.backbone, "task": result.task}
-    metrics = shape(result.metrics, "probe", "metrics", command="probe",
-                    backbone=result.backbone, perturbation=perturbation, task=result.task,
-                    protocol=result.protocol, model=None, tau=None, horizon=None,
-                    bca_low=None, bca_high=None, ci_level=CI_LEVEL, cohort_sites=cohort_sites,
+    metrics = shape(inference_columns(result.metrics, "probe", "metrics"), "probe", "metrics",
+                    command="probe", backbone=result.backbone, perturbation=perturbation,
+                    task=result.task, protocol=result.protocol, model=None, tau=None,
+                    horizon=None, bca_low=None, bca_high=None, cohort_sites=cohort_sites,
                     **provenance)
     fitted = result.fitted
     for hyper in ("C", "alpha"):

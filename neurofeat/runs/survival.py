@@ -28,7 +28,7 @@ from neurofeat.analysis.survival import (
 )
 from neurofeat.analysis.survival.plots import plot_km
 from neurofeat.runs.inputs import clinical_column, load_survival_data
-from neurofeat.runs.tables import CI_LEVEL, provenance_columns, shape
+from neurofeat.runs.tables import inference_columns, provenance_columns, shape
 from neurofeat.store import RunInfo, Store, TaskData, write_run
 from neurofeat.tasks import get_task
 
@@ -103,11 +103,12 @@ def _slug(name: str) -> str:
     return "".join(ch if ch.isalnum() else "_" for ch in str(name)).strip("_").lower() or "x"
 
 
-def _extra_row(metric: str, estimate: float, n: int, n_pos: int) -> dict:
+def _extra_row(metric: str, estimate: float, n: int, n_pos: int, estimand: str) -> dict:
     nan = float("nan")
     return {"site": "all", "metric": metric, "estimate": float(estimate), "ci_low": nan,
             "ci_high": nan, "bca_low": nan, "bca_high": nan, "ci_method": "", "n": n,
-            "n_pos": n_pos, "tau": nan, "horizon": nan}
+            "n_pos": n_pos, "tau": nan, "horizon": nan, "primary": True, "estimand": estimand,
+            "rare": n_pos < 30, "warning": ""}
 
 
 def survival_run(store: Store, backbone: str, task: str = "os", *, model: str = "coxnet",
@@ -181,7 +182,8 @@ def survival_run(store: Store, backbone: str, task: str = "os", *, model: str = 
         km_by_frame = pd.concat([c.to_frame() for c in curves], ignore_index=True)
         if test is not None:
             extra_rows.append(_extra_row(f"logrank_p_by_{by}", test.p_value, data.n,
-                                         int(event.sum())))
+                                         int(event.sum()),
+                                         f"log-rank p of survival by {by} (groups fixed)"))
     if within is not None:
         values = clinical_column(store, within, data.patient_ids)
         inside = np.array([v is True or v == 1 for v in values])
@@ -194,7 +196,8 @@ def survival_run(store: Store, backbone: str, task: str = "os", *, model: str = 
             curves, logrank=test, title=f"risk groups within {within} = true")
         if test is not None:
             extra_rows.append(_extra_row(f"logrank_p_within_{within}", test.p_value,
-                                         int(inside.sum()), int(event[inside].sum())))
+                                         int(inside.sum()), int(event[inside].sum()),
+                                         f"log-rank p of the risk groups within {within}"))
     metrics = ev.metrics
     if extra_rows:
         metrics = pd.concat([metrics, pd.DataFrame(extra_rows)], ignore_index=True)
@@ -202,10 +205,11 @@ def survival_run(store: Store, backbone: str, task: str = "os", *, model: str = 
     provenance = provenance_columns(seed, data.checkpoint_sha256, data.preprocess_sha256)
     keys = {"backbone": backbone, "task": task_def.name, "model": model}
     tables = {
-        "metrics": shape(metrics, "survival", "metrics", command="survival", backbone=backbone,
+        "metrics": shape(inference_columns(metrics, "survival", "metrics"), "survival",
+                         "metrics", command="survival", backbone=backbone,
                          perturbation="none", task=task_def.name,
                          protocol=protocol if site is None else f"{protocol}:{site}",
-                         probe=None, model=model, fraction=None, ci_level=CI_LEVEL,
+                         probe=None, model=model, fraction=None,
                          cohort_sites=site or "all", **provenance),
         "predictions": shape(cv.to_frame(), "survival", "predictions", **keys, **provenance),
         "folds": shape(cv.splits, "survival", "folds", **keys, **provenance),

@@ -15,7 +15,7 @@ import pandas as pd
 
 from neurofeat.store.schema import CI_LEVEL, RUN_AUTO_COLUMNS, run_table_schema
 
-__all__ = ["shape", "provenance_columns", "CI_LEVEL"]
+__all__ = ["shape", "provenance_columns", "inference_columns", "CI_LEVEL"]
 
 _AUTO = {field.name for field in RUN_AUTO_COLUMNS}
 
@@ -55,3 +55,20 @@ def provenance_columns(seed: int, checkpoint_sha256: str | None,
     """The provenance constants of one backbone's rows."""
     return {"seed": seed, "checkpoint_sha256": checkpoint_sha256,
             "preprocess_sha256": preprocess_sha256}
+
+
+_INFERENCE_DEFAULTS = {"primary": False, "estimand": None, "rare": None, "warning": None,
+                       "method": None, "df": float("nan"), "n_train": float("nan")}
+
+
+def inference_columns(frame: pd.DataFrame, command: str, table: str) -> pd.DataFrame:
+    """``frame`` with the inference columns its schema declares (``primary``,
+    ``estimand``, ``rare``, ``warning``, ...) filled where the analysis gave none, and the
+    analysis' ``level`` stored as ``ci_level``."""
+    schema = run_table_schema(command, table)
+    frame = frame.rename(columns={"level": "ci_level"}) if "level" in frame.columns else frame
+    missing = {name: value for name, value in _INFERENCE_DEFAULTS.items()
+               if name in schema.names and name not in frame.columns}
+    if "ci_level" not in frame.columns:
+        missing["ci_level"] = CI_LEVEL
+    return frame.assign(**missing) if missing else frame

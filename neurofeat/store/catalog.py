@@ -49,6 +49,30 @@ _EMPTY_SCHEMAS: dict[str, pa.Schema] = {
     "runs": pa.schema([(name, pa.string()) for name in ("run_id", "command", "created_at", "neurofeat_version")]),
 }
 
+# Views over run tables select the columns their schema declares ({metrics_columns} and
+# {tests_columns} in views.sql), so a query sees the same columns whatever runs exist.
+_DECLARED_COLUMNS: dict[str, pa.Schema] = {
+    "{metrics_columns}": METRICS_SCHEMA,
+    "{tests_columns}": TESTS_SCHEMA,
+}
+
+_DUCKDB_TYPES = {pa.string(): "VARCHAR", pa.float64(): "DOUBLE", pa.int64(): "BIGINT",
+                 pa.bool_(): "BOOLEAN", pa.timestamp("us", tz="UTC"): "TIMESTAMPTZ"}
+
+
+def _declared_select(schema: pa.Schema, files) -> str:
+    """The select list of a run-table view: every declared column, NULL where no file
+    has it (runs written by an older neurofeat lack the columns added since)."""
+    present: set[str] = set()
+    for path in files:
+        try:
+            present.update(pq.read_schema(path).names)
+        except Exception:  # noqa: BLE001 - an unreadable file is store validate's to report
+            continue
+    return ", ".join(f'"{f.name}"' if f.name in present
+                     else f'CAST(NULL AS {_DUCKDB_TYPES[f.type]}) AS "{f.name}"' for f in schema)
+
+
 # User SQL runs on a DuckDB that can open no file, no URL and no extension; the
 # settings are locked once the store's tables are registered on it.
 _SANDBOX_CONFIG = {
@@ -157,6 +181,9 @@ def connect(store: Store | str | Path, database: str = ":memory:") -> duckdb.Duc
         name, glob = header.group(1), header.group(2)
         end = headers[index + 1].start() if index + 1 < len(headers) else len(text)
         statement = text[header.end() : end].replace("{root}", _sql_string(str(root)))
+        for placeholder, schema in _DECLARED_COLUMNS.items():
+            if placeholder in statement:
+                statement = statement.replace(placeholder, _declared_select(schema, root.glob(glob)))
         if glob == "-" or any(root.glob(glob)):
             con.execute(statement)
         else:

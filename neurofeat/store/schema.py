@@ -159,6 +159,11 @@ def _run_schema(fields: list[tuple[str, pa.DataType]], doc: str) -> pa.Schema:
     return schema.with_metadata({"doc": doc, "ci_level_default": str(CI_LEVEL)})
 
 
+#: What a row's inference is: ``primary`` marks the calibrated default (the other rows
+#: are published procedures kept by name), ``estimand`` states the quantity the estimate,
+#: interval and test refer to, ``rare``/``warning`` flag endpoints with < 30 positives.
+_INFERENCE = [("primary", _BOOL), ("estimand", _STR), ("rare", _BOOL), ("warning", _STR)]
+
 #: Provenance of one backbone's numbers (DESIGN.md: every stored number traces to them).
 _PROVENANCE = [("seed", _I64), ("checkpoint_sha256", _STR), ("preprocess_sha256", _STR)]
 
@@ -170,9 +175,11 @@ METRICS_SCHEMA = _run_schema(
      ("protocol", _STR), ("probe", _STR), ("model", _STR), ("site", _STR), ("metric", _STR),
      ("n", _I64), ("n_pos", _I64), ("fraction", _F64), ("tau", _F64), ("horizon", _F64),
      ("estimate", _F64), ("ci_low", _F64), ("ci_high", _F64), ("bca_low", _F64),
-     ("bca_high", _F64), ("ci_method", _STR), ("ci_level", _F64), ("cohort_sites", _STR),
-     *_PROVENANCE],
-    "Performance of one backbone: estimate and two-sided interval at ci_level.")
+     ("bca_high", _F64), ("ci_method", _STR), ("ci_level", _F64), *_INFERENCE,
+     ("cohort_sites", _STR), *_PROVENANCE],
+    "Performance of one backbone: estimate and two-sided interval at ci_level. Rows with "
+    "primary = true carry neurofeat's calibrated default; estimand says what each row's "
+    "estimate and interval refer to.")
 
 #: ``runs/*/tests.parquet`` -> the ``comparisons`` view: one row per task x metric x site x
 #: pair (or pooled family row) x test. ``*_a``/``*_b`` are the two sides, ``diff`` = A - B;
@@ -184,12 +191,14 @@ TESTS_SCHEMA = _run_schema(
      ("estimate_b", _F64), ("ci_low_b", _F64), ("ci_high_b", _F64),
      ("diff", _F64), ("diff_ci_low", _F64), ("diff_ci_high", _F64),
      ("diff_bca_low", _F64), ("diff_bca_high", _F64), ("ci_level", _F64),
-     ("test", _STR), ("statistic", _F64), ("p_value", _F64), ("p_holm", _F64), ("p_bh", _F64),
+     ("test", _STR), ("method", _STR), ("statistic", _F64), ("df", _F64), ("p_value", _F64),
+     ("p_holm", _F64), ("p_bh", _F64), *_INFERENCE, ("n_train", _F64),
      ("n", _I64), ("n_pos", _I64), ("tau", _F64), ("perturbation", _STR), ("cohort_sites", _STR),
      ("seed", _I64), ("checkpoint_sha256_a", _STR), ("checkpoint_sha256_b", _STR),
      ("preprocess_sha256_a", _STR), ("preprocess_sha256_b", _STR)],
     "Paired comparison of backbones A and B; p_holm/p_bh adjust p_value across tasks "
-    "(several tasks) or sites (survival, one task).")
+    "(several tasks) or sites (survival, one task). Rows with primary = true hold the "
+    "calibrated default test; the others are published procedures kept by name.")
 
 _PROBE_KEYS = [("backbone", _STR), ("task", _STR), ("probe", _STR), ("fraction", _F64)]
 _SURVIVAL_KEYS = [("backbone", _STR), ("task", _STR), ("model", _STR)]
@@ -251,6 +260,93 @@ RUN_TABLE_SCHEMAS: dict[str, dict[str, pa.Schema]] = {
              ("loss", _F64), ("q", _F64), *_PROVENANCE],
             "Loss and Group-DRO weight q of every group at every epoch."),
     },
+}
+
+# ------------------------------------------------------------------ trust analyses (issue 17)
+_CI = [("estimate", _F64), ("ci_low", _F64), ("ci_high", _F64), ("ci_method", _STR),
+       ("ci_level", _F64)]
+
+RUN_TABLE_SCHEMAS["invariance"] = {
+    "metrics": METRICS_SCHEMA,
+    "invariance": _run_schema(
+        [("backbone", _STR), ("family", _STR), ("by", _STR), ("metric", _STR), *_CI,
+         ("chance", _F64), ("better", _STR), ("n", _I64), ("n_groups", _I64),
+         ("n_components", _I64), ("explained_variance", _F64), ("perturbation", _STR),
+         *_PROVENANCE],
+        "Site separability of one backbone: PCA-silhouette and Davies-Bouldin in the first "
+        "n_components principal components of the standardised embedding, and the "
+        "site-classifier probe's balanced accuracy against chance (1/n_groups). better says "
+        "which direction reads as more site-invariant."),
+    "coordinates": _run_schema(
+        [("backbone", _STR), ("by", _STR), ("patient_id", _STR), ("group", _STR),
+         ("label", _STR), ("method", _STR), ("x", _F64), ("y", _F64), *_PROVENANCE],
+        "PCA (first two components) and t-SNE coordinates of every patient, with its group "
+        "(site) and the --label value used to colour the figures."),
+    "confusion": _run_schema(
+        [("backbone", _STR), ("by", _STR), ("group", _STR), ("predicted", _STR),
+         ("count", _I64), *_PROVENANCE],
+        "Out-of-fold confusion matrix of the site-classifier probe (counts over repeats)."),
+}
+
+RUN_TABLE_SCHEMAS["stability"] = {
+    "metrics": METRICS_SCHEMA,
+    "stability": _run_schema(
+        [("backbone", _STR), ("task", _STR), ("perturbation", _STR), ("kind", _STR),
+         ("strength", _F64), ("metric", _STR), ("n", _I64), ("n_pos", _I64), *_CI,
+         ("delta", _F64), ("delta_ci_low", _F64), ("delta_ci_high", _F64), *_PROVENANCE],
+        "Probe trained on clean embeddings, evaluated on each stored perturbation: the "
+        "metric (mean over test folds, corrected-t interval) and its change from clean "
+        "(delta = perturbed - clean, paired per fold, corrected-t interval)."),
+    "drift": _run_schema(
+        [("backbone", _STR), ("perturbation", _STR), ("kind", _STR), ("strength", _F64),
+         ("patient_id", _STR), ("site", _STR), ("cosine_distance", _F64), *_PROVENANCE],
+        "Per patient: 1 - cosine similarity of the clean and the perturbed embedding."),
+}
+
+RUN_TABLE_SCHEMAS["calibrate"] = {
+    "calibration": _run_schema(
+        [("backbone", _STR), ("task", _STR), ("probe", _STR), ("site", _STR), ("n", _I64),
+         ("n_pos", _I64), ("prevalence", _F64), ("mean_predicted", _F64),
+         ("slope", _F64), ("slope_ci_low", _F64), ("slope_ci_high", _F64),
+         ("intercept", _F64), ("intercept_ci_low", _F64), ("intercept_ci_high", _F64),
+         ("brier", _F64), ("brier_ci_low", _F64), ("brier_ci_high", _F64),
+         ("brier_null", _F64), ("brier_scaled", _F64), ("ci_level", _F64), *_PROVENANCE],
+        "Calibration of the out-of-fold probabilities (mean over repeats), pooled (site "
+        "'all') and per site: slope and calibration-in-the-large intercept from logistic "
+        "recalibration (Wald intervals), Brier score (bootstrap interval), the Brier score "
+        "of predicting the prevalence (brier_null) and 1 - brier/brier_null."),
+    "reliability": _run_schema(
+        [("backbone", _STR), ("task", _STR), ("site", _STR), ("bin", _I64), ("n", _I64),
+         ("bin_low", _F64), ("bin_high", _F64), ("mean_predicted", _F64), ("observed", _F64),
+         ("observed_ci_low", _F64), ("observed_ci_high", _F64), ("ci_level", _F64),
+         *_PROVENANCE],
+        "Reliability diagram: observed fraction (Wilson interval) against mean predicted "
+        "probability in bins of predicted probability."),
+    "decision_curve": _run_schema(
+        [("backbone", _STR), ("task", _STR), ("site", _STR), ("threshold", _F64),
+         ("n", _I64), ("true_positives", _I64), ("false_positives", _I64),
+         ("net_benefit", _F64), ("net_benefit_all", _F64), ("net_benefit_none", _F64),
+         *_PROVENANCE],
+        "Decision curve: net benefit TP/n - FP/n * t/(1-t) of the model, of treating all "
+        "and of treating none, at each threshold probability t."),
+    "predictions": _run_schema(
+        [("backbone", _STR), ("task", _STR), ("patient_id", _STR), ("site", _STR),
+         ("label", _F64), ("probability", _F64), *_PROVENANCE],
+        "Out-of-fold probability of every patient (mean over CV repeats)."),
+}
+
+RUN_TABLE_SCHEMAS["explain"] = {
+    "attribution": _run_schema(
+        [("backbone", _STR), ("task", _STR), ("patient_id", _STR), ("method", _STR),
+         ("layer", _STR), ("target_class", _STR), ("probability", _F64),
+         ("fraction_inside", _F64), ("baseline_mean", _F64), ("baseline_ci_low", _F64),
+         ("baseline_ci_high", _F64), ("enrichment", _F64), ("p_value", _F64),
+         ("n_random", _I64), ("mask_source", _STR), ("mask_voxels", _I64),
+         ("brain_voxels", _I64), ("heatmap_file", _STR), ("seconds", _F64), *_PROVENANCE],
+        "One row per attribution map: the probe's probability for the patient, the share "
+        "of the attribution inside the tumour mask (NULL without a mask) against random "
+        "smooth maps over the brain (mean and central interval; p = share of random maps "
+        "at least as concentrated), and the NIfTI heatmap's file in the run folder."),
 }
 
 

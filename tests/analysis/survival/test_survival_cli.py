@@ -59,7 +59,8 @@ def test_survival_json_and_store(store_dir):
     assert result.exit_code == 0, result.output
     payload = json.loads(result.output)
     assert payload["params"]["n_patients"] == N - 6  # the cohort filter dropped IDH1-mutant
-    metrics = {(m["site"], m["metric"]): m for m in payload["metrics"]}
+    # one row per site x metric of the primary (calibrated) inference
+    metrics = {(m["site"], m["metric"]): m for m in payload["metrics"] if m["primary"]}
     assert {("all", "harrell_c"), ("all", "uno_c"), ("UCSF", "harrell_c"),
             ("all", "logrank_p"), ("all", "logrank_p_by_mgmt")} <= set(metrics)
     row = metrics[("all", "harrell_c")]
@@ -71,7 +72,7 @@ def test_survival_json_and_store(store_dir):
     con = connect(Store.open(store_dir))
     stored = con.sql("SELECT estimate FROM results WHERE command = 'survival' AND "
                      f"run_id = '{payload['run_id']}' AND metric = 'harrell_c' "
-                     "AND site = 'all'").fetchall()[0][0]
+                     "AND site = 'all' AND \"primary\"").fetchall()[0][0]
     assert stored == pytest.approx(row["estimate"])
 
 
@@ -114,12 +115,13 @@ def test_stats_compare_survival_branch(store_dir):
     metrics = {t["metric"] for t in tests}
     assert metrics == {"harrell_c", "uno_c"}
     assert {t["site"] for t in tests} == {"all", "UCSF", "UPenn", "CUIMC"}
-    row = next(t for t in tests if t["metric"] == "harrell_c" and t["site"] == "all")
+    row = next(t for t in tests if t["metric"] == "harrell_c" and t["site"] == "all"
+               and t["primary"])
     assert row["ci_low_a"] <= row["estimate_a"] <= row["ci_high_a"]
     assert row["diff"] == pytest.approx(row["estimate_a"] - row["estimate_b"])
     assert 0.0 <= row["p_holm"] <= 1.0 and row["p_holm"] >= row["p_value"] - 1e-12
     # the survival command on the same backbone, folds and seed gives the same pooled C
     single = json.loads(_run(store_dir, "--json", "--model", "coxnet").output)
     pooled = next(m for m in single["metrics"]
-                  if m["site"] == "all" and m["metric"] == "harrell_c")
+                  if m["site"] == "all" and m["metric"] == "harrell_c" and m["primary"])
     assert pooled["estimate"] == pytest.approx(row["estimate_a"], abs=1e-9)  # JSON: 10 digits
