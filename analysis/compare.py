@@ -63,7 +63,7 @@ import pandas as pd
 
 from neurofeat.analysis.bootstrap import BootstrapCI, bootstrap_ci, stratified_bootstrap_indices
 from neurofeat.analysis.folds import derive_seed
-from scipy import stats
+from scipy import special
 
 from neurofeat.analysis.paired_tests import (DEFAULT_TEST, TEST_CHOICES, PairedTestResult,
                                              adjust_pvalues, corrected_resampled_interval,
@@ -491,7 +491,7 @@ def _t_inference(test: str, fa: np.ndarray, fb: np.ndarray, result: PairedTestRe
             nan = float("nan")
             if v.size < 2:
                 return (float(v.mean()) if v.size else nan), nan, nan
-            half = stats.t.ppf(1 - (1 - level) / 2, v.size - 1) * v.std(ddof=1) / np.sqrt(
+            half = special.stdtrit(v.size - 1, 1 - (1 - level) / 2) * v.std(ddof=1) / np.sqrt(
                 v.size)
             return float(v.mean()), float(v.mean() - half), float(v.mean() + half)
         ci = corrected_resampled_interval(v, n_train=n_train, n_test=n_test, level=level,

@@ -34,7 +34,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+from scipy import special, stats
 
 __all__ = [
     "PairedTestResult",
@@ -215,13 +215,14 @@ def corrected_resampled_ttest(a: np.ndarray, b: np.ndarray | None = None, *, n_t
     else:
         t = mean_diff / np.sqrt((1.0 / j + n_test / n_train) * var)
     dof = _resolve_df(df, j, n_folds)
-    dist = stats.t(df=dof)
+    # special.stdtr is what scipy.stats.t's sf/cdf evaluate, without building a frozen
+    # distribution (3 ms a call)
     if alternative == "two-sided":
-        p = 2 * dist.sf(abs(t))
+        p = 2 * special.stdtr(dof, -abs(t))
     elif alternative == "greater":
-        p = dist.sf(t)
+        p = special.stdtr(dof, -t)
     elif alternative == "less":
-        p = dist.cdf(t)
+        p = special.stdtr(dof, t)
     else:
         raise ValueError(f"alternative must be 'two-sided', 'greater' or 'less', got "
                          f"{alternative!r}")
@@ -295,7 +296,7 @@ def corrected_resampled_interval(values: np.ndarray, *, n_train: float, n_test: 
         return CorrectedInterval(float(v.mean()) if j else nan, nan, nan, nan, nan, level, j)
     dof = _resolve_df(df, j, n_folds)
     se = float(np.sqrt((1.0 / j + n_test / n_train) * v.var(ddof=1)))
-    half = float(stats.t.ppf(1 - (1 - level) / 2, dof)) * se
+    half = float(special.stdtrit(dof, 1 - (1 - level) / 2)) * se
     m = float(v.mean())
     return CorrectedInterval(m, m - half, m + half, se, dof, level, j)
 

@@ -30,11 +30,18 @@ from neurofeat.analysis.compare import ComparisonResult, adjust_across, compare_
 from neurofeat.analysis.paired_tests import DEFAULT_TEST
 from neurofeat.analysis.scoring import Scorer
 from neurofeat.analysis.survival.concordance import (
-    _ipcw_weights,
     _check_tau,
     concordance_replicates,
     default_tau,
 )
+
+try:  # Uno weights 1 / G(T_i-)^2 (left limit, as R's concordance)
+    from neurofeat.analysis.survival.concordance import _uno_weights
+except ImportError:  # older concordance module: sksurv's 1 / G(T_i), squared here
+    from neurofeat.analysis.survival.concordance import _ipcw_weights
+
+    def _uno_weights(time, event, tau, censor_time, censor_event):
+        return np.square(_ipcw_weights(time, event, tau, censor_time, censor_event))
 from neurofeat.analysis.survival.cox import make_cox_model
 from neurofeat.analysis.survival.protocol import (
     SurvivalCVResult,
@@ -90,7 +97,7 @@ def survival_target(time: np.ndarray, event: np.ndarray, *, rows: np.ndarray | N
     same_censored = (time[None, :] == time[:, None]) & ~event[None, :]
     comparable = event[:, None] & (later | same_censored)
     weight = np.zeros(time.size)
-    weight[rows] = np.square(_ipcw_weights(sub_t, sub_e, tau_sub, None, None))
+    weight[rows] = _uno_weights(sub_t, sub_e, tau_sub, None, None)
     return SurvivalTarget(time, event, comparable, weight, tau_sub)
 
 
