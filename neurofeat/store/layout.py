@@ -92,8 +92,6 @@ class Store:
                     f"{root} exists, is not empty and is not a neurofeat store (no store.json); "
                     "choose an empty or new directory."
                 )
-            for leftover in root.glob(".store.json.*.tmp") if root.exists() else ():
-                leftover.unlink(missing_ok=True)
             info = {
                 "format_version": FORMAT_VERSION,
                 "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
