@@ -7,7 +7,13 @@ from typing import Annotated
 
 import typer
 
-from neurofeat.cli.common import StoreOption, console, open_store, print_frame, user_errors
+from neurofeat.cli.common import (
+    StoreOption,
+    console,
+    open_store,
+    print_frame,
+    user_errors,
+)
 
 store_app = typer.Typer(help="Inspect, check and extend a store.", no_args_is_help=True)
 

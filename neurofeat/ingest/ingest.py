@@ -158,7 +158,7 @@ class IngestReport:
             lines.append(f"clinical columns not used: {', '.join(self.ignored_columns)}")
         return "\n".join(lines)
 
-    def to_frame(self):  # noqa: ANN201 - pandas imported lazily
+    def to_frame(self):
         """One row per patient: ``patient_id, site, status, reason``.
 
         ``status`` is ``'registered'`` (or ``'accepted'`` in a dry run) or

@@ -30,26 +30,32 @@ from neurofeat.store.embeddings import (
 )
 from neurofeat.store.layout import Store, StoreError, resolve_store_path
 from neurofeat.store.locks import StoreLock, StoreLockedError
-from neurofeat.store.reading import TaskData, read_embeddings, read_labels, read_xy, task_counts
+from neurofeat.store.reading import (
+    TaskData,
+    read_embeddings,
+    read_labels,
+    read_xy,
+    task_counts,
+)
 from neurofeat.store.results import RunInfo, write_run
 from neurofeat.store.tables import read_table, write_tables
 
 __all__ = [
+    "CheckpointMismatchError",
+    "EmbeddingWriter",
+    "ReadOnlyQueryError",
+    "RunInfo",
     "Store",
     "StoreError",
     "StoreLock",
     "StoreLockedError",
-    "CheckpointMismatchError",
-    "ReadOnlyQueryError",
-    "EmbeddingWriter",
-    "RunInfo",
     "TaskData",
     "append_embeddings",
     "backbone_provenance",
-    "identity_clash",
     "connect",
     "connect_sandboxed",
     "example_queries",
+    "identity_clash",
     "new_run_id",
     "read_embeddings",
     "read_labels",

@@ -11,25 +11,29 @@ from pathlib import Path
 
 import duckdb
 import pyarrow as pa
-
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from neurofeat.store.embeddings import sql_name
 from neurofeat.store.layout import Store
-from neurofeat.store.schema import METRICS_SCHEMA, TABLE_SCHEMAS, TESTS_SCHEMA, embeddings_schema
+from neurofeat.store.schema import (
+    METRICS_SCHEMA,
+    TABLE_SCHEMAS,
+    TESTS_SCHEMA,
+    embeddings_schema,
+)
 
 __all__ = [
+    "ReadOnlyQueryError",
+    "as_refusal",
     "connect",
     "connect_sandboxed",
-    "view_name",
-    "typed_views",
     "embedding_dims",
-    "read_sql_file",
     "example_queries",
+    "read_sql_file",
     "run_query",
-    "as_refusal",
-    "ReadOnlyQueryError",
+    "typed_views",
+    "view_name",
 ]
 
 _VIEW_HEADER = re.compile(r"^-- view: (\w+) \| (\S+)\s*$", re.MULTILINE)

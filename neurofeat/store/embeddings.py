@@ -32,9 +32,9 @@ from neurofeat.store.tables import read_table
 from neurofeat.store.transaction import Transaction, write_parquet_atomic
 
 __all__ = [
+    "CheckpointMismatchError",
     "EmbeddingWriter",
     "append_embeddings",
-    "CheckpointMismatchError",
     "backbone_provenance",
     "identity_clash",
     "new_run_id",
@@ -203,7 +203,7 @@ class EmbeddingWriter:
         self.n_written = 0
 
     # -- lifecycle -----------------------------------------------------------------
-    def open(self) -> "EmbeddingWriter":
+    def open(self) -> EmbeddingWriter:
         if self._opened:
             return self
         if self.rank == 0:
@@ -252,7 +252,7 @@ class EmbeddingWriter:
         self._opened = True
         return self
 
-    def __enter__(self) -> "EmbeddingWriter":
+    def __enter__(self) -> EmbeddingWriter:
         return self.open()
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:

@@ -8,12 +8,21 @@ import os
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import neurofeat
-from neurofeat.store.transaction import STAGING, STORAGE_ERRNOS, RecoveryReport, atomic_write_bytes
+from neurofeat.store.transaction import (
+    STAGING,
+    STORAGE_ERRNOS,
+    RecoveryReport,
+    atomic_write_bytes,
+)
 from neurofeat.store.transaction import recover as _recover
 
-__all__ = ["Store", "StoreError", "resolve_store_path", "storage_error", "FORMAT_VERSION", "DEFAULT_STORE"]
+if TYPE_CHECKING:
+    from neurofeat.store.locks import StoreLock
+
+__all__ = ["DEFAULT_STORE", "FORMAT_VERSION", "Store", "StoreError", "resolve_store_path", "storage_error"]
 
 FORMAT_VERSION = 1
 DEFAULT_STORE = "neurofeat-store"
@@ -23,7 +32,7 @@ class StoreError(RuntimeError):
     """The store is missing, malformed, or a request on it cannot be served."""
 
 
-def storage_error(error: OSError, doing: str) -> "StoreError | OSError":
+def storage_error(error: OSError, doing: str) -> StoreError | OSError:
     """A :class:`StoreError` naming the file and the fix for an OS error that means the
     store cannot be written (read-only, permission, disk full, file size limit); any
     other OS error is returned unchanged (re-raise it)."""
@@ -56,7 +65,7 @@ class Store:
     root: Path
 
     @classmethod
-    def open(cls, path: str | os.PathLike | None = None, create: bool = False, recover: bool = True) -> "Store":
+    def open(cls, path: str | os.PathLike | None = None, create: bool = False, recover: bool = True) -> Store:
         """Open the store at ``path`` (see :func:`resolve_store_path`).
 
         Parameters
@@ -123,7 +132,7 @@ class Store:
         _recover(self.root, report)
         return report
 
-    def write_lock(self, what: str = "a write") -> "StoreLock":
+    def write_lock(self, what: str = "a write") -> StoreLock:
         """The store-wide lock that serialises check-then-commit writes of the
         metadata tables (ingest; not yet acquired)."""
         from neurofeat.store.locks import StoreLock

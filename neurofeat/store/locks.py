@@ -41,7 +41,7 @@ class StoreLock:
         self.what = what
         self._fd: int | None = None
 
-    def acquire(self, timeout: float = 0.0) -> "StoreLock":
+    def acquire(self, timeout: float = 0.0) -> StoreLock:
         """Take the lock, waiting up to ``timeout`` seconds for its holder to finish."""
         deadline = time.monotonic() + timeout
         while True:
@@ -105,7 +105,7 @@ class StoreLock:
     def held(self) -> bool:
         return self._fd is not None
 
-    def __enter__(self) -> "StoreLock":
+    def __enter__(self) -> StoreLock:
         return self.acquire()
 
     def __exit__(self, *exc: object) -> None:

@@ -18,7 +18,7 @@ from neurofeat.store.layout import Store, StoreError, storage_error
 from neurofeat.store.schema import TABLE_SCHEMAS
 from neurofeat.store.transaction import Transaction
 
-__all__ = ["write_tables", "read_table", "conform"]
+__all__ = ["conform", "read_table", "write_tables"]
 
 
 def conform(table: pa.Table, schema: pa.Schema, name: str) -> pa.Table:

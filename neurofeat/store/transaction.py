@@ -40,15 +40,15 @@ import pyarrow.parquet as pq
 from neurofeat.store.locks import StoreLock
 
 __all__ = [
-    "Transaction",
-    "RecoveryReport",
-    "recover",
-    "atomic_write_bytes",
-    "write_parquet_atomic",
-    "SimulatedCrash",
     "STORAGE_ERRNOS",
-    "run_staging_lock",
+    "RecoveryReport",
+    "SimulatedCrash",
+    "Transaction",
+    "atomic_write_bytes",
+    "recover",
     "release_run_lock",
+    "run_staging_lock",
+    "write_parquet_atomic",
 ]
 
 STAGING = ".staging"
@@ -166,7 +166,7 @@ class Transaction:
         self._done = False
         self._journalled = False
 
-    def __enter__(self) -> "Transaction":
+    def __enter__(self) -> Transaction:
         # Lock first: recovery skips a transaction whose lock is held, so it never
         # sees this folder unlocked and takes it for a dead one.
         self._lock.acquire()
@@ -223,12 +223,12 @@ class Transaction:
         moves = [tuple(m) for m in self._moves]
         try:
             _roll_forward(self.root, self.dir, moves, self._deletes)
-        except Exception:
+        except OSError:
             # Past the commit point the only way is forward: try once more (a disk
             # that was briefly full); else the journal stays for recovery to finish.
             try:
                 _roll_forward(self.root, self.dir, moves, self._deletes)
-            except Exception:
+            except OSError:
                 self._lock.release()
                 self._done = True
                 raise

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import errno
 import os
-import stat
 from pathlib import Path
 
 import pyarrow as pa
@@ -26,7 +25,6 @@ from reliability_helpers import (
 )
 from typer.testing import CliRunner
 
-import neurofeat.store.transaction as transaction
 from neurofeat.cli import app
 from neurofeat.ingest import ingest
 from neurofeat.store import (
@@ -37,6 +35,7 @@ from neurofeat.store import (
     connect,
     read_table,
     run_query,
+    transaction,
     write_run,
     write_tables,
 )
@@ -129,7 +128,7 @@ def read_only(store, monkeypatch):
     folder created under it fails with EROFS (chmod does not stop a privileged user)."""
     import builtins
 
-    import neurofeat.store.locks as locks
+    from neurofeat.store import locks
 
     root = str(store.root)
     real_open, real_os_open, real_mkdir = builtins.open, os.open, Path.mkdir

@@ -19,81 +19,33 @@ import pyarrow.parquet as pq
 import pytest
 from reliability_helpers import (
     CKPT_A,
-    CKPT_B,
+    KINDS,
+    N_BASE,
     PRE,
+    base_store,
+    committed,
+    do_append,
+    do_import,
+    do_ingest,
+    do_replace,
     embeddings,
-    make_store,
     patient_ids,
     plain_count,
     staging_entries,
-    write_clinical_csv,
-    write_features_csv,
 )
 
-import neurofeat.store.transaction as transaction
-from neurofeat.ingest import ingest
-from neurofeat.store import EmbeddingWriter, Store, append_embeddings, read_table
-from neurofeat.store.importing import import_features
+from neurofeat.store import EmbeddingWriter, Store, read_table, transaction
 from neurofeat.store.transaction import SimulatedCrash
 from neurofeat.store.validate import validate_store
 
-N = 12
-
-
-def _ingest(root: Path, inputs: Path) -> None:
-    ingest(root, clinical=write_clinical_csv(inputs / "new.csv", patient_ids(4, "NEW")))
-
-
-def _import(root: Path, inputs: Path) -> None:
-    import_features(Store.open(root), "radiomics", write_features_csv(inputs / "f.csv", patient_ids(N)))
-
-
-def _append(root: Path, inputs: Path) -> None:
-    ids = patient_ids(N)
-    with EmbeddingWriter(Store.open(root), "dino", checkpoint_sha256=CKPT_A, preprocess_sha256=PRE) as writer:
-        writer.write_batch(ids[:6], embeddings(6, 1))  # two pending parts, merged at commit
-        writer.write_batch(ids[6:11], embeddings(5, 2))
-        writer.record_failure(ids[11], "unreadable scan")
-
-
-def _replace(root: Path, inputs: Path) -> None:
-    append_embeddings(Store.open(root), "mae", patient_ids(N), embeddings(N, 3),
-                      checkpoint_sha256=CKPT_B, preprocess_sha256=PRE, replace=True)
-
-
-def _base(root: Path) -> None:
-    store = make_store(root, N)
-    append_embeddings(store, "mae", patient_ids(N), embeddings(N), checkpoint_sha256=CKPT_A, preprocess_sha256=PRE)
-    append_embeddings(store, "mae", patient_ids(N), embeddings(N), checkpoint_sha256=CKPT_A, preprocess_sha256=PRE,
-                      perturbation="gibbs-0.2")
-
-
-def _committed(kind: str, root: Path) -> bool | None:
-    """Whether the commit of ``kind`` is visible to a plain reader: True (all of it),
-    False (none of it) or None (part of it)."""
-    if kind == "ingest":
-        n = [plain_count(root, table) for table in ("patients", "clinical")]
-        return {(N, N): False, (N + 4, N + 4): True}.get(tuple(n))
-    if kind == "import":
-        return {0: False, N: True}.get(plain_count(root, "embeddings", backbone="radiomics"))
-    if kind == "append":
-        n = plain_count(root, "embeddings", backbone="dino")
-        failures = plain_count(root, "extract_failures")
-        return {(0, 0): False, (11, 1): True}.get((n, failures))
-    old = plain_count(root, "embeddings", backbone="mae", checkpoint_sha256=CKPT_A)
-    new = plain_count(root, "embeddings", backbone="mae", checkpoint_sha256=CKPT_B)
-    return {(2 * N, 0): False, (0, N): True}.get((old, new))
-
-
-KINDS: dict[str, Callable[[Path, Path], None]] = {
-    "ingest": _ingest, "import": _import, "append": _append, "replace": _replace,
-}
+N = N_BASE
+_ingest, _import, _append, _replace, _committed = do_ingest, do_import, do_append, do_replace, committed
 
 
 @pytest.fixture(scope="module")
 def template(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("template") / "store"
-    _base(root)
+    base_store(root)
     return root
 
 
