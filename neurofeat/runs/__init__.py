@@ -46,3 +46,8 @@ __all__ = [
     "probe_run",
     "survival_run",
 ]
+
+# trust analyses (issue 17)
+from neurofeat.runs.invariance import FAMILY_CHOICES, InvarianceRun, invariance_run  # noqa: E402
+
+__all__ += ["FAMILY_CHOICES", "InvarianceRun", "invariance_run"]
