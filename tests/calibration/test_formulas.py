@@ -1,0 +1,121 @@
+"""Reference tests for the hand-written formulas of issue 13 (scipy/statsmodels/by hand)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from neurofeat.analysis.compare import RARE_ENDPOINT, bootstrap_p_value, compare_scores
+from neurofeat.analysis.folds import stratified_kfold_plan
+from neurofeat.analysis.paired_tests import (DEFAULT_TEST, adjust_pvalues,
+                                             corrected_resampled_interval,
+                                             corrected_resampled_ttest)
+from neurofeat.analysis.scoring import get_scorer
+from neurofeat.analysis.simulation import SimulationSetting, simulate_cohort
+
+
+def test_corrected_interval_matches_the_formula_with_scipy_quantiles():
+    rng = np.random.default_rng(0)
+    values = rng.normal(0.7, 0.05, size=(5, 5))
+    ci = corrected_resampled_interval(values, n_train=96, n_test=24, level=0.95, df="k")
+    # by hand: mean +- t_{0.975, k-1} sqrt((1/J + n_test/n_train) s^2), k = 5, J = 25
+    se = np.sqrt((1 / 25 + 24 / 96) * values.var(ddof=1))
+    half = stats.t.ppf(0.975, 4) * se
+    assert ci.estimate == pytest.approx(values.mean(), rel=1e-14)
+    assert ci.ci_low == pytest.approx(values.mean() - half, rel=1e-12)
+    assert ci.ci_high == pytest.approx(values.mean() + half, rel=1e-12)
+    assert ci.df == 4
+    j_df = corrected_resampled_interval(values, n_train=96, n_test=24, df="J")
+    assert j_df.ci_high - j_df.estimate == pytest.approx(stats.t.ppf(0.975, 24) * se, rel=1e-12)
+
+
+@pytest.mark.parametrize("df", ["k", "J"])
+def test_corrected_interval_inverts_the_test(df):
+    """0 lies outside the 95 % interval exactly when p < 0.05 (same variance, same df)."""
+    rng = np.random.default_rng(1)
+    for _ in range(200):
+        d = rng.normal(rng.normal(0, 0.02), 0.03, size=(3, 5))
+        ci = corrected_resampled_interval(d, n_train=80, n_test=20, df=df)
+        t = corrected_resampled_ttest(d, n_train=80, n_test=20, df=df, n_folds=5)
+        assert (ci.ci_low > 0 or ci.ci_high < 0) == (t.p_value < 0.05)
+
+
+def test_corrected_t_published_df_matches_scipy_t():
+    d = np.array([0.02, 0.04, 0.00, 0.06, 0.01, -0.01])
+    r = corrected_resampled_ttest(d, n_train=80, n_test=20)
+    t = d.mean() / np.sqrt((1 / 6 + 20 / 80) * d.var(ddof=1))
+    assert r.statistic == pytest.approx(t, rel=1e-14)
+    assert r.p_value == pytest.approx(2 * stats.t.sf(abs(t), 5), rel=1e-12)
+    k = corrected_resampled_ttest(d, n_train=80, n_test=20, df="k", n_folds=3)
+    assert k.test == DEFAULT_TEST and k.df == 2
+    assert k.p_value == pytest.approx(2 * stats.t.sf(abs(t), 2), rel=1e-12)
+
+
+def test_df_k_needs_folds():
+    with pytest.raises(ValueError, match="n_folds"):
+        corrected_resampled_ttest(np.array([0.1, 0.2, 0.3]), n_train=8, n_test=2, df="k")
+
+
+def test_bootstrap_p_value_by_hand():
+    boot = np.array([-0.02, 0.01, 0.03, 0.05, 0.00, 0.04, 0.02, 0.06, -0.01, 0.07])
+    # P*(<= 0) = 3/10, P*(>= 0) = 8/10 -> p = 2 * 0.3
+    assert bootstrap_p_value(boot) == pytest.approx(0.6)
+    assert bootstrap_p_value(np.full(5, 0.1)) == 0.0
+    assert np.isnan(bootstrap_p_value(np.array([np.nan])))
+
+
+@pytest.mark.parametrize("method", ["holm", "fdr_bh"])
+def test_adjust_pvalues_equals_statsmodels(method):
+    from statsmodels.stats.multitest import multipletests
+
+    rng = np.random.default_rng(2)
+    for _ in range(100):
+        p = rng.random(rng.integers(1, 15)) ** 2
+        p[rng.random(p.size) < 0.2] = p[0]  # ties
+        np.testing.assert_allclose(adjust_pvalues(p, method), multipletests(p, method=method)[1],
+                                   rtol=0, atol=1e-15)
+    p = np.array([0.01, np.nan, 0.04])
+    out = adjust_pvalues(p, "holm")
+    assert np.isnan(out[1]) and out[0] == pytest.approx(0.02) and out[2] == pytest.approx(0.04)
+
+
+def _rare_comparison(n_pos: int):
+    n = 100
+    ids = np.array([f"P{i:03d}" for i in range(n)])
+    y = np.zeros(n, bool)
+    y[:n_pos] = True
+    plan = stratified_kfold_plan(ids, y, n_splits=5, n_repeats=2, task="rare", seed=0)
+    rng = np.random.default_rng(3)
+    scores = {b: rng.normal(size=(2, n)) + y for b in ("a", "b")}
+    return compare_scores([get_scorer("auc")], y, y, scores, [("a", "b")], plan.fold_ids,
+                          task="rare", n_train=80, n_test=20, n_boot=50, n_folds=5).to_frame()
+
+
+def test_rare_endpoint_is_flagged():
+    frame = _rare_comparison(12)
+    assert frame["rare"].all()
+    assert frame["warning"].str.contains(f"12 patients.*< {RARE_ENDPOINT}").all()
+    assert not _rare_comparison(40)["rare"].any()
+
+
+def test_every_row_states_estimand_level_and_one_primary():
+    frame = _rare_comparison(40)
+    assert (frame["level"] == 0.95).all()
+    assert frame["estimand"].str.len().gt(0).all() and frame["method"].str.len().gt(0).all()
+    assert frame["primary"].sum() == 1
+    assert frame.loc[frame["primary"], "test"].item() == DEFAULT_TEST
+    assert "expected auc of the probe trained on 80 patients" in \
+        frame.loc[frame["primary"], "estimand"].item()
+
+
+def test_simulation_null_is_exact_and_prevalence_exact():
+    s = SimulationSetting(kind="binary", n=50, d=3, prevalence=0.1, n_sites=2)
+    c = simulate_cohort(s, {"a": 0.0, "b": 2.0}, np.random.default_rng(0))
+    assert int(c.y.sum()) == 5
+    assert set(c.sites) == {"S0", "S1"}
+    # the signal lives in the first dimension only
+    assert abs(np.corrcoef(c.embeddings["b"][:, 0], c.z)[0, 1]) > 0.7
+    surv = simulate_cohort(SimulationSetting(kind="survival", n=2000, d=2, event_rate=0.6),
+                           {"a": 0.0}, np.random.default_rng(1))
+    assert surv.event.mean() == pytest.approx(0.6, abs=0.04)
