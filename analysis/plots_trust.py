@@ -216,8 +216,8 @@ def reliability_diagram(bins: pd.DataFrame, *, title: str = "") -> object:
         colour = "black" if site == "all" else colours[site]
         x = sub["mean_predicted"].to_numpy(float)
         y = sub["observed"].to_numpy(float)
-        err = np.vstack([y - sub["observed_ci_low"].to_numpy(float),
-                         sub["observed_ci_high"].to_numpy(float) - y])
+        err = np.clip(np.vstack([y - sub["observed_ci_low"].to_numpy(float),
+                                 sub["observed_ci_high"].to_numpy(float) - y]), 0.0, None)
         ax.errorbar(x, y, yerr=err, marker="o", ms=3, lw=1.5 if site == "all" else 0.8,
                     color=colour, label=site, capsize=2)
     ax.set_xlim(0, 1)

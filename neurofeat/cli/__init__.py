@@ -42,6 +42,7 @@ _COMMAND_MODULES = (
     "survival",
     "stats",
     "invariance",
+    "calibrate",
 )
 
 for _name in _COMMAND_MODULES:

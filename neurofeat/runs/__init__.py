@@ -51,3 +51,6 @@ __all__ = [
 from neurofeat.runs.invariance import FAMILY_CHOICES, InvarianceRun, invariance_run  # noqa: E402
 
 __all__ += ["FAMILY_CHOICES", "InvarianceRun", "invariance_run"]
+from neurofeat.runs.calibrate import CalibrateRun, calibrate_run  # noqa: E402
+
+__all__ += ["CalibrateRun", "calibrate_run"]

@@ -46,3 +46,21 @@ def test_invariance_user_error(store_path):
     result = invoke("invariance", "--backbone", "dinoo", "--store", store_path)
     assert result.exit_code == 1
     assert "unknown backbone 'dinoo'" in result.output
+
+
+def test_calibrate_table_and_json(store_path):
+    result = invoke("calibrate", "--backbone", "dino", "--task", "idh1", "--folds", "3",
+                    "--repeats", "1", "--bootstrap", "50", "--store", store_path)
+    assert result.exit_code == 0, result.output
+    assert "calibration slope" in result.output.lower() or "slope" in result.output
+    assert "treat all" in result.output and "wrote run calibrate-" in result.output
+    result = invoke("calibrate", "--backbone", "dino", "--task", "idh1", "--folds", "3",
+                    "--repeats", "1", "--bootstrap", "50", "--json", "--store", store_path)
+    payload = json.loads(result.output)
+    assert payload["calibration"][0]["site"] == "all"
+
+
+def test_calibrate_continuous_task_is_a_user_error(store_path):
+    result = invoke("calibrate", "--backbone", "dino", "--task", "ki67", "--store", store_path)
+    assert result.exit_code == 1
+    assert "continuous" in result.output and "binary task" in result.output
