@@ -43,6 +43,7 @@ _COMMAND_MODULES = (
     "stats",
     "invariance",
     "calibrate",
+    "stability",
 )
 
 for _name in _COMMAND_MODULES:

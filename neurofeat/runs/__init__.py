@@ -54,3 +54,6 @@ __all__ += ["FAMILY_CHOICES", "InvarianceRun", "invariance_run"]
 from neurofeat.runs.calibrate import CalibrateRun, calibrate_run  # noqa: E402
 
 __all__ += ["CalibrateRun", "calibrate_run"]
+from neurofeat.runs.stability import NoPerturbationsError, StabilityRun, stability_run  # noqa: E402
+
+__all__ += ["NoPerturbationsError", "StabilityRun", "stability_run"]

@@ -64,3 +64,18 @@ def test_calibrate_continuous_task_is_a_user_error(store_path):
     result = invoke("calibrate", "--backbone", "dino", "--task", "ki67", "--store", store_path)
     assert result.exit_code == 1
     assert "continuous" in result.output and "binary task" in result.output
+
+
+def test_stability_cli(tmp_path):
+    from test_run_stability import add_perturbations
+
+    path = tmp_path / "store"
+    store = make_probe_store(path, n=60, dim=8, backbones=("dino", "mae"))
+    add_perturbations(store, "dino")
+    result = invoke("stability", "--backbone", "dino", "--task", "idh1", "--folds", "3",
+                    "--repeats", "1", "--bootstrap", "50", "--store", str(path))
+    assert result.exit_code == 0, result.output
+    assert "gibbs-0.4" in result.output and "wrote run stability-" in result.output
+    result = invoke("stability", "--backbone", "mae", "--task", "idh1", "--store", str(path))
+    assert result.exit_code == 1
+    assert "has no perturbed embeddings" in result.output
