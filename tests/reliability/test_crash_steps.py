@@ -189,3 +189,23 @@ def test_an_error_after_the_commit_point_finishes_the_commit(template, tmp_path,
     _ingest(root, tmp_path)
     assert failed and _committed("ingest", root) is True
     assert validate_store(Store.open(root)).ok
+
+
+def test_a_replace_killed_after_moving_the_old_backbone_and_creating_the_new_folder(template, tmp_path, monkeypatch):
+    """Audit item 3: the old recovery took the fresh, empty backbone folder for the one
+    still to move aside, re-ran that rename ("Directory not empty") and every command
+    crashed on open. Now a rename whose target exists counts as done."""
+    import json
+
+    root = tmp_path / "s"
+    shutil.copytree(template, root)
+    monkeypatch.setattr(transaction, "fault_hook", _crash_at(1))  # "journal": moves not started
+    with pytest.raises(SimulatedCrash):
+        _replace(root, tmp_path)
+    monkeypatch.setattr(transaction, "fault_hook", lambda step: None)
+    (journal,) = root.glob(".staging/txn-*/journal.json")
+    moves = json.loads(journal.read_text())["moves"]
+    (root / moves[0][0]).rename(root / moves[0][1])  # the old backbone moved aside...
+    (root / moves[1][1]).parent.mkdir(parents=True)  # ...and the new partition folder made: killed here
+    store = Store.open(root)
+    assert _committed("replace", root) is True and validate_store(store).ok
