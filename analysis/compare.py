@@ -29,19 +29,58 @@ accuracy for classification, a c-index for survival — without touching this mo
         optional; called on the repeat-averaged scores (DeLong for AUC).
 
 Given ``{backbone: scores (R, n)}``, the fold ids ``(R, n)`` of the plan and the
-bootstrap strata, :func:`compare_scores` computes for each pair and metric:
+bootstrap strata, :func:`compare_scores` computes for each pair and metric one
+:class:`Inference` per test. Each is one row of the ``tests`` table, and its estimate,
+intervals and p refer to one quantity, named in the row's ``estimand``:
 
-- each side's repeat-averaged metric with percentile and BCa bootstrap CIs;
-- the paired difference ``a - b`` with percentile and BCa CIs (same resamples);
-- per-fold differences (R x K values) -> Shapiro-Wilk -> paired t or Wilcoxon
-  (``test='auto'``, the NeuroRAD-FM rule), and the Nadeau-Bengio corrected resampled
-  t-test (the honest one for repeated CV);
-- the scorer's analytic test (DeLong for AUC).
+=================  ==============================================  =================
+test               estimate (each side, and a - b) / intervals     estimand
+=================  ==============================================  =================
+corrected-t-kdf    mean of the R x k per-fold metrics; corrected   expected metric of
+(default)          resampled t interval and test, k - 1 df         the probe trained
+                                                                   on n_train patients
+corrected-t        same estimate; Nadeau-Bengio, J - 1 df          same
+ttest / wilcoxon   same estimate; plain t over folds (Shapiro      this cohort's folds
+(``auto``)         picks t or Wilcoxon: NeuroRAD-FM)
+delong (AUC)       AUC of repeat-averaged scores; DeLong CIs/test  this cohort's scores
+bootstrap          out-of-fold metric, mean over repeats;          this cohort's scores
+                   percentile (and BCa) bootstrap, p = 2 min tail
+=================  ==============================================  =================
+
+The default and why
+-------------------
+The question "is A better than B?" is about the backbones, not about this cohort's
+particular predictions, so the estimand is the expected performance (AUC, BA, c-index)
+of the probe trained on ``n_train = n (k - 1) / k`` patients of this population (Bates,
+Hastie & Tibshirani 2023). The mean over the R x k test folds of the per-fold metric is
+(nearly) unbiased for it: each fold's metric is computed on patients its probe never
+saw. Its variance includes the variability of the training sets, which every test that
+treats the out-of-fold predictions as fixed ignores (DeLong, the bootstrap of
+out-of-fold scores, t or Wilcoxon over folds): those rejected a true null in 11-53 % of
+simulated comparisons (``benchmarks/bench_calibration.py``). The pooled AUC of
+repeat-averaged scores is moreover a different number (it mixes folds whose scores are
+on different scales; noise embeddings come out "below chance").
+
+The Nadeau-Bengio variance ``(1/J + n_test/n_train) s^2`` accounts for the shared
+training data, but with ``J - 1`` degrees of freedom it still rejected 10-13 % of true
+nulls at 5 x 5 CV: the J fold values re-use the same n patients, so their variance
+estimate is far less precise than J independent values would give. With ``k - 1``
+degrees of freedom (about one k-fold split's worth of information) it held the level
+for pairs and pooled family rows (measured numbers in the module docs of
+:mod:`neurofeat.analysis.paired_tests` and in the README table). Nested CV (Bates et
+al.) and refitting bootstraps cost 10-100x more fits and were not needed to reach the
+band; label permutation is exact only against chance, not for A vs B.
+
+Pooled family rows average the member pairs' per-fold values (members share patients and
+folds, so the pooled per-fold difference carries their correlation) and apply the same
+test to those J values.
 
 :class:`ComparisonResult.to_frame` gives the long ``tests`` table the store's
-``comparisons`` view reads (one row per pair x metric x test);
-:func:`adjust_across` adds Holm and Benjamini-Hochberg p-values across tasks (or
-sites, for survival).
+``comparisons`` view reads (one row per pair x metric x test, ``primary`` marking the
+requested test's row); :func:`adjust_across` adds Holm and Benjamini-Hochberg p-values
+across tasks (or sites, for survival) within each test, so the primary rows are
+adjusted among themselves. A task whose rarest class (or events) has fewer than
+:data:`RARE_ENDPOINT` patients gets ``rare = True`` and a ``warning``.
 
 Examples
 --------
@@ -304,6 +343,8 @@ class PairComparison:
         Mean training-fold size (the estimand's training size).
     rare_count : int
         Positives, negatives or events, whichever is fewest (rare-endpoint warning).
+    folds_a, folds_b : ndarray, shape (R, k)
+        Per-fold metric of each side (member means on the pooled row).
     """
 
     metric: str
@@ -324,6 +365,8 @@ class PairComparison:
     inferences: tuple[Inference, ...] = ()
     n_train: float = float("nan")
     rare_count: int = -1
+    folds_a: np.ndarray | None = field(default=None, repr=False)
+    folds_b: np.ndarray | None = field(default=None, repr=False)
 
     def tests(self) -> list[tuple[str, float, float]]:
         """(test, statistic, p) of every test run for this pair."""
@@ -544,7 +587,8 @@ def _pair(metric: str, site: str, name_a: str, name_b: str, da: MetricDraws, db:
         bootstrap_p_value(da.boot - db.boot), nan, diff.bca_low, diff.bca_high))
     return PairComparison(metric, site, name_a, name_b, pooled, side_a, side_b, diff,
                           fold_test, corrected, analytic, higher_is_better, n, n_pos, members,
-                          tuple(inferences), float(n_train), int(rare_count))
+                          tuple(inferences), float(n_train), int(rare_count), da.folds,
+                          db.folds)
 
 
 def _delong_inference(target, scores_a: np.ndarray, scores_b: np.ndarray,

@@ -144,6 +144,12 @@ def replicate(spec: Spec, rep: int, *, probe: str, n_splits: int, n_repeats: int
             frame = res.to_frame()
     frame = frame[KEEP].copy()
     frame["rep"] = rep
+    results = res.results.values() if spec.sim.kind == "survival" else [res]
+    n_train = res.params.get("n_train", np.nan)
+    folds = [{"rep": rep, "metric": pc.metric, "pooled": pc.pooled, "a": pc.folds_a,
+              "b": pc.folds_b, "n_train": pc.n_train}
+             for r in results for pc in r.pairs if pc.site == "all"]
+    frame.attrs["folds"] = folds
     return frame
 
 
@@ -280,7 +286,8 @@ def _job(args):
 
 
 def run_spec(spec: Spec, *, reps: int, probe: str, n_splits: int, n_repeats: int,
-             n_boot: int, workers: int, truth_draws: int, truth_test: int) -> pd.DataFrame:
+             n_boot: int, workers: int, truth_draws: int, truth_test: int,
+             fold_dump: Path | None = None) -> pd.DataFrame:
     kw = dict(probe=probe, n_splits=n_splits, n_repeats=n_repeats, n_boot=n_boot)
     jobs = [(spec, rep, kw) for rep in range(reps)]
     t0 = time.perf_counter()
@@ -292,11 +299,23 @@ def run_spec(spec: Spec, *, reps: int, probe: str, n_splits: int, n_repeats: int
     else:
         frames = [_job(j) for j in jobs]
     rows = pd.concat(frames, ignore_index=True)
+    if fold_dump is not None:
+        import pickle
+
+        fold_dump.parent.mkdir(parents=True, exist_ok=True)
+        with open(fold_dump, "wb") as fh:
+            pickle.dump({"spec": spec.name, "n_splits": n_splits, "n_repeats": n_repeats,
+                         "folds": [f for fr in frames for f in fr.attrs["folds"]]}, fh)
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(limits=1):
         true = truth(spec, probe=probe, n_splits=n_splits, n_draws=truth_draws,
                      n_test=truth_test)
+    if fold_dump is not None:
+        import pickle
+
+        with open(fold_dump.with_suffix(".truth.pkl"), "wb") as fh:
+            pickle.dump(true, fh)
     table = summarise(spec, rows, true)
     table["probe"] = probe
     table["cv"] = f"{n_repeats}x{n_splits}"
@@ -321,6 +340,9 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
                         help=f"{', '.join(QUICK)} with 40 replications, fast probe, 5x2 CV")
     parser.add_argument("--list", action="store_true")
     parser.add_argument("--out", type=Path, default=None, help="append the table to a CSV")
+    parser.add_argument("--dump-folds", type=Path, default=None,
+                        help="folder: per-fold metrics of every replication (pickle per "
+                             "setting), to evaluate other tests offline")
     args = parser.parse_args(argv)
     specs = all_specs()
     if args.list:
@@ -337,7 +359,9 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         table = run_spec(spec, reps=args.reps, probe=args.probe, n_splits=args.folds,
                          n_repeats=args.repeats, n_boot=args.bootstrap,
                          workers=args.workers, truth_draws=args.truth_draws,
-                         truth_test=args.truth_test)
+                         truth_test=args.truth_test,
+                         fold_dump=None if args.dump_folds is None else
+                         args.dump_folds / (re.sub(r"[^A-Za-z0-9.]+", "_", spec.name) + ".pkl"))
         tables.append(table)
         show = table.assign(rate=table["rate"].map("{:.3f}".format),
                             mcse=table["mcse"].map("{:.3f}".format))
