@@ -29,6 +29,7 @@ args, _ = parser.parse_known_args()  # "known": a notebook kernel passes its own
 STORE = Path(args.store)
 
 pl.Config.set_tbl_rows(30)
+pl.Config.set_tbl_cols(12)
 pl.Config.set_tbl_width_chars(160)
 pl.Config.set_fmt_str_lengths(40)
 
