@@ -36,9 +36,9 @@ intervals and p refer to one quantity, named in the row's ``estimand``:
 =================  ==============================================  =================
 test               estimate (each side, and a - b) / intervals     estimand
 =================  ==============================================  =================
-corrected-t-kdf    mean of the R x k per-fold metrics; corrected   expected metric of
-(default)          resampled t interval and test, k - 1 df         the probe trained
-                                                                   on n_train patients
+calibrated-t       mean of the R x k per-fold metrics; corrected   expected metric of
+(default)          resampled t with the metric's calibrated        the probe trained
+                   correction factor, J - 1 df                     on n_train patients
 corrected-t        same estimate; Nadeau-Bengio, J - 1 df          same
 ttest / wilcoxon   same estimate; plain t over folds (Shapiro      this cohort's folds
 (``auto``)         picks t or Wilcoxon: NeuroRAD-FM)
@@ -62,14 +62,16 @@ repeat-averaged scores is moreover a different number (it mixes folds whose scor
 on different scales; noise embeddings come out "below chance").
 
 The Nadeau-Bengio variance ``(1/J + n_test/n_train) s^2`` accounts for the shared
-training data, but with ``J - 1`` degrees of freedom it still rejected 10-13 % of true
-nulls at 5 x 5 CV: the J fold values re-use the same n patients, so their variance
-estimate is far less precise than J independent values would give. With ``k - 1``
-degrees of freedom (about one k-fold split's worth of information) it held the level
-for pairs and pooled family rows (measured numbers in the module docs of
-:mod:`neurofeat.analysis.paired_tests` and in the README table). Nested CV (Bates et
-al.) and refitting bootstraps cost 10-100x more fits and were not needed to reach the
-band; label permutation is exact only against chance, not for A vs B.
+training data, and was exactly right for balanced accuracy in the simulations (5 %
+rejections of a true null), but too small for the AUC (10-11 %): the AUC's per-fold
+values are more correlated across overlapping training sets than the heuristic
+assumes. The default multiplies the ``n_test/n_train`` term by a factor calibrated per
+metric (:data:`~neurofeat.analysis.paired_tests.CALIBRATED_CORRECTION`: about 1.55 for
+rank metrics, 1 for threshold metrics) and keeps ``J - 1`` df, whose precision matched
+the simulated spread of ``s^2``. Nested CV (Bates et al.) and refitting bootstraps cost
+10-100x more fits and were not needed to reach the band; label permutation is exact
+only against chance, not for A vs B; ``k - 1`` df (an option of the corrected t) held
+the AUC's level but was conservative for BA (1.2 %).
 
 Pooled family rows average the member pairs' per-fold values (members share patients and
 folds, so the pooled per-fold difference carries their correlation) and apply the same
@@ -105,7 +107,8 @@ from neurofeat.analysis.folds import derive_seed
 from scipy import special
 
 from neurofeat.analysis.paired_tests import (DEFAULT_TEST, TEST_CHOICES, PairedTestResult,
-                                             adjust_pvalues, corrected_resampled_interval,
+                                             adjust_pvalues, calibrated_correction,
+                                             corrected_resampled_interval,
                                              corrected_resampled_ttest, paired_test)
 from neurofeat.analysis.scoring import (Scorer, score_folds, score_jackknife, score_point,
                                         score_resamples)
@@ -243,8 +246,8 @@ RARE_ENDPOINT = 30
 
 #: What each test's row estimates (``estimand`` column), by test name.
 ESTIMANDS: dict[str, str] = {
-    "corrected-t-kdf": "expected {metric} of the probe trained on {n_train:.0f} patients "
-                       "(mean over the R x k test folds)",
+    "calibrated-t": "expected {metric} of the probe trained on {n_train:.0f} patients "
+                    "(mean over the R x k test folds)",
     "corrected-t": "expected {metric} of the probe trained on {n_train:.0f} patients "
                    "(mean over the R x k test folds)",
     "fold-test": "mean per-fold {metric} of this cohort's R x k folds (folds treated as "
@@ -257,8 +260,8 @@ ESTIMANDS: dict[str, str] = {
 
 #: How each test works and what it assumes (``method`` column).
 METHODS: dict[str, str] = {
-    "corrected-t-kdf": "Nadeau-Bengio corrected resampled t, variance (1/J + n_test/n_train) "
-                       "s^2, k-1 df; calibrated by simulation (default)",
+    "calibrated-t": "corrected resampled t, variance (1/J + c n_test/n_train) s^2 with the "
+                    "simulation-calibrated factor c of the metric, J-1 df (default)",
     "corrected-t": "Nadeau-Bengio corrected resampled t, variance (1/J + n_test/n_train) "
                    "s^2, J-1 df (published; anti-conservative with repeats)",
     "ttest": "paired t over R x k folds (published, NeuroRAD-FM; ignores shared training "
@@ -278,14 +281,14 @@ class Inference:
     """One test of one pair on one metric: the estimate, its 95 % intervals, its p.
 
     Every number of a row refers to the same quantity (``estimand``): e.g. the
-    ``corrected-t-kdf`` row's estimates are means of per-fold metrics and its intervals
+    ``calibrated-t`` row's estimates are means of per-fold metrics and its intervals
     cover the expected performance; the ``delong`` row's estimates are AUCs of the
     repeat-averaged scores.
 
     Attributes
     ----------
     test : str
-        'corrected-t-kdf', 'corrected-t', 'ttest', 'wilcoxon', 'delong', 'bootstrap'.
+        'calibrated-t', 'corrected-t', 'ttest', 'wilcoxon', 'delong', 'bootstrap'.
     estimate_a, ci_low_a, ci_high_a, estimate_b, ci_low_b, ci_high_b : float
     diff, diff_ci_low, diff_ci_high : float
         ``a - b`` and its interval.
@@ -408,7 +411,7 @@ class ComparisonResult:
     pairs : tuple of PairComparison
     primary_test : str
         The test whose row is ``primary`` (its p is the one shown and adjusted):
-        'corrected-t-kdf' (default, calibrated), or a published procedure by name
+        'calibrated-t' (default), or a published procedure by name
         ('auto' = the Shapiro-chosen 'ttest'/'wilcoxon', 'fold-t', 'wilcoxon', 'ttest',
         'corrected-t', 'delong', 'bootstrap').
     params : dict
@@ -526,7 +529,7 @@ def bootstrap_p_value(boot_diff: np.ndarray) -> float:
 
 def _t_inference(test: str, fa: np.ndarray, fb: np.ndarray, result: PairedTestResult, *,
                  n_train: float, n_test: float, n_folds: int | None, df, level: float,
-                 naive: bool = False) -> Inference:
+                 naive: bool = False, correction: float = 1.0) -> Inference:
     """Estimates = mean per-fold values; intervals from the same variance as the test."""
     def interval(v):
         if naive:  # plain t over folds: se = s / sqrt(J), J - 1 df
@@ -538,7 +541,7 @@ def _t_inference(test: str, fa: np.ndarray, fb: np.ndarray, result: PairedTestRe
                 v.size)
             return float(v.mean()), float(v.mean() - half), float(v.mean() + half)
         ci = corrected_resampled_interval(v, n_train=n_train, n_test=n_test, level=level,
-                                          df=df, n_folds=n_folds)
+                                          df=df, n_folds=n_folds, correction=correction)
         return ci.estimate, ci.ci_low, ci.ci_high
 
     ok = np.isfinite(fa) & np.isfinite(fb)
@@ -562,19 +565,21 @@ def _pair(metric: str, site: str, name_a: str, name_b: str, da: MetricDraws, db:
     fold_diff = fold_diff[np.isfinite(fold_diff)]
     method = test if test in ("wilcoxon", "ttest") else "auto"
     k = n_folds or da.folds.shape[1]
+    correction = calibrated_correction(metric)
     nan = float("nan")
     if fold_diff.size >= 2:
         fold_test = paired_test(fold_diff, method=method)
         corrected = corrected_resampled_ttest(fold_diff, n_train=n_train, n_test=n_test)
         calibrated = corrected_resampled_ttest(fold_diff, n_train=n_train, n_test=n_test,
-                                               df="k", n_folds=max(2, min(k, fold_diff.size)))
+                                               correction=correction, name=DEFAULT_TEST)
     else:
         fold_test = PairedTestResult(method, nan, nan, nan, int(fold_diff.size))
         corrected = PairedTestResult("corrected-t", nan, nan, nan, int(fold_diff.size))
         calibrated = PairedTestResult(DEFAULT_TEST, nan, nan, nan, int(fold_diff.size))
     common = dict(n_train=n_train, n_test=n_test, n_folds=max(2, k), level=level)
     inferences = [
-        _t_inference(DEFAULT_TEST, da.folds, db.folds, calibrated, df="k", **common),
+        _t_inference(DEFAULT_TEST, da.folds, db.folds, calibrated, df="J",
+                     correction=correction, **common),
         _t_inference("corrected-t", da.folds, db.folds, corrected, df="J", **common),
         _t_inference(fold_test.test, da.folds, db.folds, fold_test, df="J", naive=True,
                      **common),
@@ -632,7 +637,7 @@ def compare_scores(scorers: Sequence[Scorer], targets: Mapping[str, Any] | Any,
     n_boot, seed, alpha : bootstrap settings.
     test : str
         The primary test, one of :data:`~neurofeat.analysis.paired_tests.TEST_CHOICES`:
-        'corrected-t-kdf' (default; calibrated) or a published procedure by name
+        'calibrated-t' (default) or a published procedure by name
         ('auto', 'wilcoxon', 'ttest'/'fold-t', 'corrected-t', 'delong', 'bootstrap').
         Every test is computed and tabulated; this only marks the ``primary`` row
         ('wilcoxon'/'ttest' also force the fold test, otherwise the Shapiro rule picks

@@ -15,9 +15,9 @@
 Each row of the metrics table states its estimate, interval and the quantity both refer
 to (``estimand``); ``primary`` marks the row to show:
 
-- ``ci_method='corrected-t-kdf'`` (primary): the mean over the R x k test folds of the
-  per-fold metric, with the Nadeau-Bengio corrected interval on k - 1 degrees of
-  freedom. Estimand: the expected performance of the probe trained on ``n_train``
+- ``ci_method='calibrated-t'`` (primary): the mean over the R x k test folds of the
+  per-fold metric, with the corrected resampled t interval whose correction factor is
+  calibrated per metric by simulation (:data:`~neurofeat.analysis.paired_tests.CALIBRATED_CORRECTION`). Estimand: the expected performance of the probe trained on ``n_train``
   patients of this population (Bates, Hastie & Tibshirani 2023). Calibrated by
   simulation (``benchmarks/bench_calibration.py``).
 - ``percentile``, ``bca`` (published): the metric of all out-of-fold predictions of a
@@ -262,7 +262,7 @@ def evaluate_probe(oof: OutOfFold, labels: np.ndarray, sites: np.ndarray, *,
     -------
     metrics : DataFrame
         Long, columns :data:`METRICS_COLUMNS`: one row per CI method
-        ('corrected-t-kdf', primary; 'percentile', 'bca'; 'delong' for AUC), with the
+        ('calibrated-t', primary; 'percentile', 'bca'; 'delong' for AUC), with the
         interval level, the estimand of the row and a rare-endpoint warning.
     folds : DataFrame
         probe, metric, repeat, fold, fold_name, value.
@@ -310,7 +310,7 @@ def evaluate_probe(oof: OutOfFold, labels: np.ndarray, sites: np.ndarray, *,
                 fold_ids = np.where(in_site[None], oof.plan.fold_ids, -1)
                 per_fold = score_folds(scorer, target, oof.scores, fold_ids, oof.plan.n_folds)
                 cal = corrected_resampled_interval(per_fold, n_train=n_train, n_test=n_test,
-                                                   level=1 - alpha, df="k",
+                                                   level=1 - alpha, metric=scorer.name,
                                                    n_folds=oof.plan.n_folds)
                 rows.append({**base, "estimate": cal.estimate, "ci_low": cal.ci_low,
                              "ci_high": cal.ci_high, "ci_method": DEFAULT_TEST})

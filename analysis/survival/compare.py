@@ -262,7 +262,7 @@ def compare_survival_backbones(
         Paired bootstrap resamples (stratified by event).
     test : str
         Primary test (see :func:`~neurofeat.analysis.compare.compare_scores`); default
-        the calibrated 'corrected-t-kdf'.
+        the calibrated 'calibrated-t'.
     tau : float, optional
         Uno's truncation time.
     on_split : callable, optional

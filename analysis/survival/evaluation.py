@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
+from neurofeat.analysis.paired_tests import DEFAULT_TEST
 from neurofeat.analysis.bootstrap import (
     bootstrap_ci,
     jackknife_indices,
@@ -129,7 +130,7 @@ class SurvivalEvaluation:
         Long format, columns :data:`SURVIVAL_METRICS_COLUMNS`: site, metric, estimate,
         ci_low, ci_high, bca_low, bca_high, ci_method, primary, level, estimand, n,
         n_pos (events), tau (Uno's truncation time), horizon (time-dependent AUC),
-        rare, warning. Harrell/Uno C come twice: ``corrected-t-kdf`` (primary: mean
+        rare, warning. Harrell/Uno C come twice: ``calibrated-t`` (primary: mean
         per-fold C with the calibrated interval; estimand: expected C of the model
         trained on n_train patients) and the published percentile bootstrap of the
         out-of-fold C (predictions treated as fixed).
@@ -187,7 +188,7 @@ SURVIVAL_METRICS_COLUMNS = ("site", "metric", "estimate", "ci_low", "ci_high", "
 
 
 def _calibrated_rows(cv, site, rows, tau, ci_level) -> list[dict]:
-    """Mean per-fold Harrell/Uno C with the corrected interval (k - 1 df): primary rows."""
+    """Mean per-fold Harrell/Uno C with the calibrated corrected interval: primary rows."""
     from neurofeat.analysis.paired_tests import DEFAULT_TEST, corrected_resampled_interval
     from neurofeat.analysis.scoring import score_folds
     from neurofeat.analysis.survival.compare import HARRELL, UNO, survival_target
@@ -209,7 +210,8 @@ def _calibrated_rows(cv, site, rows, tau, ci_level) -> list[dict]:
         with np.errstate(invalid="ignore", divide="ignore"):
             per_fold = score_folds(scorer, target, scores, fold_ids, cv.plan.n_folds)
         ci = corrected_resampled_interval(per_fold, n_train=n_train, n_test=n_test,
-                                          level=ci_level, df="k", n_folds=cv.plan.n_folds)
+                                          level=ci_level, metric=scorer.name,
+                                          n_folds=cv.plan.n_folds)
         row = _row(site, scorer.name, ci.estimate, rows.size, int(cv.event[rows].sum()),
                    ci_method=DEFAULT_TEST, tau=target.tau if scorer is UNO else np.nan)
         row.update({"ci_low": ci.ci_low, "ci_high": ci.ci_high, "n_train": n_train})
@@ -218,7 +220,7 @@ def _calibrated_rows(cv, site, rows, tau, ci_level) -> list[dict]:
 
 
 _SURV_ESTIMAND = {
-    "corrected-t-kdf": "expected {metric} of the model trained on {n_train:.0f} patients "
+    DEFAULT_TEST: "expected {metric} of the model trained on {n_train:.0f} patients "
                        "(mean over the R x k test folds)",
     "percentile": "{metric} of the out-of-fold risk, mean over repeats (predictions "
                   "treated as fixed)",
@@ -242,7 +244,7 @@ def _finish(frame: pd.DataFrame, level: float, cv) -> pd.DataFrame:
                         "estimates are noisy and intervals wide" for k in frame["n_pos"]], "")
     frame["primary"] = False
     for _, group in frame.groupby(["site", "metric"], sort=False):
-        calibrated = group[(group["ci_method"] == "corrected-t-kdf")
+        calibrated = group[(group["ci_method"] == DEFAULT_TEST)
                            & group["ci_low"].notna()]
         pick = calibrated if len(calibrated) else group
         frame.loc[pick.index[0], "primary"] = True

@@ -8,11 +8,24 @@ from scipy import stats
 
 from neurofeat.analysis.compare import RARE_ENDPOINT, bootstrap_p_value, compare_scores
 from neurofeat.analysis.folds import stratified_kfold_plan
-from neurofeat.analysis.paired_tests import (DEFAULT_TEST, adjust_pvalues,
+from neurofeat.analysis.paired_tests import (CALIBRATED_CORRECTION, DEFAULT_TEST,
+                                             adjust_pvalues,
                                              corrected_resampled_interval,
                                              corrected_resampled_ttest)
 from neurofeat.analysis.scoring import get_scorer
 from neurofeat.analysis.simulation import SimulationSetting, simulate_cohort
+
+
+def test_calibrated_interval_matches_the_formula():
+    rng = np.random.default_rng(4)
+    values = rng.normal(0.7, 0.05, size=(5, 5))
+    ci = corrected_resampled_interval(values, n_train=96, n_test=24, metric="auc")
+    c = CALIBRATED_CORRECTION["auc"]
+    se = np.sqrt((1 / 25 + c * 24 / 96) * values.var(ddof=1))
+    assert ci.ci_high == pytest.approx(values.mean() + stats.t.ppf(0.975, 24) * se, rel=1e-12)
+    ba = corrected_resampled_interval(values, n_train=96, n_test=24, metric="ba")
+    nb = corrected_resampled_interval(values, n_train=96, n_test=24)
+    assert ba.ci_high == pytest.approx(nb.ci_high, rel=1e-14)  # BA: factor 1
 
 
 def test_corrected_interval_matches_the_formula_with_scipy_quantiles():
@@ -30,14 +43,16 @@ def test_corrected_interval_matches_the_formula_with_scipy_quantiles():
     assert j_df.ci_high - j_df.estimate == pytest.approx(stats.t.ppf(0.975, 24) * se, rel=1e-12)
 
 
-@pytest.mark.parametrize("df", ["k", "J"])
-def test_corrected_interval_inverts_the_test(df):
+@pytest.mark.parametrize("df,correction", [("k", 1.0), ("J", 1.0), ("J", 1.55)])
+def test_corrected_interval_inverts_the_test(df, correction):
     """0 lies outside the 95 % interval exactly when p < 0.05 (same variance, same df)."""
     rng = np.random.default_rng(1)
     for _ in range(200):
         d = rng.normal(rng.normal(0, 0.02), 0.03, size=(3, 5))
-        ci = corrected_resampled_interval(d, n_train=80, n_test=20, df=df)
-        t = corrected_resampled_ttest(d, n_train=80, n_test=20, df=df, n_folds=5)
+        ci = corrected_resampled_interval(d, n_train=80, n_test=20, df=df,
+                                          correction=correction)
+        t = corrected_resampled_ttest(d, n_train=80, n_test=20, df=df, n_folds=5,
+                                      correction=correction)
         assert (ci.ci_low > 0 or ci.ci_high < 0) == (t.p_value < 0.05)
 
 
@@ -48,8 +63,11 @@ def test_corrected_t_published_df_matches_scipy_t():
     assert r.statistic == pytest.approx(t, rel=1e-14)
     assert r.p_value == pytest.approx(2 * stats.t.sf(abs(t), 5), rel=1e-12)
     k = corrected_resampled_ttest(d, n_train=80, n_test=20, df="k", n_folds=3)
-    assert k.test == DEFAULT_TEST and k.df == 2
+    assert k.df == 2
     assert k.p_value == pytest.approx(2 * stats.t.sf(abs(t), 2), rel=1e-12)
+    c = corrected_resampled_ttest(d, n_train=80, n_test=20, correction=1.55)
+    t_c = d.mean() / np.sqrt((1 / 6 + 1.55 * 20 / 80) * d.var(ddof=1))
+    assert c.statistic == pytest.approx(t_c, rel=1e-14) and c.df == 5
 
 
 def test_df_k_needs_folds():
