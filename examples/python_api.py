@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--bootstrap", type=int, default=2000,
                         help="bootstrap resamples (default: 2000)")
     args = parser.parse_args(argv)
-    cv = dict(n_repeats=args.repeats, n_splits=args.folds, n_boot=args.bootstrap, seed=0)
+    cv = {"n_repeats": args.repeats, "n_splits": args.folds, "n_boot": args.bootstrap, "seed": 0}
 
     # -- 1. the store ------------------------------------------------------------------
     store = Store.open(args.store)           # raises StoreError if it is not a store
@@ -74,8 +74,9 @@ def main(argv: list[str] | None = None) -> None:
 
     # (X, y) of one backbone and task: only patients with both an embedding and a label
     data = read_xy(store, args.backbone_a, args.task)
+    sites = sorted(set(map(str, data.sites)))
     print(f"read_xy({args.backbone_a!r}, {args.task!r}): X {data.X.shape} {data.X.dtype}, "
-          f"y {data.y.shape} ({int(data.y.sum())} positive), sites {sorted(set(map(str, data.sites)))}, "
+          f"y {data.y.shape} ({int(data.y.sum())} positive), sites {sites}, "
           f"checkpoint {data.checkpoint_sha256[:12]}")
 
     # -- 2. a linear probe ----------------------------------------------------------------

@@ -16,7 +16,6 @@
 import argparse
 from pathlib import Path
 
-import numpy as np
 import polars as pl
 
 parser = argparse.ArgumentParser(description="Read a neurofeat store with plain Polars.")

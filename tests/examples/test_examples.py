@@ -1,14 +1,15 @@
 """examples/ runs as a researcher would run it, on a tiny synthetic cohort.
 
-The scripts are chained the way a real user chains them, sharing one store (module
-fixtures): a BraTS-style folder with a hospital sheet is ingested through mapping.toml
-(examples/brats_folder/run.sh), an external checkpoint is extracted through the
-monai-resnet adapter (external_checkpoint.py), radiomics-like features are imported and
-probed (import_features.py); then the store is read with plain DuckDB and Polars
-(sql_duckdb.py, sql_polars.py, with every neurofeat module blocked) and through the
-Python API (python_api.py). Each script runs from a fresh interpreter (or runpy for the
-notebooks) with its paths given as arguments; numbers are checked against the
-synthetic cohort's own clinical.csv, nibabel and the store's catalog.
+The commands of examples/README.md run word for word, chained as a real user chains
+them and sharing one store (module fixtures): a BraTS-style folder with a hospital
+sheet is ingested through mapping.toml (brats_folder/run.sh), an external checkpoint is
+extracted through the monai-resnet adapter (external_checkpoint.py), radiomics-like
+features are imported and probed (import_features.py), and the Python API runs probe,
+compare and survival (python_api.py). The SQL notebooks (sql_duckdb.py, sql_polars.py)
+also run in this process with every neurofeat module blocked, so that their matrices
+and tables can be checked. Numbers are checked against the synthetic cohort's own
+clinical.csv, nibabel and the store's catalog. multi_gpu_torchrun.sh runs only with 2+
+CUDA GPUs; its syntax is checked everywhere.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import os
+import re
 import runpy
 import shutil
 import subprocess
@@ -28,8 +30,6 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
-TINY = ["--input-size", "16", "--spacing", "8"]  # matches `neurofeat synth --size 16 --spacing 8`
-FAST_CV = ["--repeats", "1", "--folds", "3", "--bootstrap", "100"]
 
 SCRIPTS = ["brats_folder/make_brats_folder.py", "external_checkpoint.py", "import_features.py",
            "python_api.py", "sql_duckdb.py", "sql_polars.py"]
@@ -47,7 +47,7 @@ def _env(**extra: str) -> dict[str, str]:
 
 
 def _run(command: list[str], cwd: Path, *, timeout: float = 300, **env: str) -> str:
-    done = subprocess.run(command, cwd=cwd, env=_env(**env), capture_output=True, text=True,
+    done = subprocess.run(command, check=False, cwd=cwd, env=_env(**env), capture_output=True, text=True,
                           timeout=timeout)
     output = done.stdout + done.stderr
     assert done.returncode == 0, f"{' '.join(command)} exited {done.returncode}:\n{output}"
@@ -63,32 +63,48 @@ def _read_csv(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
+def _readme_command(script: str) -> str:
+    """The one ```bash block of examples/README.md that runs ``script``."""
+    text = (EXAMPLES / "README.md").read_text()
+    blocks = re.findall(r"^```bash\n(.*?)^```$", text, flags=re.MULTILINE | re.DOTALL)
+    found = [b for b in blocks if f"examples/{script}" in b]
+    assert len(found) == 1, f"examples/README.md should hold one command block for {script}"
+    return found[0]
+
+
+def _run_readme_command(script: str, work: Path) -> str:
+    """Run examples/README.md's command for ``script`` word for word, from ``work``."""
+    return _run(["bash", "-euo", "pipefail", "-c", _readme_command(script)], work)
+
+
 # ------------------------------------------------------------------------ fixtures
+# The chain of examples/README.md, its commands run word for word from one directory
+# in which examples/ is this repository's (the README says: run from the root).
 @pytest.fixture(scope="module")
 def work(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("examples")
+    work = tmp_path_factory.mktemp("examples")
+    (work / "examples").symlink_to(EXAMPLES, target_is_directory=True)
+    return work
 
 
 @pytest.fixture(scope="module")
 def brats(work) -> dict:
     """examples/brats_folder/run.sh: synth -> BraTS tree + hospital sheet -> ingest."""
-    output = _run(["bash", str(EXAMPLES / "brats_folder" / "run.sh"), "brats-example"], work)
+    output = _run_readme_command("brats_folder/run.sh", work)
     root = work / "brats-example"
     return {"root": root, "store": root / "store", "output": output}
 
 
 @pytest.fixture(scope="module")
 def extracted(work, brats) -> dict:
-    output = _python("external_checkpoint.py", "--store", str(brats["store"]), *TINY,
-                     cwd=work)
-    return {"checkpoint": work / "monai_resnet10.safetensors", "output": output}
+    output = _run_readme_command("external_checkpoint.py", work)
+    return {"checkpoint": brats["root"] / "monai_resnet10.safetensors", "output": output}
 
 
 @pytest.fixture(scope="module")
 def imported(work, brats, extracted) -> dict:
-    output = _python("import_features.py", "--store", str(brats["store"]),
-                     "--out", "features.csv", *FAST_CV, cwd=work)
-    return {"table": work / "features.csv", "output": output}
+    output = _run_readme_command("import_features.py", work)
+    return {"table": brats["root"] / "features.csv", "output": output}
 
 
 @pytest.fixture()
@@ -260,6 +276,14 @@ def test_sql_polars_notebook_reads_the_store_without_neurofeat(brats, monkeypatc
                     ids=g["frame"]["patient_id"].to_list())
 
 
+@pytest.mark.slow
+@pytest.mark.torch
+@pytest.mark.usefixtures("imported")
+def test_sql_notebooks_readme_command(work):
+    output = _run_readme_command("sql_duckdb.py", work)
+    assert output.count("monai_resnet10: X (30, 128) float32, idh1 positives") == 2, output
+
+
 def _check_notebook(g: dict, brats: dict, monkeypatch, *, rows, results, sites, ids) -> None:
     monkeypatch.undo()  # neurofeat again, to check the notebook against the catalog
     from neurofeat.store import Store, connect, read_xy
@@ -285,16 +309,10 @@ def _check_notebook(g: dict, brats: dict, monkeypatch, *, rows, results, sites, 
 @pytest.mark.slow
 @pytest.mark.torch
 @pytest.mark.usefixtures("imported")
-def test_python_api_walkthrough(brats, tmp_path, monkeypatch, capsys):
-    # 30 patients hold too few IDH1-wild-type grade-4 cases for the built-in `os`
-    # task: a user task over the whole cohort, as the script's docstring says
-    config = tmp_path / "neurofeat.toml"
-    config.write_text('[tasks.os_all]\nlabel = "os_days"\nkind = "survival"\n'
-                      'time_column = "os_days"\nevent_column = "os_event"\n')
-    monkeypatch.setenv("NEUROFEAT_CONFIG", str(config))
-    _notebook("python_api.py", ["--store", str(brats["store"]), "--survival-task", "os_all",
-                                *FAST_CV], monkeypatch)
-    out = capsys.readouterr().out
+def test_python_api_walkthrough(work, brats):
+    # 30 patients hold too few IDH1-wild-type grade-4 cases for the built-in `os` task:
+    # the README's command defines a cohort-wide one in brats-example/neurofeat.toml
+    out = _run_readme_command("python_api.py", work)
     for line in ("read_xy('monai_resnet10', 'idh1'): X (30, 128) float32",
                  "probe_run -> probe-", "compare_run -> stats-compare-", "survival_run -> survival-"):
         assert line in out, out
@@ -311,7 +329,7 @@ def test_python_api_walkthrough(brats, tmp_path, monkeypatch, capsys):
 
 def test_multi_gpu_script_is_valid_bash():
     script = EXAMPLES / "multi_gpu_torchrun.sh"
-    done = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True)
+    done = subprocess.run(["bash", "-n", str(script)], check=False, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     text = script.read_text()
     assert "torchrun --standalone --nproc-per-node" in text

@@ -107,11 +107,13 @@ def run_blocks(blocks: list[Block], workdir: Path, *, source: str = "README.md",
         script.write_text(block.text)
         start = time.perf_counter()
         try:
-            done = subprocess.run(["bash", "-euo", "pipefail", str(script)], cwd=workdir, env=env,
-                                  stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                                  timeout=timeout)
+            done = subprocess.run(["bash", "-euo", "pipefail", str(script)], check=False,
+                                  cwd=workdir, env=env, stdin=subprocess.DEVNULL,
+                                  capture_output=True, text=True, timeout=timeout)
         except subprocess.TimeoutExpired as error:
-            output = (error.stdout or b"").decode() if isinstance(error.stdout, bytes) else (error.stdout or "")
+            output = error.stdout or ""
+            if isinstance(output, bytes):
+                output = output.decode(errors="replace")
             pytest.fail(f"{source} line {block.line}: block {number} ran past {timeout:.0f} s\n"
                         f"--- block ---\n{block.text}--- output ---\n{output[-6000:]}", pytrace=False)
         script.unlink()
@@ -153,9 +155,11 @@ this is inside another fence: not a block
 
 def test_runnable_blocks_are_the_bash_runnable_ones_in_order():
     blocks = runnable_blocks(SAMPLE)
-    assert [(b.line, b.info) for b in blocks] == [(3, ("bash", "runnable")), (13, ("bash", "runnable"))]
+    assert [(b.line, b.info) for b in blocks] == [(3, ("bash", "runnable")),
+                                                  (13, ("bash", "runnable"))]
     assert blocks[0].text == "mkdir -p S && echo one > S/a.txt\n"
-    assert [b.info for b in fenced_blocks(SAMPLE)] == [("bash", "runnable"), ("bash",), ("bash", "runnable"), ("markdown",)]
+    assert [b.info for b in fenced_blocks(SAMPLE)] == [
+        ("bash", "runnable"), ("bash",), ("bash", "runnable"), ("markdown",)]
 
 
 def test_runnable_on_another_language_is_refused():
@@ -170,7 +174,8 @@ def test_blocks_share_a_clean_working_directory(tmp_path, monkeypatch):
 
 
 def test_a_failing_block_is_reported_with_its_text_and_output(tmp_path):
-    markdown = "```bash runnable\necho fine\n```\n\n```bash runnable\necho before\nfalse\necho after\n```\n"
+    markdown = ("```bash runnable\necho fine\n```\n\n"
+                "```bash runnable\necho before\nfalse\necho after\n```\n")
     with pytest.raises(pytest.fail.Exception) as info:
         run_blocks(runnable_blocks(markdown), tmp_path)
     message = str(info.value)
