@@ -44,6 +44,7 @@ _COMMAND_MODULES = (
     "invariance",
     "calibrate",
     "stability",
+    "explain",
 )
 
 for _name in _COMMAND_MODULES:

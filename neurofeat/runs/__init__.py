@@ -57,3 +57,8 @@ __all__ += ["CalibrateRun", "calibrate_run"]
 from neurofeat.runs.stability import NoPerturbationsError, StabilityRun, stability_run  # noqa: E402
 
 __all__ += ["NoPerturbationsError", "StabilityRun", "stability_run"]
+from neurofeat.runs.explain import (EXPLAIN_METHODS, ExplainRun, PatientImagesError,  # noqa: E402
+                                    explain_errors, explain_run)
+
+__all__ += ["EXPLAIN_METHODS", "ExplainRun", "PatientImagesError", "explain_errors",
+            "explain_run"]

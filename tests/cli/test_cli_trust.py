@@ -79,3 +79,39 @@ def test_stability_cli(tmp_path):
     result = invoke("stability", "--backbone", "mae", "--task", "idh1", "--store", str(path))
     assert result.exit_code == 1
     assert "has no perturbed embeddings" in result.output
+
+
+def test_explain_cli(tmp_path):
+    pytest.importorskip("torch")
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "extract"))
+    from extract_helpers import make_backbone, make_store
+
+    import numpy as np
+    import pyarrow as pa
+
+    from neurofeat.store import append_embeddings, new_run_id, write_tables
+
+    store, ids = make_store(tmp_path, n=6)
+    make_backbone(tmp_path / "models", "tiny")
+    write_tables(store, {"clinical": pa.table({"patient_id": ids,
+                                               "idh1": [i % 2 == 0 for i in range(6)]})})
+    from neurofeat.runs import explain_run  # noqa: F401 - the run layer resolves the checkpoint
+    from neurofeat.extract.backbone import resolve_extraction_backbone
+
+    backbone = resolve_extraction_backbone("tiny", models_dir=tmp_path / "models")
+    X = np.random.default_rng(0).normal(size=(6, backbone.embedding_dim)).astype(np.float32)
+    append_embeddings(store, "tiny", ids, X, checkpoint_sha256=backbone.checkpoint_sha256,
+                      preprocess_sha256=backbone.preprocess_sha256, run_id=new_run_id("extract"))
+    append_embeddings(store, "radiomics", ids, X[:, :5], checkpoint_sha256="ab" * 32,
+                      preprocess_sha256="cd" * 32)
+    base = ["--task", "idh1", "--store", str(store.root), "--models-dir", str(tmp_path / "models")]
+    result = invoke("explain", "--backbone", "tiny", "--patient", "P001", "--random-maps", "20",
+                    *base)
+    assert result.exit_code == 0, result.output
+    assert "gradcam" in result.output and "NIfTI" in result.output
+    assert "wrote run explain-" in result.output
+    result = invoke("explain", "--backbone", "radiomics", "--patient", "P001", *base)
+    assert result.exit_code == 1 and "no image encoder to explain" in result.output
+    result = invoke("explain", "--backbone", "tiny", "--patient", "P001", "--method", "lime",
+                    *base)
+    assert result.exit_code == 1 and "--method must be one of gradcam, occlusion" in result.output
