@@ -555,7 +555,8 @@ def _pair(metric: str, site: str, name_a: str, name_b: str, da: MetricDraws, db:
           *, alpha: float, test: str, n_train: float, n_test: float, analytic,
           higher_is_better: bool, n: int, n_pos: int, pooled: bool,
           members: tuple[tuple[str, str], ...], n_folds: int | None = None,
-          delong: Inference | None = None, rare_count: int = -1) -> PairComparison:
+          delong: Inference | None = None, rare_count: int = -1,
+          kind: str | None = None) -> PairComparison:
     level = 1.0 - alpha
     side_a = bootstrap_ci(da.point, da.boot, da.jack, alpha)
     side_b = bootstrap_ci(db.point, db.boot, db.jack, alpha)
@@ -565,7 +566,7 @@ def _pair(metric: str, site: str, name_a: str, name_b: str, da: MetricDraws, db:
     fold_diff = fold_diff[np.isfinite(fold_diff)]
     method = test if test in ("wilcoxon", "ttest") else "auto"
     k = n_folds or da.folds.shape[1]
-    correction = calibrated_correction(metric)
+    correction = calibrated_correction(metric, kind)
     nan = float("nan")
     if fold_diff.size >= 2:
         fold_test = paired_test(fold_diff, method=method)
@@ -616,7 +617,8 @@ def compare_scores(scorers: Sequence[Scorer], targets: Mapping[str, Any] | Any,
                    test: str = DEFAULT_TEST, alpha: float = 0.05, side_a: str = "",
                    side_b: str = "", site: str = "all", rows: np.ndarray | None = None,
                    n_folds: int | None = None, n_pos: int | None = None,
-                   bca: bool = True, rare_count: int | None = None) -> ComparisonResult:
+                   bca: bool = True, rare_count: int | None = None,
+                   kind: str | None = None) -> ComparisonResult:
     """Paired comparison of out-of-fold scores on identical folds and resamples.
 
     Parameters
@@ -656,6 +658,9 @@ def compare_scores(scorers: Sequence[Scorer], targets: Mapping[str, Any] | Any,
     rare_count : int, optional
         Size of the rarest outcome class (or the events) behind the rare-endpoint
         warning; default ``min(n_pos, n - n_pos)``.
+    kind : {'binary', 'continuous', 'survival'}, optional
+        Task kind (the probe behind the scores): selects the calibrated correction of
+        the default test (:func:`~neurofeat.analysis.paired_tests.calibrated_correction`).
 
     Returns
     -------
@@ -686,7 +691,7 @@ def compare_scores(scorers: Sequence[Scorer], targets: Mapping[str, Any] | Any,
                  for name in names}
         common = dict(alpha=alpha, test=test, n_train=n_train, n_test=n_test,
                       higher_is_better=scorer.higher_is_better, n=int(rows_arr.size),
-                      n_pos=n_pos, n_folds=n_folds, rare_count=rare_count)
+                      n_pos=n_pos, n_folds=n_folds, rare_count=rare_count, kind=kind)
         for a, b in pairs:
             analytic = delong = None
             if scorer.analytic_test is not None:
@@ -705,7 +710,7 @@ def compare_scores(scorers: Sequence[Scorer], targets: Mapping[str, Any] | Any,
             results.append(_pair(scorer.name, site, side_a or "A", side_b or "B", pooled_a,
                                  pooled_b, pooled=True, analytic=None,
                                  members=tuple(pairs), **common))
-    params = {"n_boot": n_boot, "seed": seed, "alpha": alpha, "test": test,
+    params = {"n_boot": n_boot, "seed": seed, "alpha": alpha, "test": test, "kind": kind,
               "n_train": n_train, "n_test": n_test, "pairs": [list(p) for p in pairs]}
     return ComparisonResult(task, side_a or "A", side_b or "B", tuple(results), test, params)
 
@@ -806,7 +811,8 @@ def compare_probes(embeddings: Mapping[str, np.ndarray], y: np.ndarray, *,
     targets = {s.name: (y if s.name in ("spearman", "mae") else labels) for s in scorers}
     result = compare_scores(scorers, targets, labels, scores, pairs, plan.fold_ids, task=task,
                             n_train=n_train, n_test=n_test, n_boot=n_boot, seed=seed,
-                            test=test, side_a=side_a, side_b=side_b, n_folds=plan.n_folds)
+                            test=test, side_a=side_a, side_b=side_b, n_folds=plan.n_folds,
+                            kind=kind)
     result.params.update({"n_splits": n_splits, "n_repeats": n_repeats, "kind": kind,
                           "threshold": cut, "metrics": list(metrics)})
     return result

@@ -19,7 +19,8 @@
   1/J + n_test/n_train = 0.04 + 0.25) but 0.42-0.44 for the AUC: rank metrics of
   overlapping training sets are more correlated across folds than the Nadeau-Bengio
   heuristic assumes, so the published corrected t rejected 10-11 % of true nulls on the
-  AUC, 5 % on BA. The spread of the within-data-set variance (CV 0.30) matched
+  AUC, 5 % on BA. The factor also depends on the model: with the ridge probe of
+  continuous tasks the AUC needed 1.05x and BA 0.72x the correction. The spread of the within-data-set variance (CV 0.30) matched
   ``J - 1`` df. ``df='k'`` (k - 1 df) is kept as an option: it held the AUC's level
   (3.4 %) but was conservative for BA (1.2 %).
 - :func:`adjust_pvalues`: Holm and Benjamini-Hochberg via
@@ -58,28 +59,35 @@ __all__ = [
 #: correction factor, J - 1 df).
 DEFAULT_TEST = "calibrated-t"
 
-#: Factor ``c_m`` on the ``n_test / n_train`` term of the corrected variance, per metric,
-#: measured by ``benchmarks/bench_calibration.py`` (exact nulls, 5 x 5 CV, n = 120,
-#: d = 16): the AUC needs 1.55x Nadeau-Bengio's correction (needed variance factor
-#: 0.42-0.43 vs 0.29), Harrell's/Uno's C about 1.35 (0.36-0.46, 100 replications),
-#: threshold metrics (BA, sensitivity, specificity) 1.0 (0.29). Spearman is not yet
-#: measured and gets the AUC's (rank metric); unknown metrics the largest.
-CALIBRATED_CORRECTION: dict[str, float] = {
-    "auc": 1.55, "harrell_c": 1.35, "uno_c": 1.35, "spearman": 1.55,
-    "ba": 1.0, "sensitivity": 1.0, "specificity": 1.0, "mae": 1.0,
+#: Factor ``c`` on the ``n_test / n_train`` term of the corrected variance, per task kind
+#: (the probe: class-balanced logistic, ridge, Cox) and metric, measured by
+#: ``benchmarks/bench_calibration.py`` as the needed variance factor
+#: ``Var(mean of fold values) / E[s^2]`` over simulated exact nulls (5 x 5 CV, n = 120,
+#: d = 16), divided by Nadeau-Bengio's ``n_test / n_train`` term:
+#:
+#: - binary (logistic probe): AUC 1.52-1.59 -> 1.55; BA 0.98-1.03 -> 1.0;
+#: - continuous (ridge probe): AUC 1.03-1.08 -> 1.05; BA 0.71-0.73 -> 0.8;
+#: - survival (Cox): Harrell's/Uno's C 1.29-1.33 (pairs), 1.67 (pooled, 100 reps) -> 1.35.
+#:
+#: Unmeasured combinations get the largest factor (conservative).
+CALIBRATED_CORRECTION: dict[tuple[str, str], float] = {
+    ("binary", "auc"): 1.55, ("binary", "ba"): 1.0, ("binary", "sensitivity"): 1.0,
+    ("binary", "specificity"): 1.0,
+    ("continuous", "auc"): 1.05, ("continuous", "ba"): 0.8,
+    ("continuous", "sensitivity"): 0.8, ("continuous", "specificity"): 0.8,
+    ("survival", "harrell_c"): 1.35, ("survival", "uno_c"): 1.35,
 }
 
 
-def calibrated_correction(metric: str | None) -> float:
-    """The calibrated correction factor of ``metric`` (1.55 when unknown)."""
-    return CALIBRATED_CORRECTION.get(metric or "", max(CALIBRATED_CORRECTION.values()))
-#: Tests of ``stats compare`` by name: the calibrated default, then the published
-#: procedures ('auto' = Shapiro-Wilk -> paired t / Wilcoxon over folds, NeuroRAD-FM;
-#: 'fold-t' = 'ttest'; 'corrected-t' = Nadeau-Bengio with J - 1 df; 'delong' on
-#: repeat-averaged out-of-fold scores and 'bootstrap' of the pooled out-of-fold metric,
-#: BrainIAC).
-TEST_CHOICES = (DEFAULT_TEST, "auto", "wilcoxon", "ttest", "fold-t", "corrected-t",
-                "delong", "bootstrap")
+def calibrated_correction(metric: str | None, kind: str | None = None) -> float:
+    """The calibrated correction factor of ``metric`` on a ``kind`` task.
+
+    ``kind`` defaults to 'survival' for c-indices and 'binary' otherwise; unmeasured
+    combinations get the largest factor of the table.
+    """
+    if kind is None:
+        kind = "survival" if metric in ("harrell_c", "uno_c") else "binary"
+    return CALIBRATED_CORRECTION.get((kind, metric or ""), max(CALIBRATED_CORRECTION.values()))
 
 
 @dataclass(frozen=True)
@@ -287,7 +295,8 @@ class CorrectedInterval:
 def corrected_resampled_interval(values: np.ndarray, *, n_train: float, n_test: float,
                                  level: float = 0.95, df: float | str | None = None,
                                  n_folds: int | None = None, metric: str | None = None,
-                                 correction: float | None = None) -> CorrectedInterval:
+                                 correction: float | None = None,
+                                 kind: str | None = None) -> CorrectedInterval:
     """Confidence interval for the mean of per-fold values of repeated CV.
 
     ``mean +- t_{1 - (1 - level) / 2, df} sqrt((1 / J + c n_test / n_train) var)``: the
@@ -309,6 +318,8 @@ def corrected_resampled_interval(values: np.ndarray, *, n_train: float, n_test: 
         k; default ``values.shape[1]`` for a 2-d input.
     metric : str, optional
         Metric name ('auc', 'ba', 'harrell_c', ...): use its calibrated correction.
+    kind : {'binary', 'continuous', 'survival'}, optional
+        Task kind of ``metric`` (see :func:`calibrated_correction`).
     correction : float, optional
         Explicit factor ``c`` (overrides ``metric``).
 
@@ -330,7 +341,7 @@ def corrected_resampled_interval(values: np.ndarray, *, n_train: float, n_test: 
         return CorrectedInterval(float(v.mean()) if j else nan, nan, nan, nan, nan, level, j)
     dof = _resolve_df(df, j, n_folds)
     if correction is None:
-        correction = calibrated_correction(metric) if metric is not None else 1.0
+        correction = calibrated_correction(metric, kind) if metric is not None else 1.0
     se = float(np.sqrt((1.0 / j + correction * n_test / n_train) * v.var(ddof=1)))
     half = float(special.stdtrit(dof, 1 - (1 - level) / 2)) * se
     m = float(v.mean())

@@ -240,7 +240,8 @@ def evaluate_probe(oof: OutOfFold, labels: np.ndarray, sites: np.ndarray, *,
                    scorers: Sequence[Scorer], targets: dict[str, Any] | None = None,
                    n_boot: int = 2000, seed: int = 0, alpha: float = 0.05,
                    probe: str = "linear", per_site: bool = True,
-                   delong: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
+                   delong: bool = True, kind: str = "binary"
+                   ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Metrics with bootstrap CIs, pooled and per site, and per-fold values.
 
     Parameters
@@ -257,6 +258,8 @@ def evaluate_probe(oof: OutOfFold, labels: np.ndarray, sites: np.ndarray, *,
         so every backbone gets the same resamples.
     probe : str
         Label of the probe in the output ('linear', 'knn', 'ridge').
+    kind : {'binary', 'continuous'}
+        Task kind: selects the calibrated correction of the primary interval.
 
     Returns
     -------
@@ -311,7 +314,7 @@ def evaluate_probe(oof: OutOfFold, labels: np.ndarray, sites: np.ndarray, *,
                 per_fold = score_folds(scorer, target, oof.scores, fold_ids, oof.plan.n_folds)
                 cal = corrected_resampled_interval(per_fold, n_train=n_train, n_test=n_test,
                                                    level=1 - alpha, metric=scorer.name,
-                                                   n_folds=oof.plan.n_folds)
+                                                   kind=kind, n_folds=oof.plan.n_folds)
                 rows.append({**base, "estimate": cal.estimate, "ci_low": cal.ci_low,
                              "ci_high": cal.ci_high, "ci_method": DEFAULT_TEST})
     metrics = _finish_metrics(rows, 1 - alpha, n_train)
@@ -477,7 +480,8 @@ def run_probe(X: np.ndarray, y: np.ndarray, *, patient_ids: np.ndarray, sites: n
 
     def evaluate(oof, name, scs, tg):
         return evaluate_probe(oof, labels, sites, scorers=scs, targets=tg, n_boot=n_boot,
-                              seed=seed, probe=name)
+                              seed=seed, probe=name,
+                              kind=kind if name in ("linear", "ridge") else "binary")
 
     oof = out_of_fold(X, main_y, plan, main_factory, output=main_output, strata=labels,
                       on_split=on_split)
@@ -508,7 +512,7 @@ def run_probe(X: np.ndarray, y: np.ndarray, *, patient_ids: np.ndarray, sites: n
                                    fraction=float(fraction), strata=labels, on_split=on_split)
             m, f = evaluate_probe(frac_oof, labels, sites, scorers=scorers[:2], targets=targets,
                                   n_boot=n_boot, seed=seed, probe=main_name, per_site=False,
-                                  delong=False)
+                                  delong=False, kind=kind)
             metric_frames.append(m)
             fold_frames.append(f)
             fitted_frames.append(pd.DataFrame(list(frac_oof.fitted_params))

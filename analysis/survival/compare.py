@@ -216,7 +216,7 @@ def _compare_subset(site, rows, risk, time, event, fold_ids, pairs, *, task, n_t
                          n_folds=n_folds, n_pos=int(event[rows if rows is not None
                                                           else slice(None)].sum()),
                          rare_count=int(event[rows if rows is not None
-                                              else slice(None)].sum()))
+                                              else slice(None)].sum()), kind="survival")
     frame = res.to_frame()
     frame["tau"] = np.where(frame["metric"] == "uno_c", target.tau, np.nan)
     return site, res, target.tau, frame

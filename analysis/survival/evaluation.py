@@ -211,7 +211,7 @@ def _calibrated_rows(cv, site, rows, tau, ci_level) -> list[dict]:
             per_fold = score_folds(scorer, target, scores, fold_ids, cv.plan.n_folds)
         ci = corrected_resampled_interval(per_fold, n_train=n_train, n_test=n_test,
                                           level=ci_level, metric=scorer.name,
-                                          n_folds=cv.plan.n_folds)
+                                          kind="survival", n_folds=cv.plan.n_folds)
         row = _row(site, scorer.name, ci.estimate, rows.size, int(cv.event[rows].sum()),
                    ci_method=DEFAULT_TEST, tau=target.tau if scorer is UNO else np.nan)
         row.update({"ci_low": ci.ci_low, "ci_high": ci.ci_high, "n_train": n_train})

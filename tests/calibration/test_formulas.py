@@ -20,12 +20,17 @@ def test_calibrated_interval_matches_the_formula():
     rng = np.random.default_rng(4)
     values = rng.normal(0.7, 0.05, size=(5, 5))
     ci = corrected_resampled_interval(values, n_train=96, n_test=24, metric="auc")
-    c = CALIBRATED_CORRECTION["auc"]
+    c = CALIBRATED_CORRECTION[("binary", "auc")]
     se = np.sqrt((1 / 25 + c * 24 / 96) * values.var(ddof=1))
     assert ci.ci_high == pytest.approx(values.mean() + stats.t.ppf(0.975, 24) * se, rel=1e-12)
     ba = corrected_resampled_interval(values, n_train=96, n_test=24, metric="ba")
     nb = corrected_resampled_interval(values, n_train=96, n_test=24)
     assert ba.ci_high == pytest.approx(nb.ci_high, rel=1e-14)  # BA: factor 1
+    cont = corrected_resampled_interval(values, n_train=96, n_test=24, metric="auc",
+                                        kind="continuous")
+    se_c = np.sqrt((1 / 25 + CALIBRATED_CORRECTION[("continuous", "auc")] * 24 / 96)
+                   * values.var(ddof=1))
+    assert cont.se == pytest.approx(se_c, rel=1e-12)
 
 
 def test_corrected_interval_matches_the_formula_with_scipy_quantiles():
