@@ -90,6 +90,15 @@ def calibrated_correction(metric: str | None, kind: str | None = None) -> float:
     return CALIBRATED_CORRECTION.get((kind, metric or ""), max(CALIBRATED_CORRECTION.values()))
 
 
+#: Tests of ``stats compare`` by name: the calibrated default, then the published
+#: procedures ('auto' = Shapiro-Wilk -> paired t / Wilcoxon over folds, NeuroRAD-FM;
+#: 'fold-t' = 'ttest'; 'corrected-t' = Nadeau-Bengio with J - 1 df; 'delong' on
+#: repeat-averaged out-of-fold scores and 'bootstrap' of the pooled out-of-fold metric,
+#: BrainIAC).
+TEST_CHOICES = (DEFAULT_TEST, "auto", "wilcoxon", "ttest", "fold-t", "corrected-t",
+                "delong", "bootstrap")
+
+
 @dataclass(frozen=True)
 class PairedTestResult:
     """A paired test on differences ``a - b``.
