@@ -26,6 +26,16 @@ Runs one process per ``--workers`` (default 1: the machine is shared), each BLAS
 single-threaded; replications are seeded by (setting, replication) so any split of the
 work gives the same numbers.
 
+Cost (2 shared cores, this session): a replication of 4 + 4 backbones at 5 x 5 CV takes
+about 0.5 s (fast probe, binary, n = 120, d = 16), 2-3 s (survival, or the default
+probe with its inner CV), more at d = 512 / n = 300. The full grid (``--list``: 95
+settings) at 200 replications with the fast probe is therefore about 10 CPU hours
+(``--workers 2``: ~5 h); at the 1,000 replications the claims need, plan a dedicated
+machine or run the settings of interest with ``--only``. ``--quick`` runs 3 settings x
+40 replications (a few minutes). ``--dump-folds`` keeps every replication's per-fold
+metrics so that other tests can be evaluated offline; ``--needed-factors`` turns the
+null dumps into the correction factors of ``CALIBRATED_CORRECTION``.
+
 Examples
 --------
 python benchmarks/bench_calibration.py --quick                     # ~2 min smoke run
@@ -323,6 +333,39 @@ def run_spec(spec: Spec, *, reps: int, probe: str, n_splits: int, n_repeats: int
     return table
 
 
+def needed_factors(dump_dir: Path) -> pd.DataFrame:
+    """How :data:`~neurofeat.analysis.paired_tests.CALIBRATED_CORRECTION` was derived.
+
+    For every null-setting dump (``--dump-folds``): the variance over replications of the
+    mean of the R x k per-fold differences, divided by the mean within-replication
+    variance of those fold values, is the factor the corrected variance
+    ``(1/J + c n_test/n_train) s^2`` must reach; ``c`` solves it.
+    """
+    import pickle
+
+    out = []
+    for path in sorted(Path(dump_dir).glob("*null.pkl")):
+        with open(path, "rb") as fh:
+            dump = pickle.load(fh)
+        k = dump["n_splits"]
+        for metric in sorted({r["metric"] for r in dump["folds"]}):
+            for pooled in (False, True):
+                recs = [r for r in dump["folds"] if r["metric"] == metric
+                        and r["pooled"] == pooled]
+                if len(recs) < 20:
+                    continue
+                diffs = np.array([r["a"] - r["b"] for r in recs]).reshape(len(recs), -1)
+                diffs = diffs[np.isfinite(diffs).all(axis=1)]
+                j = diffs.shape[1]
+                factor = diffs.mean(axis=1).var() / diffs.var(axis=1, ddof=1).mean()
+                n_ratio = 1.0 / (k - 1)  # n_test / n_train of k-fold CV
+                out.append({"setting": dump["spec"], "metric": metric,
+                            "row": "pooled" if pooled else "pair", "rows": len(diffs),
+                            "needed_factor": factor, "nadeau_bengio": 1 / j + n_ratio,
+                            "c": (factor - 1 / j) / n_ratio})
+    return pd.DataFrame(out)
+
+
 def main(argv: list[str] | None = None) -> pd.DataFrame:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--only", default=None,
@@ -339,11 +382,17 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     parser.add_argument("--quick", action="store_true",
                         help=f"{', '.join(QUICK)} with 40 replications, fast probe, 5x2 CV")
     parser.add_argument("--list", action="store_true")
+    parser.add_argument("--needed-factors", type=Path, default=None, metavar="DUMP_DIR",
+                        help="print the correction factor each dumped null setting needs")
     parser.add_argument("--out", type=Path, default=None, help="append the table to a CSV")
     parser.add_argument("--dump-folds", type=Path, default=None,
                         help="folder: per-fold metrics of every replication (pickle per "
                              "setting), to evaluate other tests offline")
     args = parser.parse_args(argv)
+    if args.needed_factors is not None:
+        table = needed_factors(args.needed_factors)
+        print(table.round(3).to_string(index=False))
+        return table
     specs = all_specs()
     if args.list:
         for spec in specs:
