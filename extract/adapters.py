@@ -176,6 +176,9 @@ def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     p = Path(path)
     if not p.is_file():
         raise AdapterError(f"checkpoint file {p} does not exist; pass --checkpoint PATH to a weights file")
+    if p.stat().st_size == 0:
+        raise AdapterError(f"checkpoint file {p} is empty (0 bytes): an interrupted download or copy? "
+                           "Fetch it again, then rerun.")
     if p.suffix.lower() in _SAFE_SUFFIXES or looks_like_safetensors(p):
         from safetensors.torch import load_file
 
@@ -188,7 +191,7 @@ def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     except Exception as exc:  # noqa: BLE001 - pickle with code, or not a torch file
         raise AdapterError(
             f"{p} cannot be loaded safely (torch.load weights_only=True refused it: "
-            f"{str(exc).splitlines()[0][:200]}). neurofeat never unpickles arbitrary objects; if you "
+            f"{(str(exc).splitlines() or [type(exc).__name__])[0][:200]}). neurofeat never unpickles arbitrary objects; if you "
             "trust the file, convert its weights once to safetensors: "
             "safetensors.torch.save_file(state_dict, 'model.safetensors')"
         ) from None

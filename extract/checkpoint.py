@@ -421,6 +421,16 @@ def resolve_backbone(
     candidate = root / name
     if _is_checkpoint_dir(candidate):
         return candidate
+    pickles = sorted(q.name for q in candidate.glob("*") if q.suffix.lower() in _PICKLE_SUFFIXES) \
+        if candidate.is_dir() else []
+    if pickles and not (candidate / WEIGHTS_FILE).exists():
+        raise BackboneNotFoundError(
+            f"{candidate} holds {', '.join(pickles)} but no {WEIGHTS_FILE}: neurofeat reads weights "
+            "from safetensors and never unpickles a checkpoint. For a checkpoint trained "
+            "elsewhere use `neurofeat extract --backbone NAME --checkpoint "
+            f"{candidate / pickles[0]} --adapter monai-resnet|medicalnet|brainiac|swinunetr` "
+            "(loaded with torch.load(weights_only=True)); a neurofeat backbone folder needs "
+            f"{WEIGHTS_FILE} and {CARD_FILE} (neurofeat pretrain writes both).")
     available = [info.name for info in list_backbones(root)]
     close = closest_match(name, available, cutoff=0.6)
     hint = f" Did you mean {close!r}?" if close else ""

@@ -42,6 +42,10 @@ def user_errors(*kinds: type[BaseException]) -> Iterator[None]:
 
     try:
         yield
+    except PermissionError as error:
+        where = error.filename or "a file"
+        fail(f"permission denied writing {where}: make it writable (or choose another "
+             "--store / --out / --models-dir); nothing was half-written there")
     except (StoreError, StoreLockedError, ValueError, FileNotFoundError, *kinds) as error:
         fail(str(error))
 
