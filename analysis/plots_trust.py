@@ -241,7 +241,7 @@ def decision_curve_figure(curves: pd.DataFrame, *, title: str = "") -> object:
     ax = fig.subplots()
     sites = list(dict.fromkeys(curves["site"]))
     colours = _palette(sites)
-    pooled = curves[curves["site"] == "all"] if "all" in sites else curves[curves["site"] == sites[0]]
+    pooled = curves[curves["site"] == ("all" if "all" in sites else sites[0])]
     ax.plot(pooled["threshold"], pooled["net_benefit_all"], color="grey", lw=1, label="treat all")
     ax.axhline(0.0, color="grey", ls=":", lw=1, label="treat none")
     for site in sites:

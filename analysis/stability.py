@@ -9,9 +9,10 @@ continuous tasks) is fitted on the *clean* embeddings of the training patients a
 scores the test patients' clean embedding and each perturbed embedding. Each
 perturbation's out-of-fold scores are evaluated by
 :func:`~neurofeat.analysis.protocols.evaluate_probe` (AUC and balanced accuracy with
-the corrected-t interval over test folds, bootstrap and DeLong intervals), and the
-change from clean is paired fold by fold (``delta = perturbed - clean``, corrected-t
-interval over the folds).
+the project's calibrated interval over test folds as primary, bootstrap intervals), and
+the change from clean is paired fold by fold (``delta = perturbed - clean``, the same
+calibrated corrected-t interval: per-metric correction, J - 1 df, as ``stats
+compare`` uses for paired differences).
 
 Embedding drift: ``1 - cos(clean_i, perturbed_i)`` for every patient.
 
@@ -239,11 +240,13 @@ def perturbation_stability(X_clean: np.ndarray, y: np.ndarray,
         pkind, strength = parse_perturbation_label(label)
         for scorer in scorers:
             sub = metrics[(metrics["perturbation"] == label) & (metrics["metric"] == scorer.name)]
-            pick = sub[(sub["ci_method"] == DEFAULT_TEST) & np.isfinite(sub["ci_low"].astype(float))]
+            finite = np.isfinite(sub["ci_low"].astype(float))
+            pick = sub[(sub["ci_method"] == DEFAULT_TEST) & finite]
             row = (pick if len(pick) else sub[sub["ci_method"] == "percentile"]).iloc[0]
             diff = per_fold[label][scorer.name] - per_fold["none"][scorer.name]
             delta = corrected_resampled_interval(diff, n_train=n_train, n_test=n_test,
-                                                 level=level, df="k", n_folds=plan.n_folds)
+                                                 level=level, n_folds=plan.n_folds,
+                                                 metric=scorer.name, kind=kind)
             base = {"metric": scorer.name, "n": int(row["n"]), "n_pos": int(row["n_pos"]),
                     "estimate": float(row["estimate"]), "ci_low": float(row["ci_low"]),
                     "ci_high": float(row["ci_high"]), "ci_method": str(row["ci_method"]),

@@ -32,9 +32,9 @@ def stability(
     """Perturbation stability (BrainIAC): the probe is trained on clean embeddings and
     evaluated on the stored perturbed embeddings (neurofeat extract --perturb) of the
     same test patients; AUC and balanced accuracy vs perturbation strength for contrast,
-    Gibbs and bias field with 95 % corrected-t intervals, the change from clean, and the
-    per-patient embedding drift (cosine distance clean vs perturbed). Results and
-    figures go to the store.
+    Gibbs and bias field with 95 % calibrated corrected-t intervals, the change from
+    clean, and the per-patient embedding drift (cosine distance clean vs perturbed).
+    Results and figures go to the store.
 
     Example: neurofeat stability --backbone dino --backbone dino_dro --task idh1 --store S
     """
@@ -69,7 +69,7 @@ def stability(
         "median drift": [drift.get((b, p), float("nan")) for b, p in
                          zip(curve["backbone"], curve["perturbation"])]})
     print_frame(table, title=f"probe trained on clean embeddings, evaluated on perturbed ones "
-                             f"({run.params['task']}; 95% corrected-t CIs)")
+                             f"({run.params['task']}; 95% calibrated corrected-t CIs)")
     console().print("A flat curve (change near 0) and small drift read as stable.")
     console().print(f"wrote run [bold]{run.info.run_id}[/bold] to {run.info.path}")
 

@@ -208,13 +208,13 @@ def _explain(store: Store, backbone: str, task: str, patient: str, *, methods, t
              models_dir, checkpoint, adapter, mask, occlusion_mask_size, occlusion_overlap,
              n_random, seed, device, write) -> ExplainRun:
     import nibabel as nib
-    import torch
 
     from neurofeat.analysis.probes import LinearProbe
     from neurofeat.extract.backbone import resolve_extraction_backbone
     from neurofeat.extract.checkpoint import BackboneNotFoundError
     from neurofeat.extract.explain import (METHODS, TARGETS, ExplainError, ProbeHead,
-                                           explain_image, prepare_input, resample_to_grid)
+                                           explain_image, prepare_input, probe_forward,
+                                           resample_to_grid)
 
     methods = list(dict.fromkeys(methods))
     bad = [m for m in methods if m not in METHODS]
@@ -262,11 +262,11 @@ def _explain(store: Store, backbone: str, task: str, patient: str, *, methods, t
     prepared = prepare_input(record, pre)
     prepared = type(prepared)(image=prepared.image.to(device), affine=prepared.affine,
                               brain=prepared.brain)
+    forward = probe_forward(model, prepared.image)   # one forward pass, shared
     stored_row = np.flatnonzero(data.patient_ids == patient)
     cosine = None
     if stored_row.size:
-        with torch.no_grad():
-            fresh = encoder(prepared.image).cpu().numpy()[0].astype(np.float64)
+        fresh = forward.embedding.astype(np.float64)
         old = data.X[stored_row[0]].astype(np.float64)
         cosine = float(fresh @ old / (np.linalg.norm(fresh) * np.linalg.norm(old) + 1e-30))
     mask_image, mask_source = _load_mask(record, patient, mask, pre.sequences)
@@ -299,7 +299,8 @@ def _explain(store: Store, backbone: str, task: str, patient: str, *, methods, t
     for method in methods:
         result = explain_image(model, prepared, method=method, target=target, layer=layer,
                                mask=mask_input, occlusion_mask_size=occlusion_mask_size,
-                               occlusion_overlap=occlusion_overlap, n_random=n_random, seed=seed)
+                               occlusion_overlap=occlusion_overlap, n_random=n_random, seed=seed,
+                               forward=forward)
         results[method] = result
         volumes[method] = resample_to_grid(result.heatmap, prepared.affine, reference.affine,
                                            reference.shape[:3])

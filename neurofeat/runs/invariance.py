@@ -250,7 +250,7 @@ def invariance_run(store: Store, backbones: Sequence[str] | None = None, *,
             perturbation=perturbation, task=by, protocol="cv", probe="linear", model=None,
             site="all", fraction=1.0, tau=None, horizon=None, bca_low=None, bca_high=None,
             cohort_sites="all", **provenance))
-        coords = result.coordinates.rename(columns={})
+        coords = result.coordinates
         labels = (clinical_column(store, label, coords["patient_id"].to_numpy())
                   if label else np.full(len(coords), None))
         coords = coords.assign(label=[None if pd.isna(v) else str(v) for v in labels])

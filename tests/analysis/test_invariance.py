@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import balanced_accuracy_score, davies_bouldin_score, silhouette_score
 
-from neurofeat.analysis.invariance import (BETTER, balanced_accuracy_multiclass,
+from neurofeat.analysis.invariance import (BETTER, SITE_PROBE_CI, balanced_accuracy_multiclass,
                                            principal_components, site_invariance,
                                            site_probe, site_separability)
 from neurofeat.synth import TRAITS, simulate_tables
@@ -94,7 +94,7 @@ def test_site_probe_result_and_frame(by_strength):
     assert probe.boot_low <= probe.pooled_balanced_accuracy <= probe.boot_high
     frame = by_strength[2.0].to_frame()
     assert set(frame["metric"]) == set(BETTER)
-    assert set(frame["ci_method"]) == {"none", "corrected-t-kdf", "percentile"}
+    assert set(frame["ci_method"]) == {"none", SITE_PROBE_CI, "percentile"}
     assert "lower is better" in by_strength[2.0].summary()
 
 

@@ -155,3 +155,17 @@ def test_heatmap_maps_back_onto_the_patient_grid(tmp_path):
     back = resample_to_grid(heat.astype(np.float32), prepared.affine, affine, shape) > 0.5
     dice = 2 * (back & blob).sum() / (back.sum() + blob.sum())
     assert dice > 0.7
+
+
+def test_baseline_equals_materialised_random_maps():
+    """The coarse-grid shortcut gives the numbers of upsampling every random map."""
+    rng = np.random.default_rng(6)
+    _, tumour, brain = volume(rng, True)
+    heat = rng.random((SIZE,) * 3)
+    overlap = attribution_overlap(heat, tumour, brain, coarse_shape=(4, 4, 4), n_random=25,
+                                  seed=3)
+    maps = random_smooth_maps((SIZE,) * 3, (4, 4, 4), 25, seed=3).double().numpy()
+    inside = tumour & brain
+    explicit = (maps * inside).reshape(25, -1).sum(1) / (maps * brain).reshape(25, -1).sum(1)
+    assert overlap.baseline_mean == pytest.approx(explicit.mean(), rel=1e-6)
+    assert overlap.fraction_inside == pytest.approx(heat[inside].sum() / heat[brain].sum())
