@@ -62,13 +62,14 @@ repeat-averaged scores is moreover a different number (it mixes folds whose scor
 on different scales; noise embeddings come out "below chance").
 
 The Nadeau-Bengio variance ``(1/J + n_test/n_train) s^2`` accounts for the shared
-training data, and was exactly right for balanced accuracy in the simulations (5 %
-rejections of a true null), but too small for the AUC (10-11 %): the AUC's per-fold
-values are more correlated across overlapping training sets than the heuristic
-assumes. The default multiplies the ``n_test/n_train`` term by a factor calibrated per
-metric (:data:`~neurofeat.analysis.paired_tests.CALIBRATED_CORRECTION`: about 1.55 for
-rank metrics, 1 for threshold metrics) and keeps ``J - 1`` df, whose precision matched
-the simulated spread of ``s^2``. Nested CV (Bates et al.) and refitting bootstraps cost
+training data, and was about right for balanced accuracy in the simulations (5-6.5 %
+rejections of a true null), but too small for the AUC (10-11 %) and the c-index
+(6.5-13 %): rank metrics' per-fold values are more correlated across overlapping
+training sets than the heuristic assumes, and how much depends on the probe. The
+default multiplies the ``n_test/n_train`` term by a factor calibrated per task kind and
+metric (:data:`~neurofeat.analysis.paired_tests.CALIBRATED_CORRECTION`: binary AUC 1.65,
+BA 1.1; continuous AUC 1.05, BA 0.8; c-index 1.35) and keeps ``J - 1`` df, whose
+precision matched the simulated spread of ``s^2``. Nested CV (Bates et al.) and refitting bootstraps cost
 10-100x more fits and were not needed to reach the band; label permutation is exact
 only against chance, not for A vs B; ``k - 1`` df (an option of the corrected t) held
 the AUC's level but was conservative for BA (1.2 %).
