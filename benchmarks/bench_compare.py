@@ -178,7 +178,7 @@ def main() -> None:
     print(f"inference on fixed predictions (fits excluded):")
     print(f"  old default ('auto' primary) with every row (B={args.n_boot}, BCa, DeLong): "
           f"{t_all_rows:8.2f} s")
-    print(f"  calibrated default alone (per-fold metrics + corrected t, k-1 df)      : "
+    print(f"  calibrated default alone (per-fold metrics + calibrated corrected t)   : "
           f"{t_default_only:8.2f} s")
     print("  (stats compare computes both in one pass; the calibrated default adds no fits)")
     print(f"max |AUC ours - AUC ref| over backbones (solver tolerance and the pooled "
