@@ -67,8 +67,8 @@ rejections of a true null), but too small for the AUC (10-11 %) and the c-index
 (6.5-13 %): rank metrics' per-fold values are more correlated across overlapping
 training sets than the heuristic assumes, and how much depends on the probe. The
 default multiplies the ``n_test/n_train`` term by a factor calibrated per task kind and
-metric (:data:`~neurofeat.analysis.paired_tests.CALIBRATED_CORRECTION`: binary AUC 1.65,
-BA 1.1; continuous AUC 1.05, BA 0.8; c-index 1.35) and keeps ``J - 1`` df, whose
+metric (:data:`~neurofeat.analysis.paired_tests.CALIBRATED_CORRECTION`: binary AUC 1.75,
+BA 1.15; continuous AUC 1.05, BA 0.8; c-index 1.35) and keeps ``J - 1`` df, whose
 precision matched the simulated spread of ``s^2``. Nested CV (Bates et al.) and refitting bootstraps cost
 10-100x more fits and were not needed to reach the band; label permutation is exact
 only against chance, not for A vs B; ``k - 1`` df (an option of the corrected t) held

@@ -65,16 +65,20 @@ DEFAULT_TEST = "calibrated-t"
 #: ``Var(mean of fold values) / E[s^2]`` over simulated exact nulls (5 x 5 CV, n = 120,
 #: d = 16), divided by Nadeau-Bengio's ``n_test / n_train`` term:
 #:
-#: - binary (logistic probe): AUC 1.43-1.59 with the fixed-penalty probe (150-400
-#:   replications, 4 settings), 1.68-1.80 with the default LinearProbe (inner CV;
-#:   100 replications) -> 1.65; BA 0.87-1.03 fixed, 1.12-1.19 default -> 1.1;
+#: - binary (logistic probe): AUC 1.43-1.59 with the fixed-penalty probe at n <= 120
+#:   (150-400 replications), 1.87 at n = 300 (100), 1.68-1.80 with the default
+#:   LinearProbe (inner CV; 100 replications) -> 1.75; BA 0.87-1.03 fixed at n <= 120,
+#:   1.20 at n = 300, 1.12-1.19 default -> 1.15;
 #: - continuous (ridge probe): AUC 1.03-1.08 -> 1.05; BA 0.71-0.73 -> 0.8;
 #: - survival (Cox): Harrell's/Uno's C 1.29-1.33 (pairs), 1.67 (pooled, 100 reps) -> 1.35.
 #:
+#: The factor the data need varies with n, the probe and the design (1.4-2.0 for the AUC,
+#: 2.0 on pooled rows when all backbones share site effects), so a fixed table is a
+#: compromise: see the measured type-I errors in the README table.
 #: Unmeasured combinations get the largest factor (conservative).
 CALIBRATED_CORRECTION: dict[tuple[str, str], float] = {
-    ("binary", "auc"): 1.65, ("binary", "ba"): 1.1, ("binary", "sensitivity"): 1.1,
-    ("binary", "specificity"): 1.1,
+    ("binary", "auc"): 1.75, ("binary", "ba"): 1.15, ("binary", "sensitivity"): 1.15,
+    ("binary", "specificity"): 1.15,
     ("continuous", "auc"): 1.05, ("continuous", "ba"): 0.8,
     ("continuous", "sensitivity"): 0.8, ("continuous", "specificity"): 0.8,
     ("survival", "harrell_c"): 1.35, ("survival", "uno_c"): 1.35,
