@@ -265,7 +265,8 @@ ESTIMANDS: dict[str, str] = {
 METHODS: dict[str, str] = {
     "calibrated-t": "corrected resampled t, variance (1/J + c n_test/n_train) s^2 with the "
                     "simulation-calibrated factor c of the task kind and metric, J-1 df "
-                    "(default; measured type-I 3.5-5.2 % pairs, 2.7-5.0 % pooled)",
+                    "(default; measured type-I 2.7-6.5 % pairs, 1.3-6.0 % pooled, 7.5-9.2 % "
+                    "pooled when all backbones share site effects)",
     "corrected-t": "Nadeau-Bengio corrected resampled t, variance (1/J + n_test/n_train) "
                    "s^2, J-1 df (published; measured type-I AUC 10-11 %, c-index 6.5-13 %, "
                    "BA 2-5.5 %)",
