@@ -107,7 +107,8 @@ from neurofeat.analysis.bootstrap import BootstrapCI, bootstrap_ci, stratified_b
 from neurofeat.analysis.folds import derive_seed
 from scipy import special
 
-from neurofeat.analysis.paired_tests import (DEFAULT_TEST, TEST_CHOICES, PairedTestResult,
+from neurofeat.analysis.paired_tests import (DEFAULT_TEST, METRIC_BOUNDS, TEST_CHOICES,
+                                             PairedTestResult,
                                              adjust_pvalues, calibrated_correction,
                                              corrected_resampled_interval,
                                              corrected_resampled_ttest, paired_test)
@@ -535,9 +536,10 @@ def bootstrap_p_value(boot_diff: np.ndarray) -> float:
 
 def _t_inference(test: str, fa: np.ndarray, fb: np.ndarray, result: PairedTestResult, *,
                  n_train: float, n_test: float, n_folds: int | None, df, level: float,
-                 naive: bool = False, correction: float = 1.0) -> Inference:
+                 naive: bool = False, correction: float = 1.0,
+                 bounds: tuple[float, float] | None = None) -> Inference:
     """Estimates = mean per-fold values; intervals from the same variance as the test."""
-    def interval(v):
+    def interval(v, bounds=None):
         if naive:  # plain t over folds: se = s / sqrt(J), J - 1 df
             v = v[np.isfinite(v)]
             nan = float("nan")
@@ -547,13 +549,15 @@ def _t_inference(test: str, fa: np.ndarray, fb: np.ndarray, result: PairedTestRe
                 v.size)
             return float(v.mean()), float(v.mean() - half), float(v.mean() + half)
         ci = corrected_resampled_interval(v, n_train=n_train, n_test=n_test, level=level,
-                                          df=df, n_folds=n_folds, correction=correction)
+                                          df=df, n_folds=n_folds, correction=correction,
+                                          bounds=bounds)
         return ci.estimate, ci.ci_low, ci.ci_high
 
     ok = np.isfinite(fa) & np.isfinite(fb)
-    ea = interval(np.where(ok, fa, np.nan).reshape(-1))
-    eb = interval(np.where(ok, fb, np.nan).reshape(-1))
-    ed = interval((fa - fb).reshape(-1))
+    span = None if bounds is None else (bounds[0] - bounds[1], bounds[1] - bounds[0])
+    ea = interval(np.where(ok, fa, np.nan).reshape(-1), bounds)
+    eb = interval(np.where(ok, fb, np.nan).reshape(-1), bounds)
+    ed = interval((fa - fb).reshape(-1), span)
     return Inference(test, *ea, *eb, *ed, result.statistic, result.p_value, result.df)
 
 
@@ -586,7 +590,7 @@ def _pair(metric: str, site: str, name_a: str, name_b: str, da: MetricDraws, db:
     common = dict(n_train=n_train, n_test=n_test, n_folds=max(2, k), level=level)
     inferences = [
         _t_inference(DEFAULT_TEST, da.folds, db.folds, calibrated, df="J",
-                     correction=correction, **common),
+                     correction=correction, bounds=METRIC_BOUNDS.get(metric), **common),
         _t_inference("corrected-t", da.folds, db.folds, corrected, df="J", **common),
         _t_inference(fold_test.test, da.folds, db.folds, fold_test, df="J", naive=True,
                      **common),

@@ -49,6 +49,7 @@ __all__ = [
     "adjust_pvalues",
     "TEST_CHOICES",
     "DEFAULT_TEST",
+    "METRIC_BOUNDS",
     "CALIBRATED_CORRECTION",
     "calibrated_correction",
     "CorrectedInterval",
@@ -58,6 +59,12 @@ __all__ = [
 #: neurofeat's calibrated default test (Nadeau-Bengio variance with a per-metric
 #: correction factor, J - 1 df).
 DEFAULT_TEST = "calibrated-t"
+
+#: Range of each bounded metric; the calibrated intervals are clipped to it (and the
+#: interval of a difference to (low - high, high - low)).
+METRIC_BOUNDS: dict[str, tuple[float, float]] = {
+    name: (0.0, 1.0) for name in ("auc", "ba", "sensitivity", "specificity", "harrell_c",
+                                  "uno_c")}
 
 #: Factor ``c`` on the ``n_test / n_train`` term of the corrected variance, per task kind
 #: (the probe: class-balanced logistic, ridge, Cox) and metric, measured by
@@ -311,7 +318,8 @@ def corrected_resampled_interval(values: np.ndarray, *, n_train: float, n_test: 
                                  level: float = 0.95, df: float | str | None = None,
                                  n_folds: int | None = None, metric: str | None = None,
                                  correction: float | None = None,
-                                 kind: str | None = None) -> CorrectedInterval:
+                                 kind: str | None = None,
+                                 bounds: tuple[float, float] | None = None) -> CorrectedInterval:
     """Confidence interval for the mean of per-fold values of repeated CV.
 
     ``mean +- t_{1 - (1 - level) / 2, df} sqrt((1 / J + c n_test / n_train) var)``: the
@@ -337,6 +345,10 @@ def corrected_resampled_interval(values: np.ndarray, *, n_train: float, n_test: 
         Task kind of ``metric`` (see :func:`calibrated_correction`).
     correction : float, optional
         Explicit factor ``c`` (overrides ``metric``).
+    bounds : (float, float), optional
+        The range of the metric (:data:`METRIC_BOUNDS`): the interval is clipped to it.
+        A t interval can cross 0 or 1 for a bounded metric with few or noisy folds; the
+        estimand lies inside the range, so clipping never lowers coverage.
 
     Examples
     --------
@@ -360,7 +372,10 @@ def corrected_resampled_interval(values: np.ndarray, *, n_train: float, n_test: 
     se = float(np.sqrt((1.0 / j + correction * n_test / n_train) * v.var(ddof=1)))
     half = float(special.stdtrit(dof, 1 - (1 - level) / 2)) * se
     m = float(v.mean())
-    return CorrectedInterval(m, m - half, m + half, se, dof, level, j)
+    low, high = m - half, m + half
+    if bounds is not None:
+        low, high = max(low, bounds[0]), min(high, bounds[1])
+    return CorrectedInterval(m, low, high, se, dof, level, j)
 
 
 def adjust_pvalues(p_values: np.ndarray, method: str = "holm") -> np.ndarray:

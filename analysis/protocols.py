@@ -37,7 +37,8 @@ import numpy as np
 import pandas as pd
 
 from neurofeat.analysis.bootstrap import stratified_bootstrap_indices
-from neurofeat.analysis.paired_tests import DEFAULT_TEST, corrected_resampled_interval
+from neurofeat.analysis.paired_tests import (DEFAULT_TEST, METRIC_BOUNDS,
+                                             corrected_resampled_interval)
 from neurofeat.analysis.folds import (FoldPlan, derive_seed, fraction_subsample,
                                       leave_one_site_out_plan, per_site_kfold_plan,
                                       stratified_kfold_plan)
@@ -314,7 +315,8 @@ def evaluate_probe(oof: OutOfFold, labels: np.ndarray, sites: np.ndarray, *,
                 per_fold = score_folds(scorer, target, oof.scores, fold_ids, oof.plan.n_folds)
                 cal = corrected_resampled_interval(per_fold, n_train=n_train, n_test=n_test,
                                                    level=1 - alpha, metric=scorer.name,
-                                                   kind=kind, n_folds=oof.plan.n_folds)
+                                                   kind=kind, n_folds=oof.plan.n_folds,
+                                                   bounds=METRIC_BOUNDS.get(scorer.name))
                 rows.append({**base, "estimate": cal.estimate, "ci_low": cal.ci_low,
                              "ci_high": cal.ci_high, "ci_method": DEFAULT_TEST})
     metrics = _finish_metrics(rows, 1 - alpha, n_train)

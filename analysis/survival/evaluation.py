@@ -189,7 +189,8 @@ SURVIVAL_METRICS_COLUMNS = ("site", "metric", "estimate", "ci_low", "ci_high", "
 
 def _calibrated_rows(cv, site, rows, tau, ci_level) -> list[dict]:
     """Mean per-fold Harrell/Uno C with the calibrated corrected interval: primary rows."""
-    from neurofeat.analysis.paired_tests import DEFAULT_TEST, corrected_resampled_interval
+    from neurofeat.analysis.paired_tests import (DEFAULT_TEST, METRIC_BOUNDS,
+                                                 corrected_resampled_interval)
     from neurofeat.analysis.scoring import score_folds
     from neurofeat.analysis.survival.compare import HARRELL, UNO, survival_target
 
@@ -211,7 +212,8 @@ def _calibrated_rows(cv, site, rows, tau, ci_level) -> list[dict]:
             per_fold = score_folds(scorer, target, scores, fold_ids, cv.plan.n_folds)
         ci = corrected_resampled_interval(per_fold, n_train=n_train, n_test=n_test,
                                           level=ci_level, metric=scorer.name,
-                                          kind="survival", n_folds=cv.plan.n_folds)
+                                          kind="survival", n_folds=cv.plan.n_folds,
+                                          bounds=METRIC_BOUNDS.get(scorer.name))
         row = _row(site, scorer.name, ci.estimate, rows.size, int(cv.event[rows].sum()),
                    ci_method=DEFAULT_TEST, tau=target.tau if scorer is UNO else np.nan)
         row.update({"ci_low": ci.ci_low, "ci_high": ci.ci_high, "n_train": n_train})

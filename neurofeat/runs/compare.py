@@ -16,6 +16,7 @@ from typing import Any
 import pandas as pd
 
 from neurofeat.analysis.compare import adjust_across, compare_probes, pair_backbones
+from neurofeat.analysis.paired_tests import DEFAULT_TEST, TEST_CHOICES
 from neurofeat.analysis.survival.compare import compare_survival_backbones
 from neurofeat.runs.inputs import AlignedData, PatientSetMismatch, load_aligned, site_mask
 from neurofeat.runs.tables import inference_columns, shape
@@ -69,10 +70,8 @@ class CompareRun:
 
     def adjusted(self) -> pd.DataFrame:
         """Pooled-site rows of the primary test with their Holm/BH p-values."""
-        primary = self.params["test"]
         tests = self.tests
-        chosen = ["corrected-t"] if primary == "corrected-t" else ["wilcoxon", "ttest"]
-        rows = tests[tests["test"].isin(chosen) & (tests["site"] == "all")]
+        rows = tests[tests["primary"].astype(bool) & (tests["site"] == "all")]
         return rows[["task", "metric", "backbone_a", "backbone_b", "diff", "test", "p_value",
                      "p_holm", "p_bh"]].reset_index(drop=True)
 
@@ -105,7 +104,7 @@ def _provenance(tests: pd.DataFrame, data: AlignedData, pairs, side_a: str,
 
 def compare_task(store: Store, side_a: str, side_b: str, task: Task,
                  pairs: Sequence[tuple[str, str]], *, metrics: Sequence[str] = ("auc", "ba"),
-                 test: str = "auto", n_repeats: int = 5, n_splits: int = 5,
+                 test: str = DEFAULT_TEST, n_repeats: int = 5, n_splits: int = 5,
                  n_boot: int = 2000, seed: int = 0, intersect: bool = False,
                  perturbation: str = "none", site: str | None = None,
                  on_split: Callable[[], None] | None = None,
@@ -144,7 +143,7 @@ def compare_task(store: Store, side_a: str, side_b: str, task: Task,
 
 
 def compare_run(store: Store, side_a: str, side_b: str, task: str, *,
-                metrics: Sequence[str] = ("auc", "ba"), test: str = "auto",
+                metrics: Sequence[str] = ("auc", "ba"), test: str = DEFAULT_TEST,
                 n_repeats: int = 5, n_splits: int = 5, n_boot: int = 2000, seed: int = 0,
                 intersect: bool = False, perturbation: str = "none", site: str | None = None,
                 write: bool = True, on_start: Callable[[int], None] | None = None,
@@ -174,8 +173,6 @@ def compare_run(store: Store, side_a: str, side_b: str, task: str, *,
     PatientSetMismatch
         The backbones cover different patients (use ``intersect=True``).
     """
-    from neurofeat.analysis.paired_tests import TEST_CHOICES
-
     if test not in TEST_CHOICES:
         raise ValueError(f"test must be one of {', '.join(TEST_CHOICES)}, got {test!r}")
     metrics = tuple(metrics)

@@ -112,3 +112,18 @@ def test_default_holds_its_level_survival():
     rates = _null_rates("survival", 60)
     low, high = band(60)
     assert low <= rates[(DEFAULT_TEST, False)] <= high, rates
+
+
+def test_calibrated_intervals_stay_in_the_metric_range():
+    """A t interval of a bounded metric is clipped to [0, 1] (and a difference to
+    [-1, 1]); the unclipped bound is what the clip replaced."""
+    import numpy as np
+
+    from neurofeat.analysis.paired_tests import METRIC_BOUNDS, corrected_resampled_interval
+
+    folds = np.array([[0.99, 0.6, 1.0], [1.0, 0.7, 0.98]])
+    raw = corrected_resampled_interval(folds, n_train=20, n_test=10, metric="auc")
+    clipped = corrected_resampled_interval(folds, n_train=20, n_test=10, metric="auc",
+                                           bounds=METRIC_BOUNDS["auc"])
+    assert raw.ci_high > 1.0 and clipped.ci_high == 1.0
+    assert clipped.ci_low == raw.ci_low and clipped.estimate == raw.estimate
