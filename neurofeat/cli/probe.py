@@ -49,10 +49,11 @@ def probe(
     store: StoreOption = None,
 ) -> None:
     """Linear probe (class-balanced L2 logistic, C by inner CV; ridge for continuous
-    tasks) and kNN probe on stored embeddings: AUC and balanced accuracy with 95 %
-    stratified-bootstrap CIs (percentile and BCa; DeLong for AUC), sensitivity,
-    specificity, per-site breakdown and a data-fraction curve. Results go to the store
-    (results view).
+    tasks) and kNN probe on stored embeddings: AUC, balanced accuracy, sensitivity and
+    specificity with the calibrated 95 % interval (primary: the expected performance of
+    the probe trained on n(k-1)/k patients) next to the published stratified-bootstrap
+    (percentile, BCa) and DeLong intervals of the out-of-fold predictions; per-site
+    breakdown and a data-fraction curve. Results go to the store (results view).
 
     Example: neurofeat probe --backbone dino_dro --task idh1 --protocol loso --store S
     """
@@ -82,31 +83,43 @@ def _print_probe(result) -> None:
     console().print(result.plan.summary())
     full = m[m["fraction"] == 1.0]
     pooled = full[full["site"] == "all"]
-    rows = []
+    rows, estimands, warnings = [], set(), set()
     for (probe_name, metric), group in pooled.groupby(["probe", "metric"], sort=False):
         by = {r.ci_method: r for r in group.itertuples()}
-        pct = by.get("percentile")
-        row = {"probe": probe_name, "metric": metric, "estimate": pct.estimate,
-               "95% CI": f"{pct.ci_low:.3f}-{pct.ci_high:.3f}"}
-        if "bca" in by:
-            row["BCa"] = f"{by['bca'].ci_low:.3f}-{by['bca'].ci_high:.3f}"
-        if "delong" in by:
-            row["DeLong"] = f"{by['delong'].ci_low:.3f}-{by['delong'].ci_high:.3f}"
-        row.update({"n": pct.n, "pos": pct.n_pos})
+        primary = next((r for r in group.itertuples() if r.primary), None)
+        if primary is None:
+            continue
+        row = {"probe": probe_name, "metric": metric, "estimate": primary.estimate,
+               "95% CI": f"{primary.ci_low:.3f}-{primary.ci_high:.3f}"}
+        for method, label in (("percentile", "bootstrap (OOF)"), ("delong", "DeLong (OOF)")):
+            if method in by:
+                row[label] = (f"{by[method].estimate:.3f} "
+                              f"[{by[method].ci_low:.3f}-{by[method].ci_high:.3f}]")
+        row.update({"n": primary.n, "pos": primary.n_pos})
         rows.append(row)
+        estimands.add(primary.estimand)
+        if isinstance(primary.warning, str) and primary.warning:
+            warnings.add(primary.warning)
     print_frame(pd.DataFrame(rows).fillna(""),
                 title=f"{result.backbone} on {result.task} ({result.protocol}), pooled; "
-                      "95% CI = stratified-bootstrap percentile")
+                      "estimate and 95% CI: calibrated-t (primary); published procedures on "
+                      "the out-of-fold predictions beside it")
+    first = next((e for e in sorted(e for e in estimands if isinstance(e, str))), None)
+    if first:
+        console().print(f"primary rows: {first}; the other metrics alike")
+    for warning in sorted(warnings):
+        console().print(f"[yellow]{warning}[/yellow]")
     main = "ridge" if result.kind == "continuous" else "linear"
-    sites = full[(full["site"] != "all") & (full["probe"] == main)
-                 & (full["ci_method"] == "percentile") & full["metric"].isin(["auc", "ba"])]
+    primary_rows = full[full["primary"].astype(bool)]
+    sites = primary_rows[(primary_rows["site"] != "all") & (primary_rows["probe"] == main)
+                         & primary_rows["metric"].isin(["auc", "ba"])]
     if not sites.empty:
         table = sites.pivot_table(index=["site", "n", "n_pos"], columns="metric",
                                   values="estimate", aggfunc="first").reset_index()
         title = ("held-out site (leave-one-site-out)" if result.protocol == "loso"
                  else "per site")
         print_frame(table, title=f"{main} probe, {title}")
-    curve = m[(m["site"] == "all") & (m["ci_method"] == "percentile") & (m["probe"] == main)
+    curve = m[(m["site"] == "all") & m["primary"].astype(bool) & (m["probe"] == main)
               & m["metric"].isin(["auc", "ba"])]
     if curve["fraction"].nunique() > 1:
         curve = curve.assign(value=[f"{e:.3f} [{lo:.3f}-{hi:.3f}]" for e, lo, hi in
