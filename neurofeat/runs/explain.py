@@ -15,8 +15,8 @@ sagittal over T1ce and FLAIR) and the heatmap as NIfTI on the patient's scan gri
 
 from __future__ import annotations
 
+import functools
 import os
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -134,14 +134,20 @@ def _load_mask(record: dict, patient: str, mask: str | os.PathLike | None,
     return None, "none"
 
 
-def _atomic_nifti(path: Path, volume: np.ndarray, affine: np.ndarray) -> None:
+def _write_nifti(path: Path, volume: np.ndarray, affine: np.ndarray) -> None:
+    """A float32 heatmap as NIfTI (written inside the staged run, which write_run
+    publishes in one rename)."""
     import nibabel as nib
 
     image = nib.Nifti1Image(np.asarray(volume, np.float32), np.asarray(affine, float))
     image.header.set_xyzt_units("mm", "sec")
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp.nii.gz")
-    nib.save(image, str(tmp))
-    os.replace(tmp, path)
+    nib.save(image, str(path))
+
+
+def _file_slug(patient: str) -> str:
+    """A file-name-safe form of a patient id (ids are stored verbatim, files are not)."""
+    slug = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in patient).strip("._")
+    return slug or "patient"
 
 
 def explain_run(store: Store, backbone: str, task: str, patient: str, *,
@@ -325,7 +331,7 @@ def _explain(store: Store, backbone: str, task: str, patient: str, *, methods, t
             "n_random": ov.n_random if ov else 0, "mask_source": mask_source,
             "mask_voxels": ov.mask_voxels if ov else None,
             "brain_voxels": int(prepared.brain.sum()),
-            "heatmap_file": f"{method}_{patient}.nii.gz" if write else None,
+            "heatmap_file": f"{method}_{_file_slug(patient)}.nii.gz" if write else None,
             "seconds": result.seconds})
     frame = pd.DataFrame(rows).astype({"mask_voxels": "Int64"})
     tables = {"attribution": shape(frame, "explain", "attribution", backbone=backbone,
@@ -343,11 +349,12 @@ def _explain(store: Store, backbone: str, task: str, patient: str, *, methods, t
               "details": {m: r.params for m, r in results.items()}}
     info, heatmaps = None, {m: None for m in methods}
     if write:
+        names = {method: f"{method}_{_file_slug(patient)}.nii.gz" for method in volumes}
+        files = {names[method]: functools.partial(_write_nifti, volume=volume,
+                                                  affine=reference.affine)
+                 for method, volume in volumes.items()}
         info = write_run(store, "explain", tables, params=params, figures=figures,
-                         run_id=new_run_id("explain"))
-        for method, volume in volumes.items():
-            path = info.path / f"{method}_{patient}.nii.gz"
-            _atomic_nifti(path, volume, reference.affine)
-            heatmaps[method] = path
+                         run_id=new_run_id("explain"), files=files)
+        heatmaps.update({method: info.path / name for method, name in names.items()})
     return ExplainRun(results=results, tables=tables, figures=figures, heatmaps=heatmaps,
                       params=params, info=info)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -111,6 +111,7 @@ def write_run(
     params: Mapping[str, Any] | None = None,
     figures: Mapping[str, Any] | None = None,
     run_id: str | None = None,
+    files: Mapping[str, Callable[[Path], None]] | None = None,
 ) -> RunInfo:
     """Store an analysis run's tables and figures atomically.
 
@@ -129,6 +130,10 @@ def write_run(
     figures : mapping of name to matplotlib Figure, optional
         Saved as ``<name>.png`` and ``<name>.svg``.
     run_id : str, optional
+    files : mapping of file name to writer, optional
+        Other files of the run (e.g. a NIfTI heatmap): ``writer(path)`` writes the file
+        at ``path`` inside the staged run folder, so it appears with the rest of the run
+        or not at all. Names must be plain file names (no folder, no leading dot).
 
     Returns
     -------
@@ -157,6 +162,10 @@ def write_run(
         for name, figure in (figures or {}).items():
             for suffix in ("png", "svg"):
                 figure.savefig(staging / f"{name}.{suffix}", dpi=150, bbox_inches="tight")
+        for name, writer in (files or {}).items():
+            if Path(name).name != name or name.startswith(".") or name in ("run.json",):
+                raise StoreError(f"run file name {name!r} must be a plain file name")
+            writer(staging / name)
         info = {
             "run_id": run_id,
             "command": command,
@@ -164,6 +173,7 @@ def write_run(
             "neurofeat_version": neurofeat.__version__,
             "tables": sorted(tables),
             "figures": sorted(figures or {}),
+            "files": sorted(files or {}),
             "params": dict(params or {}),
         }
         (staging / "run.json").write_text(json.dumps(info, indent=2, default=_json_default))

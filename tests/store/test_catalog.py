@@ -145,3 +145,16 @@ def test_run_tables_must_match_their_declared_schema(full_store):
     with pytest.raises(StoreError, match="column 'n': values of type string do not fit the declared int64"):
         write_run(full_store, "probe", {"metrics": bad_type})
     assert not list((full_store.root / "runs").glob("*")) if (full_store.root / "runs").exists() else True
+
+
+def test_run_files_are_staged_with_the_run(full_store):
+    from neurofeat.store import StoreError
+
+    metrics = _declared_row("probe", "metrics", estimate=0.5)
+    info = write_run(full_store, "probe", {"metrics": metrics},
+                     files={"heatmap.txt": lambda path: path.write_text("map")})
+    assert (info.path / "heatmap.txt").read_text() == "map"
+    with pytest.raises(StoreError, match="must be a plain file name"):
+        write_run(full_store, "probe", {"metrics": metrics},
+                  files={"../escape.txt": lambda path: path.write_text("x")})
+    assert not (full_store.root / "runs" / "escape.txt").exists()
