@@ -149,7 +149,7 @@ def resolve_side(name: str, known: Sequence[str]) -> tuple[str, ...]:
         Unknown name (lists the known backbones and families and the closest match),
         or a family with members missing from the store.
     """
-    import difflib
+    from neurofeat.suggest import did_you_mean
 
     known = list(known)
     if name in FAMILIES:
@@ -162,10 +162,8 @@ def resolve_side(name: str, known: Sequence[str]) -> tuple[str, ...]:
     if name in known:
         return (name,)
     choices = known + list(FAMILIES)
-    guess = difflib.get_close_matches(name, choices, n=1, cutoff=0.5)
-    hint = f" Did you mean '{guess[0]}'?" if guess else ""
-    raise ValueError(f"unknown backbone '{name}'.{hint} Backbones in the store: "
-                     f"{', '.join(known) or 'none'}; families: {', '.join(FAMILIES)}.")
+    raise ValueError(f"unknown backbone '{name}'.{did_you_mean(name, choices)} Backbones in "
+                     f"the store: {', '.join(known) or 'none'}; families: {', '.join(FAMILIES)}.")
 
 
 def _method(backbone: str) -> str:
