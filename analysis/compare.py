@@ -437,10 +437,9 @@ class ComparisonResult:
                "p_value", "p_holm", "p_bh", "n", "n_pos", "n_train", "rare", "warning")
 
     def _is_primary(self, pc: PairComparison, inf: Inference) -> bool:
-        chosen = pc.inference(self.primary_test)
-        if chosen is None:  # e.g. delong asked for a metric without it, or a pooled row
-            chosen = pc.inference(DEFAULT_TEST)
-        return chosen is inf
+        # the requested test, or the default where it does not apply (delong asked for a
+        # metric without it, or a pooled row)
+        return self._primary(pc) is inf
 
     def to_frame(self) -> pd.DataFrame:
         """Long ``tests`` table: one row per pair x metric x test (comparisons view).

@@ -488,15 +488,12 @@ def site_invariance(X: np.ndarray, groups: np.ndarray, patient_ids: np.ndarray |
     ValueError
         Fewer than 3 patients or 2 groups, or mismatched shapes.
     """
+    from contextlib import nullcontext
+
     from threadpoolctl import threadpool_limits
 
-    if threads is None:
-        return _site_invariance(X, groups, patient_ids, backbone=backbone, by=by,
-                                n_components=n_components, probe_components=probe_components,
-                                n_splits=n_splits, n_repeats=n_repeats, n_boot=n_boot,
-                                seed=seed, level=level, tsne=tsne, tsne_max_iter=tsne_max_iter,
-                                on_split=on_split)
-    with threadpool_limits(limits=int(threads)):
+    limits = nullcontext() if threads is None else threadpool_limits(limits=int(threads))
+    with limits:
         return _site_invariance(X, groups, patient_ids, backbone=backbone, by=by,
                                 n_components=n_components, probe_components=probe_components,
                                 n_splits=n_splits, n_repeats=n_repeats, n_boot=n_boot,

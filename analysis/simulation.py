@@ -36,6 +36,8 @@ Examples
 
 from __future__ import annotations
 
+import functools
+
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -146,10 +148,16 @@ def _binary_outcome(z: np.ndarray, setting: SimulationSetting, rng: np.random.Ge
 
 def _censoring_rate(setting: SimulationSetting) -> float:
     """Exponential censoring rate giving about ``event_rate`` events (hazard exp(beta z))."""
-    if setting.event_rate >= 1:
+    return _censoring_rate_for(float(setting.hazard_beta), float(setting.event_rate))
+
+
+@functools.lru_cache(maxsize=64)
+def _censoring_rate_for(hazard_beta: float, event_rate: float) -> float:
+    # depends on the setting only: computed once, not on every population draw
+    if event_rate >= 1:
         return 0.0
     z = np.random.default_rng(12345).normal(size=20000)
-    lam = np.exp(setting.hazard_beta * z)
+    lam = np.exp(hazard_beta * z)
 
     def events(c):  # P(T < C) = lam / (lam + c)
         return float(np.mean(lam / (lam + c)))
@@ -157,7 +165,7 @@ def _censoring_rate(setting: SimulationSetting) -> float:
     lo, hi = 1e-6, 1e6
     for _ in range(100):
         mid = np.sqrt(lo * hi)
-        lo, hi = (mid, hi) if events(mid) > setting.event_rate else (lo, mid)
+        lo, hi = (mid, hi) if events(mid) > event_rate else (lo, mid)
     return float(np.sqrt(lo * hi))
 
 

@@ -155,7 +155,6 @@ def replicate(spec: Spec, rep: int, *, probe: str, n_splits: int, n_repeats: int
     frame = frame[KEEP].copy()
     frame["rep"] = rep
     results = res.results.values() if spec.sim.kind == "survival" else [res]
-    n_train = res.params.get("n_train", np.nan)
     folds = [{"rep": rep, "metric": pc.metric, "pooled": pc.pooled, "a": pc.folds_a,
               "b": pc.folds_b, "n_train": pc.n_train}
              for r in results for pc in r.pairs if pc.site == "all"]

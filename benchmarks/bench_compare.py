@@ -175,7 +175,7 @@ def main() -> None:
           f"-> {t_boot * args.n_boot / args.ref_boot:8.2f} s scaled to {args.n_boot}")
     print(f"reference total        : {t_ref:8.2f} s   peak traced memory {peak_ref / 2**20:7.1f} MiB")
     print(f"speed-up               : {t_ref / t_ours:8.1f}x   (target >= 10x)")
-    print(f"inference on fixed predictions (fits excluded):")
+    print("inference on fixed predictions (fits excluded):")
     print(f"  old default ('auto' primary) with every row (B={args.n_boot}, BCa, DeLong): "
           f"{t_all_rows:8.2f} s")
     print(f"  calibrated default alone (per-fold metrics + calibrated corrected t)   : "

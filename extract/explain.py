@@ -207,8 +207,6 @@ def auto_layer(model: nn.Module, image: torch.Tensor, *, min_side: int = 4) -> s
     anything. Falls back to :func:`find_target_layer` when the model has no stages.
     Costs one forward pass (see :func:`probe_forward` to share it).
     """
-    if not isinstance(model, ProbeHead):
-        model = ProbeHead(model, np.zeros(1), 0.0)  # pragma: no cover - stages only
     chosen = pick_layer(probe_forward(model, image).stage_shapes, min_side=min_side)
     return chosen or find_target_layer(model)
 
@@ -429,8 +427,7 @@ def attribution_overlap(attribution: np.ndarray, mask: np.ndarray, brain: np.nda
         weights.append(x.grad.reshape(-1))
     generator = torch.Generator().manual_seed(int(seed))
     noise = torch.rand((n_random, int(np.prod(coarse))), generator=generator).double()
-    values = [((noise @ weights[0]) / (noise @ weights[1])).numpy()]
-    baseline = np.concatenate(values)
+    baseline = ((noise @ weights[0]) / (noise @ weights[1])).numpy()
     low, high = np.percentile(baseline, [2.5, 97.5])
     mean = float(baseline.mean())
     return AttributionOverlap(
@@ -560,7 +557,8 @@ def explain_image(model: ProbeHead, prepared: PreparedInput, *, method: str = "g
     spatial = tuple(int(s) for s in prepared.image.shape[2:])
     params: dict[str, Any] = {"target": target}
     if method == "gradcam":
-        chosen = layer or pick_layer(forward.stage_shapes)
+        # the shared forward already gave the stage shapes: no second pass to pick the layer
+        chosen = layer or pick_layer(forward.stage_shapes) or find_target_layer(model)
         heat, native, name = gradcam_map(model, prepared.image, layer=chosen, class_index=index)
     else:
         size = int(occlusion_mask_size or max(2, min(spatial) // 4))
@@ -586,10 +584,10 @@ def explain_image(model: ProbeHead, prepared: PreparedInput, *, method: str = "g
 
 
 def _bounding_box(brain: np.ndarray) -> list[int] | None:
-    if not brain.any():
+    """[start0, last0, start1, last1, start2, last2] of the brain (inclusive), or None."""
+    from neurofeat.extract.preprocess import foreground_box
+
+    found = foreground_box(np.asarray(brain, np.float32)[None])
+    if found is None:
         return None
-    box = []
-    for axis in range(3):
-        hits = np.flatnonzero(brain.any(axis=tuple(a for a in range(3) if a != axis)))
-        box += [int(hits[0]), int(hits[-1])]
-    return box
+    return [v for low, end in zip(*found) for v in (low, end - 1)]

@@ -54,7 +54,7 @@ from neurofeat.extract.pretrain_data import (
     PretrainDataset,
 )
 from neurofeat.extract.pretrain_state import STATE_DIR, load_state, save_state
-from neurofeat.progress import progress_bar
+from neurofeat.progress import NoProgress, progress_bar
 
 __all__ = [
     "PretrainConfig",
@@ -590,10 +590,13 @@ def _train_epoch(trainer: _Trainer, epoch: int, bar: Any, task: Any) -> dict[str
         counts += present
         objective_total += outcome.objective_value
         n_steps += 1
-        q_text = " ".join(f"{g}={q:.2f}" for g, q in zip(group_names, outcome.q.tolist()))
-        bar.update(task, advance=1, description=escape(
-            f"epoch {epoch + 1}/{config.epochs} loss {outcome.objective_value:.4f}"
-            + (f" q({q_text})" if trainer.dro is not None else "")))
+        description = None
+        if not isinstance(bar, NoProgress):  # no per-step text (nor a GPU sync for q) unseen
+            q_text = ("" if trainer.dro is None else " q(" + " ".join(
+                f"{g}={q:.2f}" for g, q in zip(group_names, outcome.q.tolist())) + ")")
+            description = escape(f"epoch {epoch + 1}/{config.epochs} loss "
+                                 f"{outcome.objective_value:.4f}{q_text}")
+        bar.update(task, advance=1, description=description)
     return {
         "epoch": epoch + 1,
         "loss": objective_total / max(1, n_steps),

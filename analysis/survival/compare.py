@@ -29,19 +29,12 @@ from threadpoolctl import threadpool_limits
 from neurofeat.analysis.compare import ComparisonResult, adjust_across, compare_scores
 from neurofeat.analysis.paired_tests import DEFAULT_TEST
 from neurofeat.analysis.scoring import Scorer
-from neurofeat.analysis.survival.concordance import (
+from neurofeat.analysis.survival.concordance import (  # Uno: 1 / G(T_i-)^2, as R
     _check_tau,
+    _uno_weights,
     concordance_replicates,
     default_tau,
 )
-
-try:  # Uno weights 1 / G(T_i-)^2 (left limit, as R's concordance)
-    from neurofeat.analysis.survival.concordance import _uno_weights
-except ImportError:  # older concordance module: sksurv's 1 / G(T_i), squared here
-    from neurofeat.analysis.survival.concordance import _ipcw_weights
-
-    def _uno_weights(time, event, tau, censor_time, censor_event):
-        return np.square(_ipcw_weights(time, event, tau, censor_time, censor_event))
 from neurofeat.analysis.survival.cox import make_cox_model
 from neurofeat.analysis.survival.protocol import (
     SurvivalCVResult,

@@ -27,7 +27,7 @@ import pandas as pd
 
 from neurofeat.runs.inputs import check_backbone
 from neurofeat.runs.tables import provenance_columns, shape
-from neurofeat.store import RunInfo, Store, backbone_provenance, new_run_id, read_xy, write_run
+from neurofeat.store import RunInfo, Store, backbone_provenance, read_xy, write_run
 from neurofeat.tasks import get_task
 
 __all__ = ["EXPLAIN_METHODS", "EXPLAIN_TARGETS", "explain_errors", "PatientImagesError",
@@ -142,6 +142,11 @@ def _write_nifti(path: Path, volume: np.ndarray, affine: np.ndarray) -> None:
     image = nib.Nifti1Image(np.asarray(volume, np.float32), np.asarray(affine, float))
     image.header.set_xyzt_units("mm", "sec")
     nib.save(image, str(path))
+
+
+def _heatmap_file(method: str, patient: str) -> str:
+    """The run-folder file name of one method's heatmap for ``patient``."""
+    return f"{method}_{_file_slug(patient)}.nii.gz"
 
 
 def _file_slug(patient: str) -> str:
@@ -331,7 +336,7 @@ def _explain(store: Store, backbone: str, task: str, patient: str, *, methods, t
             "n_random": ov.n_random if ov else 0, "mask_source": mask_source,
             "mask_voxels": ov.mask_voxels if ov else None,
             "brain_voxels": int(prepared.brain.sum()),
-            "heatmap_file": f"{method}_{_file_slug(patient)}.nii.gz" if write else None,
+            "heatmap_file": _heatmap_file(method, patient) if write else None,
             "seconds": result.seconds})
     frame = pd.DataFrame(rows).astype({"mask_voxels": "Int64"})
     tables = {"attribution": shape(frame, "explain", "attribution", backbone=backbone,
@@ -349,12 +354,12 @@ def _explain(store: Store, backbone: str, task: str, patient: str, *, methods, t
               "details": {m: r.params for m, r in results.items()}}
     info, heatmaps = None, {m: None for m in methods}
     if write:
-        names = {method: f"{method}_{_file_slug(patient)}.nii.gz" for method in volumes}
+        names = {method: _heatmap_file(method, patient) for method in volumes}
         files = {names[method]: functools.partial(_write_nifti, volume=volume,
                                                   affine=reference.affine)
                  for method, volume in volumes.items()}
         info = write_run(store, "explain", tables, params=params, figures=figures,
-                         run_id=new_run_id("explain"), files=files)
+                         files=files)
         heatmaps.update({method: info.path / name for method, name in names.items()})
     return ExplainRun(results=results, tables=tables, figures=figures, heatmaps=heatmaps,
                       params=params, info=info)

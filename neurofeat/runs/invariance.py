@@ -22,11 +22,10 @@ import pandas as pd
 
 from neurofeat.analysis.compare import FAMILIES
 from neurofeat.analysis.invariance import InvarianceResult, site_invariance
-from neurofeat.runs.inputs import check_finite, clinical_column
+from neurofeat.runs.inputs import check_backbone, check_finite, clinical_column
 from neurofeat.runs.metrics_rows import metrics_rows
 from neurofeat.runs.tables import CI_LEVEL, provenance_columns, shape
 from neurofeat.store import RunInfo, Store, backbone_provenance, read_embeddings, write_run
-from neurofeat.suggest import did_you_mean
 
 __all__ = ["InvarianceRun", "invariance_run", "select_backbones", "read_backbone_embeddings",
            "FAMILY_CHOICES"]
@@ -58,10 +57,8 @@ def select_backbones(store: Store, backbones: Sequence[str] | None = None,
     if backbones and family:
         raise ValueError("give --backbone or --family, not both")
     if backbones:
-        unknown = [b for b in backbones if b not in known]
-        if unknown:
-            raise ValueError(f"unknown backbone '{unknown[0]}'.{did_you_mean(unknown[0], known)} "
-                             f"Backbones in the store: {', '.join(known)}")
+        for backbone in backbones:
+            check_backbone(store, backbone)
         return list(dict.fromkeys(backbones))
     if family:
         if family not in FAMILY_CHOICES:
@@ -223,6 +220,7 @@ def invariance_run(store: Store, backbones: Sequence[str] | None = None, *,
     if on_start is not None:
         on_start(len(selected) * n_splits * n_repeats)
     results: dict[str, InvarianceResult] = {}
+    hashes = {b: _provenance(store, b) for b in selected}  # footers read once per backbone
     inv_frames, metric_frames, coord_frames, confusion_frames = [], [], [], []
     for backbone in selected:
         ids, sites, X = data[backbone]
@@ -232,8 +230,7 @@ def invariance_run(store: Store, backbones: Sequence[str] | None = None, *,
                                  n_splits=n_splits, n_repeats=n_repeats, n_boot=n_boot,
                                  seed=seed, tsne=tsne, on_split=on_split)
         results[backbone] = result
-        checkpoint, preprocess = _provenance(store, backbone)
-        provenance = provenance_columns(seed, checkpoint, preprocess)
+        provenance = provenance_columns(seed, *hashes[backbone])
         frame = result.to_frame().rename(columns={"level": "ci_level"})
         inv_frames.append(shape(frame, "invariance", "invariance", backbone=backbone,
                                 family=family_of(backbone), by=by, perturbation=perturbation,
@@ -277,7 +274,7 @@ def invariance_run(store: Store, backbones: Sequence[str] | None = None, *,
     params = dict(first.params, backbones=selected, family=family, by=by, label=label,
                   perturbation=perturbation, ci_level=CI_LEVEL,
                   provenance={b: dict(zip(("checkpoint_sha256", "preprocess_sha256"),
-                                          _provenance(store, b))) for b in selected},
+                                          hashes[b])) for b in selected},
                   reading="lower site separability reads as better (more site-invariant)")
     info = write_run(store, "invariance", tables, params=params, figures=figures) if write else None
     return InvarianceRun(results=results, tables=tables, figures=figures, params=params, info=info)

@@ -68,7 +68,10 @@ def _declared_select(schema: pa.Schema, files) -> str:
     """The select list of a run-table view: every declared column, NULL where no file
     has it (runs written by an older neurofeat lack the columns added since)."""
     present: set[str] = set()
+    declared = set(schema.names)
     for path in files:
+        if declared <= present:  # one current file already has every column
+            break
         try:
             present.update(pq.read_schema(path).names)
         except Exception:  # noqa: BLE001 - an unreadable file is store validate's to report
@@ -187,7 +190,10 @@ def connect(store: Store | str | Path, database: str = ":memory:") -> duckdb.Duc
         statement = text[header.end() : end].replace("{root}", _sql_string(str(root)))
         for placeholder, schema in _DECLARED_COLUMNS.items():
             if placeholder in statement:
-                statement = statement.replace(placeholder, _declared_select(schema, root.glob(glob)))
+                # newest first: one current run has every declared column
+                newest_first = sorted(root.glob(glob), key=lambda f: f.stat().st_mtime_ns,
+                                      reverse=True)
+                statement = statement.replace(placeholder, _declared_select(schema, newest_first))
         if glob == "-" or any(root.glob(glob)):
             con.execute(statement)
         else:

@@ -116,12 +116,11 @@ def draw_scanners(truth: pd.DataFrame, shortcut: Shortcut,
         ``scanner`` ('A'/'B'), ``p_scanner_b`` and ``shortcut_role`` ('train',
         'held_out'; 'none' without a shortcut).
     """
-    uniform = rng.random(len(truth))
-    sites = sorted(truth["site"].unique().tolist())
+    uniform = rng.random(len(truth))  # drawn first, so the stream is the same either way
     if not shortcut.enabled:
         return pd.DataFrame({"scanner": "A", "p_scanner_b": 0.0, "shortcut_role": "none"},
                             index=truth.index)
-    held_out = shortcut.held_out(sites)
+    held_out = shortcut.held_out(sorted(truth["site"].unique().tolist()))
     mean_label = np.mean([truth[f"{m}_true"].to_numpy(bool) for m in shortcut.markers], axis=0)
     sign = np.where(truth["site"].to_numpy() == held_out, -1.0, 1.0)
     p_b = 0.5 + sign * (shortcut.strength / 2.0) * (2.0 * mean_label - 1.0)
@@ -141,17 +140,6 @@ def scanner_protocol(protocol: SiteProtocol, scanner: str, shortcut: Shortcut) -
         noise_std=float(protocol.noise_std + 0.02 * shift),
         gibbs_alpha=float(min(protocol.gibbs_alpha + 0.15 * shift, 0.9)),
     )
-
-
-def _auc(labels: np.ndarray, scores: np.ndarray) -> float:
-    from scipy.stats import rankdata
-
-    labels = labels.astype(bool)
-    n_pos, n_neg = int(labels.sum()), int((~labels).sum())
-    if n_pos == 0 or n_neg == 0:
-        return float("nan")
-    ranks = rankdata(scores)
-    return float((ranks[labels].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
 def shortcut_card(truth: pd.DataFrame, shortcut: Shortcut) -> dict:
@@ -179,6 +167,8 @@ def shortcut_card(truth: pd.DataFrame, shortcut: Shortcut) -> dict:
     """
     from sklearn.linear_model import LogisticRegression
 
+    from neurofeat.analysis.metrics import roc_auc
+
     card: dict = {"settings": shortcut.to_dict(),
                   "causal": "tumour appearance: the latent imaging traits "
                             f"({', '.join(TRAITS)}) depend on the markers as stated in "
@@ -202,7 +192,7 @@ def shortcut_card(truth: pd.DataFrame, shortcut: Shortcut) -> dict:
                 "marker": marker, "site": site,
                 "role": str(truth["shortcut_role"].iloc[index[0]]),
                 "n": int(index.size), "n_pos": int(labels[index].sum()),
-                "auc_spurious_only": round(_auc(labels[index], scanner_b[index]), 4),
-                "auc_causal_only": round(_auc(labels[index], causal_score[index]), 4),
+                "auc_spurious_only": round(roc_auc(labels[index], scanner_b[index]), 4),
+                "auc_causal_only": round(roc_auc(labels[index], causal_score[index]), 4),
             })
     return card
