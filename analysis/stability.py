@@ -228,8 +228,9 @@ def perturbation_stability(X_clean: np.ndarray, y: np.ndarray,
     for label in all_X:
         oof = OutOfFold(scores[label], plan, 1.0, tuple(fitted))
         metrics, _ = evaluate_probe(oof, labels, sites, scorers=scorers, targets=targets,
-                                    n_boot=n_boot, seed=seed, alpha=1 - level, probe="linear",
-                                    per_site=False, delong=False)
+                                    n_boot=n_boot, seed=seed, alpha=1 - level,
+                                    probe="ridge" if kind == "continuous" else "linear",
+                                    per_site=False, delong=False, kind=kind)
         frames.append(metrics.assign(perturbation=label))
         per_fold[label] = {s.name: score_folds(s, (targets or {}).get(s.name, labels),
                                                scores[label], plan.fold_ids, plan.n_folds)

@@ -89,3 +89,45 @@ def test_no_perturbation_is_refused():
     with pytest.raises(ValueError, match="no perturbed embeddings"):
         perturbation_stability(np.zeros((10, 2)), np.arange(10) % 2, {}, patient_ids=np.arange(10),
                                sites=np.zeros(10), task="idh1")
+
+
+def test_continuous_task_primary_interval_uses_the_continuous_correction():
+    """Regression: the clean and perturbed rows of a continuous task carried the binary
+    calibrated correction (evaluate_probe was not told the task kind)."""
+    from neurofeat.analysis.folds import stratified_kfold_plan
+    from neurofeat.analysis.paired_tests import DEFAULT_TEST, corrected_resampled_interval
+    from neurofeat.analysis.scoring import get_scorer, score_folds
+    from neurofeat.analysis.probes import RidgeProbe
+
+    rng = np.random.default_rng(3)
+    n, d = 90, 6
+    z = rng.normal(size=n)
+    y = z + rng.normal(size=n)
+    X = np.c_[z, rng.normal(size=(n, d - 1))] + 0.5 * rng.normal(size=(n, d))
+    ids = np.array([f"P{i:03d}" for i in range(n)])
+    sites = np.full(n, "A")
+    res = perturbation_stability(X, y, {"gibbs-0.2": X + 0.3 * rng.normal(size=X.shape)},
+                                 patient_ids=ids, sites=sites, task="tumour_volume",
+                                 kind="continuous", threshold=0.0, n_repeats=2, n_boot=50)
+    row = res.metrics[(res.metrics["perturbation"] == "none") & (res.metrics["metric"] == "auc")
+                      & (res.metrics["ci_method"] == DEFAULT_TEST)].iloc[0]
+    assert row["probe"] == "ridge"
+    # the same interval computed independently from the per-fold AUCs of the same plan
+    labels = y >= 0.0
+    plan = stratified_kfold_plan(ids, labels, n_splits=5, n_repeats=2, task="tumour_volume")
+    scores = np.full(plan.fold_ids.shape, np.nan)
+    sizes = []
+    for split in plan.splits():
+        model = RidgeProbe().fit(X[split.train], y[split.train])
+        scores[split.repeat, split.test] = model.predict(X[split.test])
+        sizes.append((split.train.size, split.test.size))
+    folds = score_folds(get_scorer("auc"), labels, scores, plan.fold_ids, plan.n_folds)
+    n_train, n_test = np.mean(sizes, axis=0)
+    want = {k: corrected_resampled_interval(folds, n_train=n_train, n_test=n_test,
+                                            metric="auc", kind=k, bounds=(0.0, 1.0))
+            for k in ("continuous", "binary")}
+    assert row["estimate"] == pytest.approx(want["continuous"].estimate, abs=1e-12)
+    assert (row["ci_low"], row["ci_high"]) == pytest.approx(
+        (want["continuous"].ci_low, want["continuous"].ci_high), abs=1e-12)
+    # and it is not the binary one (the factors differ, so the widths do)
+    assert row["ci_high"] - row["ci_low"] < want["binary"].ci_high - want["binary"].ci_low - 1e-6
