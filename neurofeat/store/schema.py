@@ -350,6 +350,15 @@ RUN_TABLE_SCHEMAS["explain"] = {
 }
 
 
+# ------------------------------------------------------------------ reference backbones (issue 14)
+RUN_TABLE_SCHEMAS["extract"]["radiomics"] = _run_schema(
+    [("backbone", _STR), ("patient_id", _STR), ("site", _STR), ("mask", _STR), ("mask_file", _STR),
+     ("mask_voxels", _I64), ("mask_ml", _F64), ("n_features", _I64), *_PROVENANCE],
+    "Radiomics backbone: the region each patient's features were computed in (mask = "
+    "'tumour': the registered segmentation's non-zero labels; 'brain': voxels above 0 in "
+    "any sequence, no segmentation registered), its file(s), size, and the feature count.")
+
+
 def run_table_schema(command: str, table: str) -> pa.Schema:
     """The declared schema of ``table`` written by ``command``.
 
