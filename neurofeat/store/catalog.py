@@ -134,11 +134,10 @@ def typed_views(backbones: list[str]) -> dict[str, str]:
     }
 
 
-def embedding_dims(store: Store, backbone: str) -> dict[int, list[Path]]:
-    """The committed files of ``backbone`` by embedding dimension, read from each file's
-    schema (a file without a FixedSizeList ``embedding`` column, e.g. one not written
-    by neurofeat, is listed under dimension ``-1``; an unreadable one is left out)."""
-    files: dict[int, list[Path]] = {}
+def _embedding_schemas(store: Store, backbone: str) -> dict[int, list[tuple[Path, pa.Schema]]]:
+    """Each committed file of ``backbone`` with its schema, by embedding dimension (one
+    footer read per file; see :func:`embedding_dims`)."""
+    files: dict[int, list[tuple[Path, pa.Schema]]] = {}
     for path in sorted(store.backbone_dir(backbone).glob("perturbation=*/*.parquet")):
         try:
             schema = pq.read_schema(path)
@@ -146,15 +145,23 @@ def embedding_dims(store: Store, backbone: str) -> dict[int, list[Path]]:
             continue
         kind = schema.field("embedding").type if "embedding" in schema.names else None
         dim = kind.list_size if kind is not None and pa.types.is_fixed_size_list(kind) else -1
-        files.setdefault(dim, []).append(path)
+        files.setdefault(dim, []).append((path, schema))
     return files
+
+
+def embedding_dims(store: Store, backbone: str) -> dict[int, list[Path]]:
+    """The committed files of ``backbone`` by embedding dimension, read from each file's
+    schema (a file without a FixedSizeList ``embedding`` column, e.g. one not written
+    by neurofeat, is listed under dimension ``-1``; an unreadable one is left out)."""
+    return {dim: [path for path, _ in found] for dim, found in _embedding_schemas(store, backbone).items()}
 
 
 def _sql_string(value: str) -> str:
     return value.replace("'", "''")
 
 
-def connect(store: Store | str | Path, database: str = ":memory:") -> duckdb.DuckDBPyConnection:
+def connect(store: Store | str | Path, database: str = ":memory:", *,
+            typed_embedding_views: bool = True) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection on which the store's views exist.
 
     Parameters
@@ -163,6 +170,9 @@ def connect(store: Store | str | Path, database: str = ":memory:") -> duckdb.Duc
     database : str
         DuckDB database for the connection (in memory by default; the store itself is
         only Parquet files and is never modified by the views).
+    typed_embedding_views : bool
+        Create the ``emb_<backbone>`` views (reads every embedding file's footer); the
+        sandbox builds its own and turns this off.
 
     Returns
     -------
@@ -199,7 +209,7 @@ def connect(store: Store | str | Path, database: str = ":memory:") -> duckdb.Duc
         else:
             con.register(f"__empty_{name}", _EMPTY_SCHEMAS[name].empty_table())
             con.execute(f"CREATE VIEW {name} AS SELECT * FROM __empty_{name}")
-    for backbone, name in typed_views(store.backbones()).items():
+    for backbone, name in (typed_views(store.backbones()).items() if typed_embedding_views else ()):
         dims = [d for d in embedding_dims(store, backbone) if d > 0]
         if len(dims) != 1:  # foreign or mixed files: `store validate` names them
             continue
@@ -231,9 +241,10 @@ def _embedding_datasets(store: Store) -> list[tuple[str, str | None, ds.Dataset]
     )
     found = []
     for backbone, name in typed_views(store.backbones()).items():
-        by_dim = {d: files for d, files in embedding_dims(store, backbone).items() if d > 0}
-        for dim, files in sorted(by_dim.items()):
-            schemas = [pq.read_schema(path).remove_metadata() for path in files]
+        by_dim = {d: found for d, found in _embedding_schemas(store, backbone).items() if d > 0}
+        for dim, found_files in sorted(by_dim.items()):
+            files = [path for path, _ in found_files]
+            schemas = [schema.remove_metadata() for _, schema in found_files]
             try:
                 schema = pa.unify_schemas(schemas, promote_options="permissive")
             except (pa.ArrowException, TypeError):
@@ -268,7 +279,7 @@ def connect_sandboxed(store: Store | str | Path) -> duckdb.DuckDBPyConnection:
     """
     if not isinstance(store, Store):
         store = Store.open(store)
-    trusted = connect(store)
+    trusted = connect(store, typed_embedding_views=False)
     con = duckdb.connect(":memory:", config=dict(_SANDBOX_CONFIG))
     names = [header.group(1) for header in _VIEW_HEADER.finditer(read_sql_file("views.sql"))]
     names += sorted(row[0] for row in trusted.sql("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()

@@ -115,3 +115,25 @@ def test_the_views_still_answer_through_the_sandbox(target):
     pivot = run_query(root, "PIVOT (SELECT site FROM patients) ON site USING count(*)").fetchall()  # was 'MULTI'
     assert pivot == [(6, 6)]
     assert run_query(root, "-- a comment first\nSELECT 1").fetchall() == [(1,)]
+
+
+def test_a_query_reads_each_embedding_footer_once(target, monkeypatch):
+    """The sandbox used to read every embedding file's footer three times per query."""
+    import collections
+
+    import pyarrow.parquet as pq
+
+    from neurofeat.store import catalog
+
+    root, _, _ = target
+    reads: collections.Counter = collections.Counter()
+    real = pq.read_schema
+
+    def counting(path, *args, **kwargs):
+        reads[str(path)] += 1
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(catalog.pq, "read_schema", counting)
+    assert run_query(root, "SELECT count(*) FROM emb_dino").fetchall() == [(12,)]
+    embedding_reads = {path: count for path, count in reads.items() if "/embeddings/" in path}
+    assert embedding_reads and set(embedding_reads.values()) == {1}
