@@ -81,7 +81,7 @@ IDH1 is therefore strong (enhancement, necrosis, mismatch, location), MGMT weak
 and TERT have no direct effect by default (any can be given one) and are predictable
 from the images only through the molecular class they go with.  With the defaults a
 cross-validated logistic probe on the latent traits and the centre reaches an AUC of
-about 0.96 for IDH1, 0.92 for 1p/19q, 0.7 for MGMT and CDKN2A (``tests/synth``).  Sources for
+about 0.96 for IDH1, 0.90 for 1p/19q, 0.7 for MGMT and CDKN2A (``tests/synth``).  Sources for
 directions: IDH-mutant gliomas are frontal/insular, less enhancing, less necrotic
 (Lai et al., J Clin Oncol 2011; Carrillo et al., AJNR 2012); the T2-FLAIR mismatch
 sign marks IDH-mutant 1p/19q-intact astrocytoma (Patel et al., Clin Cancer Res 2017);
