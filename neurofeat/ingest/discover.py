@@ -1,4 +1,4 @@
-"""Find the four MRI sequences of each patient in a BraTS-style folder tree.
+"""Find the four MRI sequences (and an optional segmentation) of each patient in a BraTS-style folder tree.
 
 Recognised file names (case-insensitive, ``.nii`` or ``.nii.gz``), where ``<id>`` is the
 patient id:
@@ -10,13 +10,15 @@ sequence       BraTS 2023 (and later)   BraTS 2020/21, UCSF-PDGM, UPenn-GBM
 ``t1ce``       ``<id>-t1c``             ``<id>_t1ce``, ``<id>_t1c``, ``<id>_t1gd``
 ``t2``         ``<id>-t2w``             ``<id>_t2``
 ``flair``      ``<id>-t2f``             ``<id>_flair``
+``seg``        ``<id>-seg``             ``<id>_seg`` (optional: tumour labels)
 =============  =======================  ==========================================
 
 The patient id is the file-name prefix (``BraTS-GLI-00000-000`` of
 ``BraTS-GLI-00000-000-t1n.nii.gz``); a file named only by its sequence (``t1.nii.gz``)
 takes its folder's name. Files may sit in one folder per patient (the usual layout) or
-side by side, at any depth below the root. Other files (segmentations, ``_T2_bias``,
-DWI, ...) are ignored.
+side by side, at any depth below the root. The segmentation (BraTS labels; any
+non-zero label is tumour) is optional: a patient without one is complete. Other files
+(``_T2_bias``, DWI, ...) are ignored.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ from pathlib import Path
 
 __all__ = [
     "SEQUENCES",
+    "OPTIONAL_SEQUENCES",
+    "ALL_SEQUENCES",
     "SEQUENCE_ALIASES",
     "DiscoveryError",
     "DiscoveredPatient",
@@ -38,12 +42,20 @@ __all__ = [
 #: Canonical sequence names, in channel order.
 SEQUENCES: tuple[str, ...] = ("t1", "t1ce", "t2", "flair")
 
+#: Files registered when present but not required (``seg``: the tumour segmentation,
+#: used by the radiomics backbone as its region).
+OPTIONAL_SEQUENCES: tuple[str, ...] = ("seg",)
+
+#: Every sequence a patient may have registered, required ones first.
+ALL_SEQUENCES: tuple[str, ...] = SEQUENCES + OPTIONAL_SEQUENCES
+
 #: File-name suffix (lower case) -> canonical sequence.
 SEQUENCE_ALIASES: dict[str, str] = {
     "t1n": "t1", "t1": "t1", "t1w": "t1", "t1native": "t1",
     "t1c": "t1ce", "t1ce": "t1ce", "t1gd": "t1ce", "t1post": "t1ce", "t1wce": "t1ce",
     "t2w": "t2", "t2": "t2",
     "t2f": "flair", "flair": "flair", "t2flair": "flair", "t2_flair": "flair",
+    "seg": "seg", "segmentation": "seg",
 }
 
 _FILE_RE = re.compile(
@@ -69,9 +81,9 @@ class DiscoveredPatient:
     folder : Path
         The folder holding the scans.
     scans : dict of str to Path
-        Sequence -> file, for the sequences found.
+        Sequence -> file, for the sequences found (``seg`` too, when there is one).
     missing : tuple of str
-        Sequences of :data:`SEQUENCES` that were not found.
+        Required sequences (:data:`SEQUENCES`) that were not found.
     """
 
     patient_id: str
@@ -103,7 +115,9 @@ def sequence_of(filename: str) -> tuple[str, str] | None:
     ('BraTS-GLI-00000-000', 'flair')
     >>> sequence_of("BraTS2021_00000_T1ce.nii")
     ('BraTS2021_00000', 't1ce')
-    >>> sequence_of("BraTS2021_00000_seg.nii.gz") is None
+    >>> sequence_of("BraTS2021_00000_seg.nii.gz")
+    ('BraTS2021_00000', 'seg')
+    >>> sequence_of("BraTS2021_00000_T2_bias.nii.gz") is None
     True
     """
     match = _FILE_RE.match(filename)

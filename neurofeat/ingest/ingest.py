@@ -2,7 +2,7 @@
 
 Three modes:
 
-- **manifest**: ``manifest`` (patient_id, site, t1, t1ce, t2, flair) [+ ``clinical``];
+- **manifest**: ``manifest`` (patient_id, site, t1, t1ce, t2, flair, optional seg) [+ ``clinical``];
 - **discovery**: ``discover`` (a BraTS-style folder tree) [+ ``clinical``];
 - **clinical only**: ``clinical`` alone, for users who bring features computed
   elsewhere (``neurofeat store import``).
@@ -30,7 +30,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from neurofeat.ingest.discover import SEQUENCES, discover_scans
+from neurofeat.ingest.discover import ALL_SEQUENCES, discover_scans
 from neurofeat.ingest.mapping import ColumnMapping, load_mapping
 from neurofeat.ingest.nifti import ScanError, ScanInfo, inspect_nifti
 from neurofeat.ingest.normalise import normalise_text
@@ -510,7 +510,7 @@ def _build_tables(accepted: Sequence[str], site: dict[str, str], cohort: dict[st
     }, schema=PATIENTS_SCHEMA)
 
     scan_rows = [(pid, seq, infos[pid][seq]) for pid in accepted
-                 for seq in SEQUENCES if seq in infos.get(pid, {})]
+                 for seq in ALL_SEQUENCES if seq in infos.get(pid, {})]
     scans = pa.table({
         "patient_id": [r[0] for r in scan_rows],
         "sequence": [r[1] for r in scan_rows],

@@ -189,8 +189,9 @@ def read_manifest(path: str | Path, *, mapping: ColumnMapping
 
     Columns: ``patient_id`` (or any name the mapping knows for it), ``site`` and
     ``cohort`` (optional), and one column per sequence: ``t1`` (or ``t1n``), ``t1ce``
-    (``t1c``, ``t1gd``), ``t2`` (``t2w``), ``flair`` (``t2f``). Paths are absolute or
-    relative to the manifest's folder.
+    (``t1c``, ``t1gd``), ``t2`` (``t2w``), ``flair`` (``t2f``), and optionally ``seg``
+    (``segmentation``: a tumour label map on the images' grid; an empty cell means the
+    patient has none). Paths are absolute or relative to the manifest's folder.
 
     Parameters
     ----------

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from neurofeat.ingest.discover import SEQUENCES
+from neurofeat.ingest.discover import OPTIONAL_SEQUENCES, SEQUENCES
 from neurofeat.ingest.nifti import ScanInfo
 
 __all__ = [
@@ -85,10 +85,11 @@ def check_sequences_present(patient_id: str, scans: Mapping[str, object], *,
 
 def check_geometry(patient_id: str, infos: Mapping[str, ScanInfo], *, source: str,
                    atol: float = 1e-4) -> list[Problem]:
-    """Check that a patient's sequences share one voxel grid and one affine.
+    """Check that a patient's sequences (and segmentation) share one voxel grid and one affine.
 
     The extraction stage stacks the four sequences as channels of one array, so they
-    must be co-registered on the same grid (BraTS data are).
+    must be co-registered on the same grid (BraTS data are); a segmentation (``seg``)
+    must label voxels of that grid.
 
     Parameters
     ----------
@@ -112,7 +113,15 @@ def check_geometry(patient_id: str, infos: Mapping[str, ScanInfo], *, source: st
     for seq, info in infos.items():
         if seq == ref_seq:
             continue
-        if info.shape != ref.shape:
+        if seq in OPTIONAL_SEQUENCES and (info.shape != ref.shape or not np.allclose(
+                info.affine_matrix, ref.affine_matrix, rtol=1e-5, atol=atol)):
+            differs = (f"shape {info.shape}, not {ref.shape}" if info.shape != ref.shape else
+                       f"affine differs by up to {np.max(np.abs(info.affine_matrix - ref.affine_matrix)):.4g}")
+            problems.append(Problem(
+                patient_id, source, None, seq,
+                f"the segmentation {info.path} is not on the grid of {ref_seq} ({differs}); resample "
+                "the label map onto the images' grid (nearest neighbour), or leave it out"))
+        elif info.shape != ref.shape:
             problems.append(Problem(
                 patient_id, source, None, seq,
                 f"{seq} has shape {info.shape} but {ref_seq} has {ref.shape}; the four "

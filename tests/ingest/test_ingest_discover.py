@@ -20,12 +20,14 @@ from neurofeat.ingest.discover import DiscoveryError, discover_scans, sequence_o
     ("UPENN-GBM-00001_11_T1GD.nii.gz", ("UPENN-GBM-00001_11", "t1ce")),
     ("UCSF-PDGM-0004_T1c.nii.gz", ("UCSF-PDGM-0004", "t1ce")),
     ("t1.nii.gz", ("", "t1")),
+    ("BraTS2021_00000_seg.nii.gz", ("BraTS2021_00000", "seg")),
+    ("BraTS-GLI-00000-000-seg.nii.gz", ("BraTS-GLI-00000-000", "seg")),
 ])
 def test_sequence_of(name, expected):
     assert sequence_of(name) == expected
 
 
-@pytest.mark.parametrize("name", ["BraTS2021_00000_seg.nii.gz", "P1_T2_bias.nii.gz",
+@pytest.mark.parametrize("name", ["P1_T2_bias.nii.gz", "P1_seg.nii.gz.bak",
                                   "P1_t1.nii.gz.bak", "P1_t1.mgz", "P1_DWI.nii.gz", "P1-t1n.txt"])
 def test_other_files_are_ignored(name):
     assert sequence_of(name) is None
@@ -38,8 +40,10 @@ def test_both_naming_styles(tmp_path, style, ext):
     write_nifti(tmp_path / "BraTS-P1" / f"BraTS-P1{'-' if style == '2023' else '_'}seg{ext}")
     found = discover_scans(tmp_path)
     assert [p.patient_id for p in found] == ["BraTS-P1", "BraTS-P2"]
+    # the segmentation is optional: registered for P1, and P2 without one is complete
+    assert set(found[0].scans) == {"t1", "t1ce", "t2", "flair", "seg"}
+    assert set(found[1].scans) == {"t1", "t1ce", "t2", "flair"}
     for patient in found:
-        assert set(patient.scans) == {"t1", "t1ce", "t2", "flair"}
         assert patient.missing == ()
         assert all(p.is_absolute() and p.exists() for p in patient.scans.values())
         assert patient.scans["flair"].name.lower().endswith(("t2f" + ext, "flair" + ext))
