@@ -195,10 +195,15 @@ TESTS_SCHEMA = _run_schema(
      ("p_holm", _F64), ("p_bh", _F64), *_INFERENCE, ("n_train", _F64),
      ("n", _I64), ("n_pos", _I64), ("tau", _F64), ("perturbation", _STR), ("cohort_sites", _STR),
      ("seed", _I64), ("checkpoint_sha256_a", _STR), ("checkpoint_sha256_b", _STR),
-     ("preprocess_sha256_a", _STR), ("preprocess_sha256_b", _STR)],
+     ("preprocess_sha256_a", _STR), ("preprocess_sha256_b", _STR),
+     ("comparison", _STR), ("held_out", _STR)],
     "Paired comparison of backbones A and B; p_holm/p_bh adjust p_value across tasks "
     "(several tasks) or sites (survival, one task). Rows with primary = true hold the "
-    "calibrated default test; the others are published procedures kept by name.")
+    "calibrated default test; the others are published procedures kept by name. "
+    "comparison: 'requested' (A vs B) or 'seed-reference' (A vs the same recipe trained "
+    "with another seed, stats compare --seed-reference). held_out (protocol loso): the "
+    "held-out site a row refers to ('all' pooled; on site = 'worst' rows the selected "
+    "site(s)).")
 
 _PROBE_KEYS = [("backbone", _STR), ("task", _STR), ("probe", _STR), ("fraction", _F64)]
 _SURVIVAL_KEYS = [("backbone", _STR), ("task", _STR), ("model", _STR)]
