@@ -135,7 +135,8 @@ def compare_task(store: Store, side_a: str, side_b: str, task: Task,
                                 side_a=side_a, side_b=side_b, on_split=on_split)
     tests = inference_columns(result.to_frame(), "stats-compare", "tests")
     constants = {"protocol": "cv", "perturbation": perturbation,
-                 "cohort_sites": site or "all", "seed": seed}
+                 "cohort_sites": site or "all", "seed": seed, "comparison": "requested",
+                 "held_out": None}
     if "tau" not in tests.columns:
         constants["tau"] = float("nan")
     tests = tests.assign(**_provenance(tests, data, pairs, side_a, side_b), **constants)
