@@ -132,6 +132,9 @@ class PretrainConfig:
     group_balanced : bool or None
         Sample every group equally often (with replacement), as Sagawa et al. train
         Group-DRO; ``None`` = on with ``dro``, off without.
+    recipe : str or None
+        Name of the recipe (:mod:`neurofeat.extract.recipes`) the settings came from,
+        recorded in the card.
     """
 
     method: str = "dino"
@@ -159,6 +162,7 @@ class PretrainConfig:
     cache_budget_gb: float = 2.0
     keep_state: bool = False
     group_balanced: bool | None = None
+    recipe: str | None = None
 
     def __post_init__(self) -> None:
         from neurofeat.extract.preprocess import PreprocessConfig
@@ -671,6 +675,7 @@ def _card(trainer: _Trainer, out: Path, history: list[dict[str, Any]], wall_time
         "eta": config.eta if config.dro else None,
         "C": config.adjustment if config.dro else None,
         "group_by": list(config.group_by),
+        "recipe": config.recipe,
         "sampling": "group-balanced" if config.balanced_sampling else "shuffled",
         "groups": {g: {"n": int(n), "q": float(q)}
                    for g, n, q in zip(group_names, cohort.group_counts.tolist(), final_q)},

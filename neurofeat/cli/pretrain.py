@@ -57,7 +57,13 @@ def pretrain(
         typer.Option(help="Group column(s) of the clinical view / manifest (site, cohort, histology, ...); "
                           "repeat or comma-separate. Default: site.", show_default=False),
     ] = None,
-    eta: Annotated[float, typer.Option(min=0.0, help="Group-DRO step size of the group weights q.")] = 0.01,
+    recipe: Annotated[
+        str | None,
+        typer.Option(help="Named settings measured to learn in a budget (cpu-demo: tiny encoder, 32^3, CPU); "
+                          "options given explicitly override it.", show_default=False),
+    ] = None,
+    eta: Annotated[float | None, typer.Option(min=0.0, help="Group-DRO step size of the group weights q "
+                                                            "[default: 0.01, or the recipe's]", show_default=False)] = None,
     adjustment: Annotated[
         float, typer.Option("--adjustment", "-C", min=0.0, help="Group-DRO generalisation adjustment C "
                                                                   "(adds C/sqrt(n_g) to group g's loss).")
@@ -77,16 +83,26 @@ def pretrain(
         typer.Option(help="Backbone directory (default: <models-dir>/<method>[_dro]).", show_default=False),
     ] = None,
     models_dir: ModelsDirOption = None,
-    arch: Annotated[str, typer.Option(help="resnet10, resnet18, resnet34 or resnet50.")] = "resnet50",
-    widen_factor: Annotated[float, typer.Option(min=0.01, help="Width multiplier of the ResNet.")] = 1.0,
-    input_size: Annotated[int, typer.Option(min=8, help="Cubic input edge in voxels.")] = 128,
-    spacing: Annotated[float, typer.Option(min=0.01, help="Isotropic voxel spacing in mm.")] = 1.0,
-    epochs: Annotated[int, typer.Option(min=1, help="Epochs (NeuroRAD-FM: 100).")] = 100,
-    batch_size: Annotated[int, typer.Option(min=2, help="Volumes per step and rank.")] = 8,
-    lr: Annotated[float, typer.Option(min=0.0, help="AdamW learning rate (NeuroRAD-FM: 1e-5).")] = 1e-5,
-    weight_decay: Annotated[float, typer.Option(min=0.0, help="AdamW weight decay.")] = 0.05,
-    schedule: Annotated[str, typer.Option(help="Learning-rate schedule: constant or cosine.")] = "constant",
-    warmup_epochs: Annotated[int, typer.Option(min=0, help="Linear warm-up epochs.")] = 0,
+    arch: Annotated[str | None, typer.Option(help="resnet10, resnet18, resnet34 or resnet50 "
+                                                  "[default: resnet50, or the recipe's]", show_default=False)] = None,
+    widen_factor: Annotated[float | None, typer.Option(min=0.01, help="Width multiplier of the ResNet "
+                                                       "[default: 1.0, or the recipe's]", show_default=False)] = None,
+    input_size: Annotated[int | None, typer.Option(min=8, help="Cubic input edge in voxels "
+                                                   "[default: 128, or the recipe's]", show_default=False)] = None,
+    spacing: Annotated[float | None, typer.Option(min=0.01, help="Isotropic voxel spacing in mm "
+                                                  "[default: 1.0, or the recipe's]", show_default=False)] = None,
+    epochs: Annotated[int | None, typer.Option(min=1, help="Epochs (NeuroRAD-FM: 100) "
+                                               "[default: 100, or the recipe's]", show_default=False)] = None,
+    batch_size: Annotated[int | None, typer.Option(min=2, help="Volumes per step and rank "
+                                                   "[default: 8, or the recipe's]", show_default=False)] = None,
+    lr: Annotated[float | None, typer.Option(min=0.0, help="AdamW learning rate (NeuroRAD-FM: 1e-5) "
+                                             "[default: 1e-5, or the recipe's]", show_default=False)] = None,
+    weight_decay: Annotated[float | None, typer.Option(min=0.0, help="AdamW weight decay "
+                                                       "[default: 0.05, or the recipe's]", show_default=False)] = None,
+    schedule: Annotated[str | None, typer.Option(help="Learning-rate schedule: constant or cosine "
+                                                 "[default: constant, or the recipe's]", show_default=False)] = None,
+    warmup_epochs: Annotated[int | None, typer.Option(min=0, help="Linear warm-up epochs "
+                                                      "[default: 0, or the recipe's]", show_default=False)] = None,
     param: Annotated[
         list[str] | None,
         typer.Option(help="Method hyper-parameter KEY=VALUE (e.g. temperature=0.2, queue_size=1024, n_local=6, "
@@ -114,8 +130,9 @@ def pretrain(
     An interrupted run resumes from its last finished epoch when started again.
     Under `torchrun --nproc-per-node N -m neurofeat pretrain ...` it trains with DDP.
 
-    Example: neurofeat pretrain --method dino --dro --group-by site --store S --arch resnet10
-    --widen-factor 0.25 --input-size 32 --spacing 4 --epochs 5 --batch-size 4 --lr 1e-3
+    Example: neurofeat pretrain --method simclr --recipe cpu-demo --store S --cache-dir cache
+    (or spelled out: --method dino --dro --group-by site --store S --arch resnet10
+    --widen-factor 0.25 --input-size 32 --spacing 4 --epochs 5 --batch-size 4 --lr 1e-3)
     """
     method = method.lower()
     if method not in _METHODS:
@@ -128,7 +145,7 @@ def pretrain(
         )
     with user_errors(*PRETRAIN_ERRORS):
         config = pretrain_config(
-            method, dro=dro, group_by=_group_columns(group_by) or ("site",), eta=eta, adjustment=adjustment,
+            method, recipe=recipe, dro=dro, group_by=_group_columns(group_by) or ("site",), eta=eta, adjustment=adjustment,
             sampling=sampling, arch=arch, widen_factor=widen_factor, input_size=input_size, spacing=spacing,
             epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, schedule=schedule,
             warmup_epochs=warmup_epochs, method_params=_parse_params(param), seed=seed, device=device,

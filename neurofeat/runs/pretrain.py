@@ -36,6 +36,7 @@ from neurofeat.extract.checkpoint import (
     resolve_backbone,
 )
 from neurofeat.extract.distributed import process_rank
+from neurofeat.extract.augment import AugmentConfig
 from neurofeat.extract.encoders import EncoderConfig
 from neurofeat.extract.preprocess import PreprocessConfig
 from neurofeat.extract.pretrain import (
@@ -49,12 +50,14 @@ from neurofeat.extract.pretrain_data import (
     cohort_from_manifest,
     cohort_from_store,
 )
+from neurofeat.extract.recipes import RecipeError, get_recipe
 from neurofeat.store import RunInfo, Store, write_run
 
 __all__ = [
     "PRETRAIN_ERRORS",
     "SAMPLING",
     "BackboneNotFoundError",
+    "OPTION_DEFAULTS",
     "PretrainPlan",
     "PretrainRun",
     "available_backbones",
@@ -113,35 +116,64 @@ class PretrainRun:
     info: RunInfo | None
 
 
+#: What :func:`pretrain_config` uses for an option given neither explicitly nor by a recipe.
+OPTION_DEFAULTS: dict[str, Any] = {
+    "eta": 0.01, "adjustment": 0.0, "arch": "resnet50", "widen_factor": 1.0, "input_size": 128, "spacing": 1.0,
+    "epochs": 100, "batch_size": 8, "lr": 1e-5, "weight_decay": 0.05, "schedule": "constant", "warmup_epochs": 0,
+}
+
+
 def pretrain_config(
-    method: str, *, dro: bool = False, group_by: Sequence[str] = ("site",), eta: float = 0.01,
-    adjustment: float = 0.0, sampling: str = "auto", arch: str = "resnet50", widen_factor: float = 1.0,
-    input_size: int = 128, spacing: float = 1.0, epochs: int = 100, batch_size: int = 8, lr: float = 1e-5,
-    weight_decay: float = 0.05, schedule: str = "constant", warmup_epochs: int = 0,
-    method_params: Mapping[str, Any] | None = None, seed: int = 0, device: str = "auto", precision: str = "auto",
-    workers: int = 0, cache_dir: str | os.PathLike[str] | None = None, keep_state: bool = False,
+    method: str, *, recipe: str | None = None, dro: bool = False, group_by: Sequence[str] = ("site",),
+    eta: float | None = None, adjustment: float | None = None, sampling: str = "auto", arch: str | None = None,
+    widen_factor: float | None = None, input_size: int | None = None, spacing: float | None = None,
+    epochs: int | None = None, batch_size: int | None = None, lr: float | None = None,
+    weight_decay: float | None = None, schedule: str | None = None, warmup_epochs: int | None = None,
+    method_params: Mapping[str, Any] | None = None, augment: Mapping[str, Any] | None = None, seed: int = 0,
+    device: str = "auto", precision: str = "auto", workers: int = 0,
+    cache_dir: str | os.PathLike[str] | None = None, keep_state: bool = False,
 ) -> PretrainConfig:
     """A :class:`~neurofeat.extract.pretrain.PretrainConfig` from ``neurofeat pretrain``'s options.
 
     Isotropic *spacing* (mm) and a cubic *input_size*; *sampling* is one of
-    :data:`SAMPLING`; the other options keep the config's names.
+    :data:`SAMPLING`; the other options keep the config's names. An option left at
+    ``None`` takes the *recipe*'s value (:mod:`neurofeat.extract.recipes`), else
+    :data:`OPTION_DEFAULTS`; *method_params* and *augment* are merged over the recipe's
+    key by key.
 
     Raises
     ------
     ValueError
-        An unknown sampling, method, precision or schedule, or inconsistent sizes.
+        An unknown sampling, method, precision or schedule, or inconsistent sizes;
+        :class:`~neurofeat.extract.recipes.RecipeError` for an unknown recipe.
     """
     if sampling not in SAMPLING:
         raise ValueError(f"--sampling must be auto, balanced or natural, got {sampling!r}")
-    encoder = EncoderConfig(arch=arch, widen_factor=widen_factor, input_size=input_size,
-                            spacing=(spacing, spacing, spacing))
+    given = {"eta": eta, "adjustment": adjustment, "arch": arch, "widen_factor": widen_factor,
+             "input_size": input_size, "spacing": spacing, "epochs": epochs, "batch_size": batch_size, "lr": lr,
+             "weight_decay": weight_decay, "schedule": schedule, "warmup_epochs": warmup_epochs}
+    base: dict[str, Any] = dict(OPTION_DEFAULTS)
+    params: dict[str, Any] = {}
+    augment_fields: dict[str, Any] = {}
+    if recipe is not None:
+        chosen = get_recipe(recipe, method).options()
+        params.update(chosen.pop("method_params"))
+        augment_fields.update(chosen.pop("augment"))
+        base.update(chosen)
+    values = {k: (v if v is not None else base[k]) for k, v in given.items()}
+    params.update(method_params or {})
+    augment_fields.update(augment or {})
+    size, step = int(values["input_size"]), float(values["spacing"])
+    encoder = EncoderConfig(arch=values["arch"], widen_factor=values["widen_factor"], input_size=size,
+                            spacing=(step, step, step))
     return PretrainConfig(
-        method=method, dro=dro, group_by=tuple(group_by), eta=eta, adjustment=adjustment, encoder=encoder,
-        preprocess=PreprocessConfig(input_size=input_size, spacing=spacing), method_params=dict(method_params or {}),
-        epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, schedule=schedule,
-        warmup_epochs=warmup_epochs, seed=seed, device=device, precision=precision, num_workers=workers,
-        cache_dir=str(cache_dir) if cache_dir is not None else None, keep_state=keep_state,
-        group_balanced=SAMPLING[sampling],
+        method=method, dro=dro, group_by=tuple(group_by), eta=values["eta"], adjustment=values["adjustment"],
+        encoder=encoder, preprocess=PreprocessConfig(input_size=size, spacing=step),
+        augment=AugmentConfig(**augment_fields), method_params=params, epochs=values["epochs"],
+        batch_size=values["batch_size"], lr=values["lr"], weight_decay=values["weight_decay"],
+        schedule=values["schedule"], warmup_epochs=values["warmup_epochs"], seed=seed, device=device,
+        precision=precision, num_workers=workers, cache_dir=str(cache_dir) if cache_dir is not None else None,
+        keep_state=keep_state, group_balanced=SAMPLING[sampling], recipe=recipe,
     )
 
 
