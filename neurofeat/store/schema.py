@@ -264,6 +264,14 @@ RUN_TABLE_SCHEMAS: dict[str, dict[str, pa.Schema]] = {
             [("backbone", _STR), ("epoch", _I64), ("group", _STR), ("n_patients", _I64),
              ("loss", _F64), ("q", _F64), *_PROVENANCE],
             "Loss and Group-DRO weight q of every group at every epoch."),
+        "pretrain_curve": _run_schema(
+            [("backbone", _STR), ("epoch", _I64), ("task", _STR), ("metric", _STR), ("estimate", _F64),
+             ("chance", _F64), ("n", _I64), ("n_folds", _I64), *_PROVENANCE],
+            "Learning curve (pretrain --curve-every): the encoder's in-memory embeddings of the cohort "
+            "after epoch k (0 = untrained) scored by one quick stratified K-fold linear probe per metric: "
+            "'auc' of the task (out-of-fold AUC) and 'site_ba' (site classifier's balanced accuracy, "
+            "chance 1/#sites). A trend, not a test: no interval; use stats compare on extracted embeddings. "
+            "checkpoint_sha256 is the final checkpoint's."),
     },
 }
 
