@@ -2,25 +2,28 @@
 
 Reads the task's (X, y) through the store, calls
 :func:`neurofeat.analysis.protocols.run_probe`, shapes its tables against the declared
-schemas and writes the run. ``neurofeat probe`` only parses, calls :func:`probe_run`
-and prints.
+schemas and writes the run with its figures (``roc``: ROC curves of the repeat-averaged
+out-of-fold scores, pooled and per site; ``data_fraction``: the data-fraction curve, when
+one was computed), each as PNG and SVG. ``neurofeat probe`` only parses, calls
+:func:`probe_run` and prints.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
+from neurofeat.analysis.plots_report import average_repeats, data_fraction_figure, roc_figure
 from neurofeat.analysis.protocols import DEFAULT_FRACTIONS, ProbeResult, make_plan, run_probe
 from neurofeat.runs.inputs import check_backbone, check_finite, restrict_sites
 from neurofeat.runs.tables import inference_columns, provenance_columns, shape
 from neurofeat.store import RunInfo, Store, read_xy, write_run
 from neurofeat.tasks import get_task
 
-__all__ = ["ProbeRun", "probe_run", "probe_tables"]
+__all__ = ["ProbeRun", "probe_run", "probe_tables", "probe_figures"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -38,12 +41,15 @@ class ProbeRun:
         Parameters and provenance, as stored in ``run.json``.
     info : RunInfo or None
         Where the run was written (None with ``write=False``).
+    figures : dict name -> matplotlib Figure
+        The run's figures (``roc``, ``data_fraction``), stored as PNG and SVG.
     """
 
     result: ProbeResult
     tables: dict[str, pd.DataFrame]
     params: dict
     info: RunInfo | None
+    figures: dict = field(default_factory=dict)
 
     @property
     def metrics(self) -> pd.DataFrame:
@@ -72,6 +78,45 @@ def probe_tables(result: ProbeResult, *, perturbation: str, seed: int,
         "predictions": shape(result.predictions, "probe", "predictions", **keys, **provenance),
         "fitted": shape(fitted, "probe", "fitted", **keys, **provenance),
     }
+
+
+def probe_figures(tables: dict[str, pd.DataFrame], positive: dict[str, bool], *,
+                  title: str) -> dict:
+    """The probe's figures from its tables.
+
+    Parameters
+    ----------
+    tables : dict
+        The run's ``predictions`` and ``metrics`` tables.
+    positive : dict patient_id -> bool
+        Each patient's binary label (for a continuous task: value >= threshold).
+    title : str
+        Backbone, task and protocol, for the figure titles.
+
+    Returns
+    -------
+    dict name -> Figure
+        ``roc`` (main probe at the full training fraction, pooled and per site; absent
+        when the patients are all of one class) and ``data_fraction`` (when the metrics
+        hold more than one training fraction).
+    """
+    metrics = tables["metrics"]
+    main = "ridge" if (metrics["probe"] == "ridge").any() else "linear"
+    figures = {}
+    predictions = tables["predictions"]
+    rows = predictions[(predictions["probe"] == main) & (predictions["fraction"] == 1.0)]
+    scores = average_repeats(rows)
+    scores = scores.assign(label=scores["patient_id"].map(positive).astype(bool))
+    if scores["label"].any() and not scores["label"].all():
+        figures["roc"] = roc_figure(scores, title=f"{title}: {main} probe, out-of-fold scores "
+                                    "(mean over repeats)")
+    curve = metrics[(metrics["site"] == "all") & metrics["primary"].astype(bool)
+                    & (metrics["probe"] == main) & metrics["metric"].isin(["auc", "ba"])]
+    if curve["fraction"].nunique() > 1:
+        figures["data_fraction"] = data_fraction_figure(
+            curve, curve="backbone", title=f"{title}: data-fraction curve ({main} probe, "
+            "calibrated 95 % interval)")
+    return figures
 
 
 def probe_run(store: Store, backbone: str, task: str, *, protocol: str = "cv",
@@ -135,5 +180,8 @@ def probe_run(store: Store, backbone: str, task: str, *, protocol: str = "cv",
                   n_missing_embedding=data.n_missing_embedding,
                   checkpoint_sha256=data.checkpoint_sha256,
                   preprocess_sha256=data.preprocess_sha256)
-    info = write_run(store, "probe", tables, params=params) if write else None
-    return ProbeRun(result=result, tables=tables, params=params, info=info)
+    positive = dict(zip(data.patient_ids.astype(str), data.y_binary.astype(bool)))
+    figures = probe_figures(tables, positive,
+                            title=f"{backbone} on {task_def.name} ({protocol})")
+    info = write_run(store, "probe", tables, params=params, figures=figures) if write else None
+    return ProbeRun(result=result, tables=tables, params=params, info=info, figures=figures)
