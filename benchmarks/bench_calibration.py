@@ -113,6 +113,14 @@ def all_specs() -> list[Spec]:
     return specs
 
 
+#: Metrics compared per task kind: what ``stats compare`` reports by default (auc, ba)
+#: plus, for continuous tasks, the spearman and mae it reports on request.
+METRICS = {"binary": ("auc", "ba"), "continuous": ("auc", "ba", "spearman", "mae")}
+
+#: The value of a metric when the embedding carries no signal (exact null); metrics
+#: without a known null value (mae) get no one-backbone coverage row.
+NULL_VALUE = {"auc": 0.5, "ba": 0.5, "harrell_c": 0.5, "uno_c": 0.5, "spearman": 0.0}
+
 QUICK = ["binary p=0.33 n=120 d=16 null", "binary p=0.5 n=120 d=16 equal",
          "survival events=0.6 n=120 d=16 null"]
 
@@ -144,12 +152,13 @@ def replicate(spec: Spec, rep: int, *, probe: str, n_splits: int, n_repeats: int
                 cohort.embeddings, cohort.time, cohort.event, patient_ids=cohort.patient_ids,
                 pairs=pairs, task=task, n_splits=n_splits, n_repeats=n_repeats,
                 n_boot=n_boot, seed=rep, side_a="A", side_b="B", by_site=False, **kwargs)
-            frame = res.to_frame()
+            frame = pd.concat([res.to_frame(), _logrank_rows(res, cohort)],
+                              ignore_index=True)
         else:
             res = compare_probes(
                 cohort.embeddings, cohort.y, patient_ids=cohort.patient_ids, pairs=pairs,
                 task=task, kind=spec.sim.kind, threshold=spec.sim.threshold,
-                metrics=("auc", "ba"), n_splits=n_splits, n_repeats=n_repeats,
+                metrics=METRICS[spec.sim.kind], n_splits=n_splits, n_repeats=n_repeats,
                 n_boot=n_boot, seed=rep, side_a="A", side_b="B", **kwargs)
             frame = res.to_frame()
     frame = frame[KEEP].copy()
@@ -160,6 +169,29 @@ def replicate(spec: Spec, rep: int, *, probe: str, n_splits: int, n_repeats: int
              for r in results for pc in r.pairs if pc.site == "all"]
     frame.attrs["folds"] = folds
     return frame
+
+
+def _logrank_rows(res, cohort) -> pd.DataFrame:
+    """The median-split log-rank p of every backbone (``neurofeat survival``'s test).
+
+    As :func:`~neurofeat.analysis.survival.evaluation.evaluate_survival`: high/low risk
+    at each training fold's median risk, first repeat, log-rank test of the two groups.
+    One row per backbone (``backbone_a``), pair rows only.
+    """
+    from neurofeat.analysis.survival.logrank import logrank_test
+    from neurofeat.analysis.survival.risk_groups import RISK_GROUP_LABELS
+
+    rows = []
+    for name, cv in sorted(res.cv.items()):
+        high = cv.high_risk[0]
+        tested = high >= 0
+        groups = np.where(high[tested] == 1, RISK_GROUP_LABELS[1], RISK_GROUP_LABELS[0])
+        p = float("nan")
+        if np.unique(groups).size == 2:
+            p = logrank_test(cohort.time[tested], cohort.event[tested], groups).p_value
+        rows.append({"metric": "logrank", "pooled": False, "backbone_a": name,
+                     "test": "median-split", "primary": False, "p_value": p, "rare": False})
+    return pd.DataFrame(rows)
 
 
 def _seed(name: str, rep: int) -> int:
@@ -254,14 +286,21 @@ def summarise(spec: Spec, rows: pd.DataFrame, true: dict) -> pd.DataFrame:
         base = {"setting": spec.sim.label(), "scenario": spec.scenario, "metric": metric,
                 "test": test, "reps": n_reps, "rare_flag": float(g["rare"].mean())}
         sig = g["p_value"] < 0.05
+        if metric == "logrank":  # one backbone's test of no association
+            r, se = _rate(sig, g["rep"])
+            what = "type-I error" if spec.scenario == "null" else "power"
+            out.append({**base, "row": "one", "quantity": f"{what} (median split)", "rate": r,
+                        "mcse": se})
+            continue
         if spec.scenario == "null":
             r, se = _rate(sig, g["rep"])
             out.append({**base, "row": kind, "quantity": "type-I error", "rate": r, "mcse": se})
-            if not pooled:
-                cov_a = (g["ci_low_a"] <= 0.5) & (0.5 <= g["ci_high_a"])
-                cov_b = (g["ci_low_b"] <= 0.5) & (0.5 <= g["ci_high_b"])
+            if not pooled and metric in NULL_VALUE:
+                v = NULL_VALUE[metric]
+                cov_a = (g["ci_low_a"] <= v) & (v <= g["ci_high_a"])
+                cov_b = (g["ci_low_b"] <= v) & (v <= g["ci_high_b"])
                 r, se = _rate(pd.concat([cov_a, cov_b]), pd.concat([g["rep"], g["rep"]]))
-                out.append({**base, "row": "one", "quantity": "coverage of 0.5", "rate": r,
+                out.append({**base, "row": "one", "quantity": f"coverage of {v:g}", "rate": r,
                             "mcse": se})
         elif spec.scenario == "equal":
             cov_d = (g["diff_ci_low"] <= 0) & (0 <= g["diff_ci_high"])
