@@ -112,18 +112,21 @@ from neurofeat.analysis.paired_tests import (DEFAULT_TEST, METRIC_BOUNDS, TEST_C
                                              adjust_pvalues, calibrated_correction,
                                              corrected_resampled_interval,
                                              corrected_resampled_ttest, paired_test)
-from neurofeat.analysis.scoring import (Scorer, score_folds, score_jackknife, score_point,
+from neurofeat.analysis.scoring import (AUC, Scorer, score_folds, score_jackknife, score_point,
                                         score_resamples)
 
 __all__ = [
     "FAMILIES",
     "resolve_side",
     "pair_backbones",
+    "seed_reference_pairs",
+    "seed_noise_verdict",
     "MetricDraws",
     "metric_draws",
     "Inference",
     "PairComparison",
     "bootstrap_p_value",
+    "delong_inference",
     "RARE_ENDPOINT",
     "ESTIMANDS",
     "METHODS",
@@ -188,6 +191,85 @@ def pair_backbones(a: str, b: str, known: Sequence[str]) -> list[tuple[str, str]
     if not pairs:
         raise ValueError(f"nothing to compare: '{a}' and '{b}' are the same backbone")
     return pairs
+
+
+def seed_reference_pairs(side_a: str, references: Sequence[str],
+                         known: Sequence[str]) -> list[tuple[str, str]]:
+    """Pairs of the seed-noise reference: side A's backbones vs the same recipes, other seed.
+
+    A single backbone pairs with every reference (``dino`` vs ``dino_s1``, ``dino_s2``);
+    a family pairs each member with the one reference named after it
+    (``byol`` -> ``byol_s1``: a name starting with the member's name and ``_``, not its
+    ``_dro`` twin).
+
+    Raises
+    ------
+    ValueError
+        A reference the store lacks (closest name suggested), a reference that is a
+        member of side A, or a family member without exactly one reference.
+
+    Examples
+    --------
+    >>> known = ["dino", "dino_dro", "dino_s1", "mae", "mae_s1"]
+    >>> seed_reference_pairs("dino", ["dino_s1"], known)
+    [('dino', 'dino_s1')]
+    """
+    from neurofeat.suggest import did_you_mean
+
+    known = list(known)
+    refs = [r.strip() for r in references if r.strip()]
+    if not refs:
+        raise ValueError("--seed-reference needs at least one backbone name (e.g. dino_s1)")
+    for ref in refs:
+        if ref not in known:
+            raise ValueError(f"seed reference '{ref}' is not a backbone of the store."
+                             f"{did_you_mean(ref, known)} Backbones: {', '.join(known)}. "
+                             "Pretrain and extract the base recipe with another seed first.")
+    members = resolve_side(side_a, known)
+    clash = [r for r in refs if r in members]
+    if clash:
+        raise ValueError(f"seed reference {clash[0]!r} is a backbone of side '{side_a}' itself; "
+                         "name the same recipe trained with another seed")
+    if len(members) == 1:
+        return [(members[0], ref) for ref in refs]
+    pairs = []
+    for member in members:
+        mine = [r for r in refs if r.startswith(member + "_") and
+                not r.startswith(member + "_dro")]
+        if len(mine) != 1:
+            raise ValueError(f"--seed-reference for family '{side_a}': member '{member}' needs "
+                             f"exactly one reference named {member}_<seed> (e.g. {member}_s1), "
+                             f"found {mine or 'none'} among {', '.join(refs)}")
+        pairs.append((member, mine[0]))
+    return pairs
+
+
+def seed_noise_verdict(label: str, diff: float, ci: tuple[float, float], ref_diff: float,
+                       ref_ci: tuple[float, float]) -> tuple[bool, str]:
+    """Does A - B exceed seed-to-seed variation (A - the same recipe, another seed)?
+
+    It does when ``|A - B| > |A - seed|`` and the two intervals do not overlap.
+
+    Returns
+    -------
+    (exceeds, line)
+        ``line`` states both differences, their intervals and the verdict.
+
+    Examples
+    --------
+    >>> seed_noise_verdict("auc", 0.066, (-0.02, 0.15), 0.049, (-0.03, 0.13))[0]
+    False
+    """
+    overlap = not (ci[1] < ref_ci[0] or ref_ci[1] < ci[0])
+    larger = abs(diff) > abs(ref_diff)
+    exceeds = bool(larger and not overlap)
+    why = []
+    why.append(f"|A-B| {abs(diff):.3f} {'>' if larger else '<='} |A-seed| {abs(ref_diff):.3f}")
+    why.append("intervals overlap" if overlap else "intervals do not overlap")
+    verdict = "exceeds" if exceeds else "does not exceed"
+    return exceeds, (f"{label}: A-B {diff:+.3f} [{ci[0]:+.3f}, {ci[1]:+.3f}] vs seed-to-seed "
+                     f"{ref_diff:+.3f} [{ref_ci[0]:+.3f}, {ref_ci[1]:+.3f}]: {', '.join(why)} "
+                     f"-> A-B {verdict} seed-to-seed variation")
 
 
 @dataclass(frozen=True, eq=False)
@@ -604,9 +686,23 @@ def _pair(metric: str, site: str, name_a: str, name_b: str, da: MetricDraws, db:
                           db.folds)
 
 
-def _delong_inference(target, scores_a: np.ndarray, scores_b: np.ndarray,
-                      alpha: float) -> Inference:
-    """DeLong row: AUCs of the repeat-averaged scores, DeLong CIs and paired test."""
+def delong_inference(target, scores_a: np.ndarray, scores_b: np.ndarray,
+                     alpha: float = 0.05) -> Inference:
+    """DeLong row: each side's AUC with its DeLong CI, the paired DeLong test of A - B.
+
+    Parameters
+    ----------
+    target : ndarray of bool, shape (n,)
+    scores_a, scores_b : ndarray, shape (n,)
+        Scores of the two sides on the same patients (repeat-averaged out-of-fold scores
+        in the CV protocol; one held-out site's predictions under LOSO).
+    alpha : float
+
+    Returns
+    -------
+    Inference
+        Test 'delong'; ``statistic`` is the paired z, ``p_value`` its two-sided p.
+    """
     from neurofeat.analysis.delong import delong_auc, delong_test
 
     y = np.asarray(target, bool)
@@ -705,9 +801,13 @@ def compare_scores(scorers: Sequence[Scorer], targets: Mapping[str, Any] | Any,
                 sub_a = draws[a].mean_scores[rows_arr]
                 sub_b = draws[b].mean_scores[rows_arr]
                 sub_target = np.asarray(target)[rows_arr] if rows is not None else target
-                analytic = scorer.analytic_test(sub_target, sub_a, sub_b)
-                if analytic[0] == "delong":
-                    delong = _delong_inference(sub_target, sub_a, sub_b, alpha)
+                if scorer.analytic_test is AUC.analytic_test:
+                    # the AUC's hook is the paired DeLong test: run it once, as the full
+                    # inference (CIs too), and take the hook's (name, z, p) from it
+                    delong = delong_inference(sub_target, sub_a, sub_b, alpha)
+                    analytic = ("delong", delong.statistic, delong.p_value)
+                else:
+                    analytic = scorer.analytic_test(sub_target, sub_a, sub_b)
             results.append(_pair(scorer.name, site, a, b, draws[a], draws[b], pooled=False,
                                  analytic=analytic, members=((a, b),), delong=delong,
                                  **common))
@@ -759,8 +859,14 @@ def compare_probes(embeddings: Mapping[str, np.ndarray], y: np.ndarray, *,
                    n_repeats: int = 5, n_boot: int = 2000, seed: int = 0,
                    test: str = DEFAULT_TEST, side_a: str = "", side_b: str = "",
                    linear_params: dict | None = None, on_split=None,
-                   ridge_params: dict | None = None) -> ComparisonResult:
+                   ridge_params: dict | None = None, protocol: str = "cv",
+                   sites: np.ndarray | None = None):
     """Fit the probe of every backbone on the same folds, then :func:`compare_scores`.
+
+    With ``protocol='loso'`` the folds are the sites (each held out once, the probe
+    trained on the others; identical for every backbone) and the comparison is
+    :func:`~neurofeat.analysis.loso.compare_loso_scores` (per-site rows, the pooled
+    ``loso-z`` row and the worst site).
 
     Parameters
     ----------
@@ -781,8 +887,20 @@ def compare_probes(embeddings: Mapping[str, np.ndarray], y: np.ndarray, *,
         Keyword arguments of :class:`~neurofeat.analysis.probes.RidgeProbe` (continuous).
     on_split : callable, optional
         Progress callback, called once per fitted split.
+    protocol : {'cv', 'loso'}
+    sites : ndarray of str, shape (n,), optional
+        Site of each patient (required for ``protocol='loso'``).
+
+    Returns
+    -------
+    ComparisonResult, or LosoComparison for ``protocol='loso'``
+
+    Raises
+    ------
+    FoldError
+        LOSO with fewer than two sites or a site with one class (named).
     """
-    from neurofeat.analysis.folds import stratified_kfold_plan
+    from neurofeat.analysis.folds import leave_one_site_out_plan, stratified_kfold_plan
     from neurofeat.analysis.probes import LinearProbe, RidgeProbe
     from neurofeat.analysis.protocols import out_of_fold
     from neurofeat.analysis.scoring import get_scorer
@@ -805,8 +923,21 @@ def compare_probes(embeddings: Mapping[str, np.ndarray], y: np.ndarray, *,
     if kind == "binary" and any(s.name in ("spearman", "mae") for s in scorers):
         raise ValueError("spearman and mae are for continuous tasks; use auc, ba, "
                          "sensitivity or specificity")
-    plan = stratified_kfold_plan(patient_ids, labels, n_splits=n_splits, n_repeats=n_repeats,
-                                 task=task, seed=seed)
+    if protocol == "loso":
+        from neurofeat.analysis.loso import LOSO_TESTS, check_loso_sites
+
+        if sites is None:
+            raise ValueError("protocol 'loso' needs the site of every patient")
+        if test not in LOSO_TESTS:  # refuse before fitting anything
+            raise ValueError(f"--test {test} applies to repeated cross-validation; with "
+                             f"--protocol loso use {', '.join(LOSO_TESTS)}")
+        check_loso_sites(sites, labels, task=task)
+        plan = leave_one_site_out_plan(patient_ids, sites, task=task, seed=seed, y=labels)
+    elif protocol == "cv":
+        plan = stratified_kfold_plan(patient_ids, labels, n_splits=n_splits,
+                                     n_repeats=n_repeats, task=task, seed=seed)
+    else:
+        raise ValueError(f"protocol must be 'cv' or 'loso', got {protocol!r}")
     names = sorted({x for pair in pairs for x in pair})
     scores = {}
     n_train = n_test = 0.0
@@ -816,6 +947,15 @@ def compare_probes(embeddings: Mapping[str, np.ndarray], y: np.ndarray, *,
         scores[name] = oof.scores
         n_train, n_test = oof.train_test_sizes()
     targets = {s.name: (y if s.name in ("spearman", "mae") else labels) for s in scorers}
+    if protocol == "loso":
+        from neurofeat.analysis.loso import compare_loso_scores
+
+        result = compare_loso_scores(scorers, targets, labels, scores, pairs, sites,
+                                     task=task, n_boot=n_boot, seed=seed, test=test,
+                                     side_a=side_a, side_b=side_b, kind=kind)
+        result.params.update({"kind": kind, "threshold": cut, "metrics": list(metrics),
+                              "n_train": n_train, "n_test": n_test})
+        return result
     result = compare_scores(scorers, targets, labels, scores, pairs, plan.fold_ids, task=task,
                             n_train=n_train, n_test=n_test, n_boot=n_boot, seed=seed,
                             test=test, side_a=side_a, side_b=side_b, n_folds=plan.n_folds,

@@ -53,6 +53,17 @@ def compare(
     site: Annotated[str | None, typer.Option(
         help="Only patients of these sites (comma-separated), e.g. CUIMC for a "
              "single-site analysis.")] = None,
+    protocol: Annotated[str, typer.Option(
+        help="cv (repeated stratified k-fold) or loso (leave-one-site-out, binary and "
+             "continuous tasks): each site held out once, the probe trained on the other "
+             "sites, identical for both sides; one row per held-out site (DeLong for AUC, "
+             "paired bootstrap otherwise, conditional on that site's fit), the pooled mean "
+             "over sites (loso-z) and the worst site.")] = "cv",
+    seed_reference: Annotated[str | None, typer.Option(
+        help="Comma-separated backbones that are A's recipe(s) trained with another seed "
+             "(e.g. dino_s1; for a family one per member: byol_s1,dino_s1,...). Adds the "
+             "same paired comparison A vs them and says whether A - B exceeds "
+             "seed-to-seed variation.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
     csv: Annotated[Path | None, typer.Option(help="Also write the tests table to this CSV.")]
     = None,
@@ -69,9 +80,14 @@ def compare(
     """
     from neurofeat.runs import (CLASSIFICATION_METRICS, TEST_CHOICES, PatientSetMismatch,
                                 compare_run)
+    from neurofeat.runs.compare import LOSO_TESTS
 
-    if test not in TEST_CHOICES:
-        fail(f"--test must be one of {', '.join(TEST_CHOICES)}, got {test!r}")
+    if test not in (*TEST_CHOICES, *LOSO_TESTS):
+        fail(f"--test must be one of {', '.join(dict.fromkeys((*TEST_CHOICES, *LOSO_TESTS)))}"
+             f", got {test!r}")
+    references = tuple(r.strip() for r in (seed_reference or "").split(",") if r.strip())
+    if seed_reference is not None and not references:
+        fail("--seed-reference needs at least one backbone name, e.g. --seed-reference dino_s1")
     metrics = tuple(m.strip() for m in metric.split(",") if m.strip())
     if not metrics or any(m not in CLASSIFICATION_METRICS for m in metrics):
         fail(f"unknown metric(s) in {metric!r}; use {', '.join(CLASSIFICATION_METRICS)}")
@@ -81,6 +97,7 @@ def compare(
         run = compare_run(opened, side_a, side_b, task, metrics=metrics, test=test,
                           n_repeats=repeats, n_splits=folds, n_boot=bootstrap, seed=seed,
                           intersect=intersect, perturbation=perturbation, site=site,
+                          protocol=protocol, seed_reference=references,
                           on_start=on_start, on_split=on_step)
     if csv is not None:
         run.tests.to_csv(csv, index=False)
@@ -93,21 +110,40 @@ def compare(
     _print_run(run)
 
 
+def _print_comparison(result, title: str) -> None:
+    summary = result.summary_frame()
+    print_frame(_display(summary), title=title)
+    if "estimand" in summary.columns and not summary.empty:
+        estimands = list(dict.fromkeys(summary["estimand"]))
+        if len(estimands) == 1:
+            console().print(f"estimates, intervals and p refer to: {estimands[0]}")
+        else:
+            console().print("estimates, intervals and p refer to:")
+            for estimand in estimands:
+                console().print(f"  - {estimand}")
+    warnings = sorted({w for w in summary.get("warning", []) if isinstance(w, str) and w})
+    for warning in warnings:
+        console().print(f"[yellow]{warning}[/yellow]")
+
+
 def _print_run(run) -> None:
+    protocol = run.params.get("protocol", "cv")
+    how = ("leave-one-site-out, paired sites and resamples" if protocol == "loso"
+           else "paired folds and resamples")
     for comparison in run.comparisons:
         data = comparison.data
-        summary = comparison.result.summary_frame()
-        print_frame(_display(summary),
-                    title=f"{run.side_a} vs {run.side_b} on {comparison.task.name} "
-                          f"(n={data.patient_ids.size}, paired folds and resamples)")
-        if "estimand" in summary.columns and not summary.empty:
-            console().print(f"estimates, intervals and p refer to: {summary['estimand'].iloc[0]}")
-        warnings = sorted({w for w in summary.get("warning", []) if isinstance(w, str) and w})
-        for warning in warnings:
-            console().print(f"[yellow]{warning}[/yellow]")
+        _print_comparison(comparison.result,
+                          f"{run.side_a} vs {run.side_b} on {comparison.task.name} "
+                          f"(n={data.patient_ids.size}, {how})")
+        if comparison.reference is not None:
+            _print_comparison(comparison.reference,
+                              f"seed-noise reference: {run.side_a} vs the same recipe(s), "
+                              f"other seed, on {comparison.task.name} (same patients, {how})")
         if any(data.dropped.values()):
             console().print(f"--intersect: compared on {data.patient_ids.size} shared "
                             f"patients (dropped {data.dropped})")
+    for line in run.verdicts:
+        console().print(f"[bold]{line}[/bold]")
     if len(run.comparisons) > 1:
         print_frame(run.adjusted(), title="adjusted across tasks (Holm, Benjamini-Hochberg)")
     for name, why in run.skipped:
@@ -136,7 +172,10 @@ def _display(summary):
             "DeLong p": p(r.get("p_delong", float("nan"))),
         })
         rows.append(row)
-    return pd.DataFrame(rows)
+    frame = pd.DataFrame(rows)
+    # LOSO rows have neither a corrected t nor a repeat-averaged DeLong
+    return frame.drop(columns=[c for c in ("corr-t p", "DeLong p")
+                               if c in frame.columns and not frame[c].astype(bool).any()])
 
 
 def register(app: typer.Typer) -> None:

@@ -15,7 +15,9 @@ from typing import Any
 
 import pandas as pd
 
-from neurofeat.analysis.compare import adjust_across, compare_probes, pair_backbones
+from neurofeat.analysis.compare import (adjust_across, compare_probes, pair_backbones,
+                                        seed_noise_verdict, seed_reference_pairs)
+from neurofeat.analysis.loso import LOSO_TESTS
 from neurofeat.analysis.paired_tests import DEFAULT_TEST, TEST_CHOICES
 from neurofeat.analysis.survival.compare import compare_survival_backbones
 from neurofeat.runs.inputs import AlignedData, PatientSetMismatch, load_aligned, site_mask
@@ -23,21 +25,34 @@ from neurofeat.runs.tables import inference_columns, shape
 from neurofeat.store import RunInfo, Store, StoreError, write_run
 from neurofeat.tasks import Task, get_task, list_tasks
 
-__all__ = ["CLASSIFICATION_METRICS", "TaskComparison", "CompareRun", "compare_run",
-           "compare_task"]
+__all__ = ["CLASSIFICATION_METRICS", "LOSO_TESTS", "PROTOCOLS", "SEED_REFERENCE", "TaskComparison",
+           "CompareRun", "compare_run", "compare_task"]
 
 #: Metrics ``stats compare`` accepts (spearman and mae apply to continuous tasks only).
 CLASSIFICATION_METRICS: tuple[str, ...] = ("auc", "ba", "sensitivity", "specificity",
                                            "spearman", "mae")
 
 
+#: ``--protocol`` values of ``stats compare``.
+PROTOCOLS: tuple[str, ...] = ("cv", "loso")
+
+#: Label of the seed-noise reference side (``backbone_b`` of its family row, and the
+#: ``comparison`` column of its rows).
+SEED_REFERENCE = "seed-reference"
+
+
 @dataclass(frozen=True, eq=False)
 class TaskComparison:
-    """One task's comparison: the analysis result and the patients it ran on."""
+    """One task's comparison: the analysis result and the patients it ran on.
+
+    ``reference`` is the seed-noise reference (A vs the same recipe with another seed)
+    on the same patients and folds, or None.
+    """
 
     task: Task
-    result: Any  # ComparisonResult or SurvivalComparison
+    result: Any  # ComparisonResult, LosoComparison or SurvivalComparison
     data: AlignedData
+    reference: Any = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -54,9 +69,13 @@ class CompareRun:
     skipped : tuple of (task, reason)
         Tasks of ``--task all`` that could not be compared.
     tests : DataFrame
-        Exactly the stored ``tests`` table (comparisons view), Holm/BH adjusted.
+        Exactly the stored ``tests`` table (comparisons view), Holm/BH adjusted; rows of
+        the seed-noise reference have ``comparison = 'seed-reference'``.
     params : dict
     info : RunInfo or None
+    verdicts : tuple of str
+        With a seed reference: one line per task x metric saying whether A - B exceeds
+        seed-to-seed variation.
     """
 
     side_a: str
@@ -67,11 +86,13 @@ class CompareRun:
     tests: pd.DataFrame
     params: dict
     info: RunInfo | None
+    verdicts: tuple[str, ...] = ()
 
     def adjusted(self) -> pd.DataFrame:
         """Pooled-site rows of the primary test with their Holm/BH p-values."""
         tests = self.tests
-        rows = tests[tests["primary"].astype(bool) & (tests["site"] == "all")]
+        rows = tests[tests["primary"].astype(bool) & (tests["site"] == "all")
+                     & (tests["comparison"] == "requested")]
         return rows[["task", "metric", "backbone_a", "backbone_b", "diff", "test", "p_value",
                      "p_holm", "p_bh"]].reset_index(drop=True)
 
@@ -102,51 +123,104 @@ def _provenance(tests: pd.DataFrame, data: AlignedData, pairs, side_a: str,
     return out
 
 
+def _compare(data: AlignedData, task: Task, pairs, side_a: str, side_b: str, *,
+             protocol: str, metrics, test, n_repeats, n_splits, n_boot, seed, on_split):
+    if task.kind == "survival":
+        if protocol != "cv":
+            raise ValueError(f"task '{task.name}' is a survival task: stats compare "
+                             "--protocol loso covers binary and continuous tasks; compare "
+                             "survival with --protocol cv (or per site with --site)")
+        return compare_survival_backbones(
+            data.X, data.y, data.event, patient_ids=data.patient_ids, pairs=pairs,
+            sites=data.sites, task=task.name, n_splits=n_splits, n_repeats=n_repeats,
+            n_boot=n_boot, seed=seed, test=test, side_a=side_a, side_b=side_b,
+            on_split=(lambda *_: on_split()) if on_split is not None else None)
+    return compare_probes(data.X, data.y, patient_ids=data.patient_ids, pairs=pairs,
+                          task=task.name, kind=task.kind, threshold=task.threshold,
+                          metrics=_metrics_for(task, metrics), n_splits=n_splits,
+                          n_repeats=n_repeats, n_boot=n_boot, seed=seed, test=test,
+                          side_a=side_a, side_b=side_b, on_split=on_split,
+                          protocol=protocol, sites=data.sites)
+
+
 def compare_task(store: Store, side_a: str, side_b: str, task: Task,
                  pairs: Sequence[tuple[str, str]], *, metrics: Sequence[str] = ("auc", "ba"),
                  test: str = DEFAULT_TEST, n_repeats: int = 5, n_splits: int = 5,
                  n_boot: int = 2000, seed: int = 0, intersect: bool = False,
                  perturbation: str = "none", site: str | None = None,
+                 protocol: str = "cv",
+                 reference_pairs: Sequence[tuple[str, str]] = (),
                  on_split: Callable[[], None] | None = None,
                  on_start: Callable[[int], None] | None = None
                  ) -> tuple[TaskComparison, pd.DataFrame]:
     """Compare the pairs on one (resolved) task; the task's rows of the tests table.
 
-    The rows carry provenance but not yet the across-task adjustment.
+    With ``reference_pairs`` (the seed-noise reference) every backbone of both
+    comparisons is aligned on the same patients, so both use the same folds. The rows
+    carry provenance but not yet the across-task adjustment.
     """
-    names = sorted({x for pair in pairs for x in pair})
+    names = sorted({x for pair in (*pairs, *reference_pairs) for x in pair})
     data = load_aligned(store, names, task, intersect=intersect, perturbation=perturbation)
     keep = site_mask(data.sites, site, task.name)
     if not keep.all():
         data = data.subset(keep)
     if on_start is not None:
-        on_start(len(names) * n_splits * n_repeats)
-    if task.kind == "survival":
-        result = compare_survival_backbones(
-            data.X, data.y, data.event, patient_ids=data.patient_ids, pairs=pairs,
-            sites=data.sites, task=task.name, n_splits=n_splits, n_repeats=n_repeats,
-            n_boot=n_boot, seed=seed, test=test, side_a=side_a, side_b=side_b,
-            on_split=(lambda *_: on_split()) if on_split is not None else None)
-    else:
-        result = compare_probes(data.X, data.y, patient_ids=data.patient_ids, pairs=pairs,
-                                task=task.name, kind=task.kind, threshold=task.threshold,
-                                metrics=_metrics_for(task, metrics), n_splits=n_splits,
-                                n_repeats=n_repeats, n_boot=n_boot, seed=seed, test=test,
-                                side_a=side_a, side_b=side_b, on_split=on_split)
-    tests = inference_columns(result.to_frame(), "stats-compare", "tests")
-    constants = {"protocol": "cv", "perturbation": perturbation,
-                 "cohort_sites": site or "all", "seed": seed, "comparison": "requested",
-                 "held_out": None}
+        n_fits = n_splits * n_repeats if protocol == "cv" else len(set(data.sites.tolist()))
+        n_models = len({x for p in pairs for x in p}) + len({b for _, b in reference_pairs})
+        on_start(n_models * n_fits)
+    common = dict(protocol=protocol, metrics=metrics, test=test, n_repeats=n_repeats,
+                  n_splits=n_splits, n_boot=n_boot, seed=seed, on_split=on_split)
+    result = _compare(data, task, pairs, side_a, side_b, **common)
+    reference = None
+    frames = [_rows(result, data, pairs, side_a, side_b, "requested")]
+    if reference_pairs:
+        reference = _compare(data, task, reference_pairs, side_a, SEED_REFERENCE, **common)
+        frames.append(_rows(reference, data, reference_pairs, side_a, SEED_REFERENCE,
+                            SEED_REFERENCE))
+    tests = pd.concat(frames, ignore_index=True)
+    constants = {"protocol": protocol, "perturbation": perturbation,
+                 "cohort_sites": site or "all", "seed": seed}
     if "tau" not in tests.columns:
         constants["tau"] = float("nan")
-    tests = tests.assign(**_provenance(tests, data, pairs, side_a, side_b), **constants)
-    return TaskComparison(task, result, data), tests
+    return TaskComparison(task, result, data, reference), tests.assign(**constants)
+
+
+def _rows(result, data: AlignedData, pairs, side_a: str, side_b: str,
+          comparison: str) -> pd.DataFrame:
+    """One comparison's rows: inference columns, provenance, comparison and held_out."""
+    tests = inference_columns(result.to_frame(), "stats-compare", "tests")
+    if "held_out" not in tests.columns:
+        tests["held_out"] = None
+    return tests.assign(**_provenance(tests, data, pairs, side_a, side_b),
+                        comparison=comparison)
+
+
+def _verdicts(tests: pd.DataFrame, side_a: str, side_b: str) -> tuple[str, ...]:
+    """One line per task x metric: A - B against A - seed reference (primary rows)."""
+    primary = tests[tests["primary"].astype(bool) & (tests["site"] == "all")]
+    lines = []
+    for (task, metric), group in primary.groupby(["task", "metric"], sort=False):
+        main = group[group["comparison"] == "requested"]
+        ref = group[group["comparison"] == SEED_REFERENCE]
+        if main.empty or ref.empty:
+            continue
+        # the family row when there is one (the pooled comparison), else the one pair
+        pick_main = main[main["pooled"].astype(bool)] if main["pooled"].any() else main
+        pick_ref = ref[ref["pooled"].astype(bool)] if ref["pooled"].any() else ref
+        m, r = pick_main.iloc[0], pick_ref.iloc[0]
+        _, line = seed_noise_verdict(
+            f"{task} {metric} ({side_a} vs {side_b})", float(m["diff"]),
+            (float(m["diff_ci_low"]), float(m["diff_ci_high"])), float(r["diff"]),
+            (float(r["diff_ci_low"]), float(r["diff_ci_high"])))
+        lines.append(line.replace("A-seed", f"{side_a}-seed").replace("A-B", f"{side_a}-{side_b}"))
+    return tuple(lines)
 
 
 def compare_run(store: Store, side_a: str, side_b: str, task: str, *,
                 metrics: Sequence[str] = ("auc", "ba"), test: str = DEFAULT_TEST,
                 n_repeats: int = 5, n_splits: int = 5, n_boot: int = 2000, seed: int = 0,
                 intersect: bool = False, perturbation: str = "none", site: str | None = None,
+                protocol: str = "cv", seed_reference: Sequence[str] = (),
                 write: bool = True, on_start: Callable[[int], None] | None = None,
                 on_split: Callable[[], None] | None = None) -> CompareRun:
     """Compare A with B on ``task`` (or every task with ``task='all'``) and store the run.
@@ -162,7 +236,16 @@ def compare_run(store: Store, side_a: str, side_b: str, task: str, *,
     metrics : sequence of str
         From :data:`CLASSIFICATION_METRICS`; survival tasks always use Harrell's/Uno's C.
     test : str
-        Primary test (see :data:`neurofeat.analysis.paired_tests.TEST_CHOICES`).
+        Primary test (see :data:`neurofeat.analysis.paired_tests.TEST_CHOICES`; with
+        ``protocol='loso'`` one of :data:`neurofeat.analysis.loso.LOSO_TESTS`).
+    protocol : {'cv', 'loso'}
+        Repeated stratified k-fold, or leave-one-site-out (binary and continuous tasks:
+        one row per held-out site, the pooled ``loso-z`` row and the worst site; see
+        :mod:`neurofeat.analysis.loso`).
+    seed_reference : sequence of str
+        Backbones that are side A's recipe(s) trained with another seed: the same paired
+        comparison A vs them is added (``comparison = 'seed-reference'``) with a verdict
+        line per task x metric on whether A - B exceeds seed-to-seed variation.
     write : bool
         Write the run (False: compute only).
 
@@ -174,15 +257,22 @@ def compare_run(store: Store, side_a: str, side_b: str, task: str, *,
     PatientSetMismatch
         The backbones cover different patients (use ``intersect=True``).
     """
-    if test not in TEST_CHOICES:
-        raise ValueError(f"test must be one of {', '.join(TEST_CHOICES)}, got {test!r}")
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"--protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
+    allowed = LOSO_TESTS if protocol == "loso" else TEST_CHOICES
+    if test not in allowed:
+        raise ValueError(f"test must be one of {', '.join(allowed)} with --protocol {protocol}, "
+                         f"got {test!r}")
     metrics = tuple(metrics)
     unknown = [m for m in metrics if m not in CLASSIFICATION_METRICS]
     if unknown or not metrics:
         raise ValueError(f"unknown metric(s) {unknown or list(metrics)}; use "
                          f"{', '.join(CLASSIFICATION_METRICS)}")
     tasks = list_tasks() if task == "all" else [get_task(task)]
-    pairs = tuple(pair_backbones(side_a, side_b, store.backbones()))
+    known = store.backbones()
+    pairs = tuple(pair_backbones(side_a, side_b, known))
+    reference_pairs = tuple(seed_reference_pairs(side_a, seed_reference, known)) \
+        if seed_reference else ()
     comparisons, frames, skipped = [], [], []
     for task_def in tasks:
         try:
@@ -190,6 +280,7 @@ def compare_run(store: Store, side_a: str, side_b: str, task: str, *,
                 store, side_a, side_b, task_def, pairs, metrics=metrics, test=test,
                 n_repeats=n_repeats, n_splits=n_splits, n_boot=n_boot, seed=seed,
                 intersect=intersect, perturbation=perturbation, site=site,
+                protocol=protocol, reference_pairs=reference_pairs,
                 on_split=on_split, on_start=on_start)
         except PatientSetMismatch:
             raise
@@ -204,15 +295,40 @@ def compare_run(store: Store, side_a: str, side_b: str, task: str, *,
         raise ValueError("no task could be compared:\n"
                          + "\n".join(f"  {name}: {why}" for name, why in skipped))
     tests = pd.concat(frames, ignore_index=True)
-    # Holm/BH across tasks; a single survival task keeps its across-site adjustment.
-    if len(frames) > 1 or comparisons[0].task.kind != "survival":
-        tests = adjust_across(tests, across="task")
+    tests = _adjust(tests, comparisons, protocol)
     tests = shape(tests, "stats-compare", "tests")
+    verdicts = _verdicts(tests, side_a, side_b) if reference_pairs else ()
     params = {"side_a": side_a, "side_b": side_b, "pairs": [list(p) for p in pairs],
               "tasks": [c.task.name for c in comparisons], "metrics": list(metrics),
               "test": test, "repeats": n_repeats, "folds": n_splits, "bootstrap": n_boot,
               "seed": seed, "intersect": intersect, "perturbation": perturbation,
-              "site": site or "all", "skipped": dict(skipped)}
+              "site": site or "all", "skipped": dict(skipped), "protocol": protocol,
+              "seed_reference": list(seed_reference),
+              "reference_pairs": [list(p) for p in reference_pairs],
+              "seed_reference_verdicts": list(verdicts)}
     info = write_run(store, "stats-compare", {"tests": tests}, params=params) if write else None
     return CompareRun(side_a, side_b, pairs, tuple(comparisons), tuple(skipped), tests,
-                      params, info)
+                      params, info, verdicts)
+
+
+def _adjust(tests: pd.DataFrame, comparisons, protocol: str) -> pd.DataFrame:
+    """Holm/BH: across tasks (several tasks, or one probe task under CV); a single survival
+    task keeps its across-site adjustment; a single LOSO task adjusts its held-out-site
+    rows across sites (pooled and worst rows keep their p). Each comparison (requested,
+    seed reference) is adjusted on its own."""
+    parts = []
+    for _, part in tests.groupby("comparison", sort=False):
+        if len(comparisons) > 1:
+            part = adjust_across(part, across="task")
+        elif protocol == "loso":
+            per_site = part["site"].ne("all") & part["site"].ne("worst")
+            part = part.copy()
+            part["p_holm"] = part["p_value"]
+            part["p_bh"] = part["p_value"]
+            if per_site.any():
+                adjusted = adjust_across(part[per_site], across="site")
+                part.loc[per_site, ["p_holm", "p_bh"]] = adjusted[["p_holm", "p_bh"]]
+        elif comparisons[0].task.kind != "survival":
+            part = adjust_across(part, across="task")
+        parts.append(part)
+    return pd.concat(parts).sort_index()
