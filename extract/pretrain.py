@@ -57,6 +57,8 @@ from neurofeat.extract.pretrain_state import STATE_DIR, load_state, save_state
 from neurofeat.progress import NoProgress, progress_bar
 
 __all__ = [
+    "EpochEmbeddings",
+    "EpochHook",
     "PretrainConfig",
     "PretrainError",
     "PretrainResult",
@@ -64,6 +66,7 @@ __all__ = [
     "backbone_name",
     "plot_loss_curve",
     "pretrain",
+    "q_trajectory",
 ]
 
 _PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -254,6 +257,9 @@ class PretrainResult:
         ``q`` {group: weight}.
     resumed_from : int
         Number of epochs already done when this run started (0 = fresh).
+    curve : tuple of dict
+        What the epoch hook returned, per evaluated epoch: ``{"epoch": k, **values}``
+        (epoch 0 = the initial, untrained encoder); empty without a hook.
     """
 
     path: Path
@@ -262,6 +268,7 @@ class PretrainResult:
     checkpoint_sha256: str
     history: tuple[dict[str, Any], ...]
     resumed_from: int = 0
+    curve: tuple[dict[str, Any], ...] = ()
 
     def to_frame(self) -> Any:
         """Long table: epoch, group, n_patients, loss, q (one row per epoch and group)."""
@@ -285,6 +292,45 @@ class PretrainResult:
             f"{len(self.history)} epochs, final loss {last['loss']:.4f}; q: {q_text}; "
             f"checkpoint_sha256 {self.checkpoint_sha256[:12]}; written to {self.path}"
         )
+
+
+@dataclass(frozen=True, eq=False)
+class EpochEmbeddings:
+    """The encoder's embeddings of the whole cohort after some epochs (handed to a hook).
+
+    Attributes
+    ----------
+    epoch : int
+        Epochs done (0 = the initial, untrained encoder).
+    embeddings : ndarray, shape (n_patients, embedding_dim), float32
+        Unaugmented preprocessed volumes through the encoder in eval mode, in cohort order.
+    patient_ids, groups : tuple of str
+        Patient id and group label (``group_by``) of every row.
+    """
+
+    epoch: int
+    embeddings: np.ndarray
+    patient_ids: tuple[str, ...]
+    groups: tuple[str, ...]
+
+
+#: Called on rank 0 with the cohort's embeddings every ``hook_every`` epochs (and at
+#: epoch 0 and the last epoch); returns plain numbers to record (``None``: nothing).
+#: The embeddings are computed in memory only; nothing is written to the store.
+EpochHook = Callable[[EpochEmbeddings], "Mapping[str, float] | None"]
+
+
+def q_trajectory(history: list[dict[str, Any]] | tuple[dict[str, Any], ...],
+                 group_names: list[str] | None = None) -> dict[str, list[float]]:
+    """Group-DRO weight q of every group per epoch, starting at the uniform epoch-0 value.
+
+    Returns ``{"epoch": [0, 1, ...], group: [q0, q1, ...], ...}`` (compact, for the card).
+    """
+    groups = list(group_names) if group_names is not None else (list(history[0]["q"]) if history else [])
+    out: dict[str, list[float]] = {"epoch": [0] + [int(h["epoch"]) for h in history]}
+    for g in groups:
+        out[g] = [round(1.0 / len(groups), 6)] + [round(float(h["q"].get(g, float("nan"))), 6) for h in history]
+    return out
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -327,6 +373,8 @@ def pretrain(
     overwrite: bool = False,
     progress: bool = True,
     stop_after_epoch: int | None = None,
+    epoch_hook: EpochHook | None = None,
+    hook_every: int = 1,
 ) -> PretrainResult | None:
     """Train an encoder and write its backbone directory.
 
@@ -348,6 +396,14 @@ def pretrain(
     stop_after_epoch : int, optional
         Stop (state saved, no checkpoint written) once this many epochs are done;
         returns None. For tests of resumption and for time-boxed jobs.
+    epoch_hook : callable, optional
+        :data:`EpochHook`: called on rank 0 with the cohort's embeddings before the
+        first epoch, after every *hook_every* epochs and after the last one (a learning
+        curve). It does not change training: the encoder runs in eval mode under
+        inference mode and no random stream is drawn. Its values are kept in the
+        resumable state, the result's ``curve`` and the card's ``learning_curve``.
+    hook_every : int
+        Epochs between hook calls (>= 1).
 
     Returns
     -------
@@ -360,11 +416,15 @@ def pretrain(
         Existing backbone without ``overwrite``; a resumable state from another
         configuration; too few patients for a batch; a non-finite loss.
     """
+    if int(hook_every) < 1:
+        raise ValueError(f"hook_every must be >= 1, got {hook_every}.")
     out = Path(out_dir)
     state_dir = out / STATE_DIR
     device = resolve_device(config.device)
+    hook = _Hook(epoch_hook, int(hook_every)) if epoch_hook is not None else None
     with dist_utils.process_group(device):
-        return _train(config, cohort, out, state_dir, device, preprocess, overwrite, progress, stop_after_epoch)
+        return _train(config, cohort, out, state_dir, device, preprocess, overwrite, progress, stop_after_epoch,
+                      hook)
 
 
 def _check_out_dir(config: PretrainConfig, out: Path, state_dir: Path, overwrite: bool, is_rank0: bool) -> bool:
@@ -450,16 +510,60 @@ class _Trainer:
 
 @dataclass
 class _Progress:
-    """Where training stands: epochs done, per-epoch history, wall time before this run."""
+    """Where training stands: epochs done, per-epoch history, wall time before this run,
+    the epoch hook's values so far."""
 
     start_epoch: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
     wall_before: float = 0.0
+    curve: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Hook:
+    """The epoch hook and how often it runs."""
+
+    call: EpochHook
+    every: int
+
+    def due(self, epochs_done: int, total: int) -> bool:
+        return epochs_done == 0 or epochs_done == total or epochs_done % self.every == 0
+
+
+def _cohort_embeddings(trainer: _Trainer, epochs_done: int) -> EpochEmbeddings:
+    """Every patient's unaugmented volume through the encoder (eval mode), in cohort order."""
+    from neurofeat.extract.embed import embed_batch, prepare_encoder
+
+    encoder = prepare_encoder(trainer.method.encoder, trainer.device)
+    chunks = []
+    n = len(trainer.cohort)
+    step = max(1, trainer.plan.batch_size)
+    for start in range(0, n, step):
+        images = torch.stack([trainer.dataset.image(i) for i in range(start, min(n, start + step))])
+        chunks.append(embed_batch(encoder, images, trainer.device))
+    trainer.method.train()
+    records, names = trainer.cohort.records, trainer.cohort.group_names
+    return EpochEmbeddings(
+        epoch=epochs_done, embeddings=np.concatenate(chunks, axis=0),
+        patient_ids=tuple(str(r["patient_id"]) for r in records),
+        groups=tuple(str(names[int(g)]) for g in trainer.cohort.group_index),
+    )
+
+
+def _run_hook(hook: _Hook | None, trainer: _Trainer, progress: _Progress, epochs_done: int) -> None:
+    """Rank 0: call the hook when due and record what it returns."""
+    if hook is None or trainer.rank != 0 or not hook.due(epochs_done, trainer.config.epochs):
+        return
+    if any(int(entry["epoch"]) == epochs_done for entry in progress.curve):
+        return  # already evaluated before a resumption
+    values = hook.call(_cohort_embeddings(trainer, epochs_done))
+    if values is not None:
+        progress.curve.append({"epoch": epochs_done, **{str(k): v for k, v in values.items()}})
 
 
 def _train(config: PretrainConfig, cohort: PretrainCohort, out: Path, state_dir: Path, device: torch.device,
            preprocess: Any, overwrite: bool, show_progress: bool,
-           stop_after_epoch: int | None) -> PretrainResult | None:
+           stop_after_epoch: int | None, hook: _Hook | None = None) -> PretrainResult | None:
     rank, world = dist_utils.rank(), dist_utils.world_size()
     resume = _check_out_dir(config, out, state_dir, overwrite, rank == 0)
     dist_utils.barrier()
@@ -469,13 +573,16 @@ def _train(config: PretrainConfig, cohort: PretrainCohort, out: Path, state_dir:
     trainer, progress = _build_trainer(config, cohort, plan, device, rank, world, state_dir if resume else None)
     _attach_loader(trainer, preprocess)
     t_start = time.perf_counter()
+    if progress.start_epoch == 0:
+        _run_hook(hook, trainer, progress, 0)
     with progress_bar(show_progress and rank == 0) as bar:
         task = bar.add_task("pretraining", total=(config.epochs - progress.start_epoch) * plan.steps_per_epoch)
         for epoch in range(progress.start_epoch, config.epochs):
             progress.history.append(_train_epoch(trainer, epoch, bar, task))
+            _run_hook(hook, trainer, progress, epoch + 1)
             if rank == 0:
                 save_state(state_dir, trainer.method, trainer.dro, trainer.optimizer, trainer.scaler, {
-                    "epochs_done": epoch + 1, "history": progress.history,
+                    "epochs_done": epoch + 1, "history": progress.history, "curve": progress.curve,
                     "wall_time_s": progress.wall_before + time.perf_counter() - t_start,
                     "resume_key": config.resume_key(), "config": config.to_dict(),
                 })
@@ -513,7 +620,8 @@ def _build_trainer(config: PretrainConfig, cohort: PretrainCohort, plan: _BatchP
     progress = _Progress()
     if resume_from is not None:
         meta = load_state(resume_from, method, dro, optimizer, scaler, device)
-        progress = _Progress(int(meta["epochs_done"]), list(meta["history"]), float(meta.get("wall_time_s", 0.0)))
+        progress = _Progress(int(meta["epochs_done"]), list(meta["history"]), float(meta.get("wall_time_s", 0.0)),
+                             list(meta.get("curve", [])))
     model: torch.nn.Module = method
     if world > 1:
         from torch.nn.parallel import DistributedDataParallel
@@ -647,7 +755,7 @@ def _write_backbone(trainer: _Trainer, out: Path, state_dir: Path, progress: _Pr
                     wall_time: float) -> PretrainResult:
     """Rank 0: checkpoint + card + loss curve; drop the resumable state unless kept."""
     config = trainer.config
-    card = _card(trainer, out, progress.history, wall_time)
+    card = _card(trainer, out, progress.history, wall_time, progress.curve)
     path = save_checkpoint(out, trainer.method.encoder, card)
     plot_loss_curve(progress.history, out / "loss_curve", title=f"{out.name}: {config.method}"
                     + (" + Group-DRO" if config.dro else ""))
@@ -656,10 +764,12 @@ def _write_backbone(trainer: _Trainer, out: Path, state_dir: Path, progress: _Pr
         shutil.rmtree(state_dir)
     dist_utils.barrier()
     return PretrainResult(path=path, name=out.name, card=written, checkpoint_sha256=written["checkpoint_sha256"],
-                          history=tuple(progress.history), resumed_from=progress.start_epoch)
+                          history=tuple(progress.history), resumed_from=progress.start_epoch,
+                          curve=tuple(progress.curve))
 
 
-def _card(trainer: _Trainer, out: Path, history: list[dict[str, Any]], wall_time: float) -> dict[str, Any]:
+def _card(trainer: _Trainer, out: Path, history: list[dict[str, Any]], wall_time: float,
+          curve: list[dict[str, Any]]) -> dict[str, Any]:
     """The checkpoint card: how the encoder was made (method, DRO, groups and q, data, schedule, ...)."""
     from neurofeat import __version__
 
@@ -699,6 +809,8 @@ def _card(trainer: _Trainer, out: Path, history: list[dict[str, Any]], wall_time
         "device": device.type,
         "wall_time_s": round(wall_time, 3),
         "loss_history": history,
+        "q_trajectory": q_trajectory(history, group_names) if config.dro else None,
+        "learning_curve": curve,
         "neurofeat_version": __version__,
         "torch_version": torch.__version__,
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

@@ -122,6 +122,13 @@ def pretrain(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing backbone or an unfinished "
                                                                 "run of another configuration.")] = False,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show the progress bar.")] = True,
+    curve_every: Annotated[
+        int, typer.Option(min=0, help="Learning curve: every K epochs (and before the first, after the last) embed "
+                                      "the cohort in memory and probe --curve-task AUC and site balanced accuracy "
+                                      "(store cohorts; 0 = off). Written as run table pretrain_curve and "
+                                      "learning_curve.png.")
+    ] = 0,
+    curve_task: Annotated[str, typer.Option(help="Task whose AUC the learning curve tracks.")] = "idh1",
 ) -> None:
     """Pretrain a 3D encoder with SimCLR, MoCo, BYOL, DINO or MAE, optionally with Group-DRO.
 
@@ -153,12 +160,19 @@ def pretrain(
         )
         run = pretrain_run(config, store=open_store(store) if manifest is None else None, manifest=manifest,
                            out=out, models_dir=models_dir, overwrite=overwrite, progress=progress,
-                           on_start=lambda plan: console().print(plan.summary(), markup=False, highlight=False))
+                           on_start=lambda plan: console().print(plan.summary(), markup=False, highlight=False),
+                           curve_every=curve_every, curve_task=curve_task)
     if run is None:  # not rank 0
         return
     _print_result(run.result)
+    if "pretrain_curve" in run.tables:
+        curve = run.tables["pretrain_curve"]
+        print_frame(curve[["epoch", "task", "metric", "estimate", "chance", "n"]].round(3),
+                    title=f"{run.result.name}: learning curve (one {int(curve['n_folds'].iloc[0])}-fold probe per "
+                          "point; a trend, not a test)")
     if run.info is not None:
-        console().print(f"loss history stored as run {run.info.run_id} (view run_pretrain_history)")
+        views = "run_pretrain_history" + (", run_pretrain_curve" if "pretrain_curve" in run.tables else "")
+        console().print(f"loss history stored as run {run.info.run_id} (views {views})")
 
 
 def _print_result(result: Any) -> None:

@@ -19,11 +19,13 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from neurofeat.extract.checkpoint import (
@@ -39,7 +41,9 @@ from neurofeat.extract.distributed import process_rank
 from neurofeat.extract.augment import AugmentConfig
 from neurofeat.extract.encoders import EncoderConfig
 from neurofeat.extract.preprocess import PreprocessConfig
+from neurofeat.extract.loss_curve import plot_learning_curve
 from neurofeat.extract.pretrain import (
+    EpochEmbeddings,
     PretrainConfig,
     PretrainError,
     PretrainResult,
@@ -50,13 +54,17 @@ from neurofeat.extract.pretrain_data import (
     cohort_from_manifest,
     cohort_from_store,
 )
-from neurofeat.extract.recipes import RecipeError, get_recipe
-from neurofeat.store import RunInfo, Store, write_run
+from neurofeat.extract.recipes import get_recipe
+from neurofeat.runs.tables import shape
+from neurofeat.store import RunInfo, Store, read_labels, read_table, write_run
+from neurofeat.tasks import get_task
 
 __all__ = [
     "PRETRAIN_ERRORS",
     "SAMPLING",
     "BackboneNotFoundError",
+    "CURVE_FILES",
+    "LearningCurveProbe",
     "OPTION_DEFAULTS",
     "PretrainPlan",
     "PretrainRun",
@@ -114,6 +122,109 @@ class PretrainRun:
     tables: dict[str, pd.DataFrame]
     params: dict[str, Any]
     info: RunInfo | None
+
+
+#: The learning-curve figure's files in the backbone directory and the run folder.
+CURVE_FILES = ("learning_curve.png", "learning_curve.svg")
+
+
+@dataclass(frozen=True, eq=False)
+class LearningCurveProbe:
+    """Scores an encoder's in-memory embeddings during pretraining (the epoch hook).
+
+    Two quick cross-validated linear probes per call (one stratified K-fold, no repeats,
+    no interval: a trend to watch, not a test): the out-of-fold AUC of *task* and the
+    balanced accuracy of a site classifier (chance 1/#sites; near chance = the encoder
+    does not see the site).
+
+    Build it with :meth:`from_store`, which reads the labels once and checks that the
+    task can be probed with ``n_splits`` folds before any training starts.
+    """
+
+    task: str
+    patient_ids: np.ndarray
+    labels: np.ndarray
+    site_of: dict[str, str]
+    n_splits: int = 5
+    seed: int = 0
+
+    @classmethod
+    def from_store(cls, store: Store, task: str = "idh1", *, n_splits: int = 5, seed: int = 0
+                   ) -> "LearningCurveProbe":
+        """Labels of *task* and every patient's site from *store*.
+
+        Raises
+        ------
+        ValueError
+            A survival task, or fewer than *n_splits* patients in a class.
+        """
+        task_def = get_task(task)
+        if task_def.kind == "survival":
+            raise ValueError(f"--curve-task {task_def.name} is a survival task; the learning curve needs a "
+                             "binary or continuous task (e.g. idh1).")
+        data = read_labels(store, task_def)
+        y = data.y_binary.astype(bool)
+        smallest = int(min(y.sum(), (~y).sum())) if y.size else 0
+        if smallest < n_splits:
+            raise ValueError(f"--curve-task {task_def.name}: {int(y.sum())} positive and {int((~y).sum())} negative "
+                             f"labelled patients; a {n_splits}-fold probe needs at least {n_splits} of each. "
+                             "Choose another task or add labels.")
+        sites = read_table(store, "patients", ["patient_id", "site"]).to_pandas()
+        site_of = dict(zip(sites["patient_id"].astype(str), sites["site"].astype(str)))
+        return cls(task=task_def.name, patient_ids=data.patient_ids.astype(str), labels=y, site_of=site_of,
+                   n_splits=int(n_splits), seed=int(seed))
+
+    def __call__(self, snapshot: EpochEmbeddings) -> dict[str, float]:
+        """``auc``, ``n_task``, ``site_ba``, ``site_chance``, ``n_site`` of one epoch's embeddings."""
+        from neurofeat.analysis.folds import stratified_kfold_plan
+        from neurofeat.analysis.invariance import site_probe
+        from neurofeat.analysis.metrics import roc_auc
+        from neurofeat.analysis.probes import LinearProbe
+        from neurofeat.analysis.protocols import out_of_fold
+
+        X = np.asarray(snapshot.embeddings, dtype=np.float64)
+        ids = np.asarray(snapshot.patient_ids, dtype=str)
+        row = pd.Index(ids).get_indexer(self.patient_ids)
+        keep = row >= 0
+        X_task, y = X[row[keep]], self.labels[keep]
+        plan = stratified_kfold_plan(self.patient_ids[keep], y, n_splits=self.n_splits, n_repeats=1,
+                                     task=f"curve-{self.task}", seed=self.seed)
+        oof = out_of_fold(X_task, y, plan, lambda: LinearProbe(random_state=self.seed))
+        values: dict[str, float] = {"auc": float(roc_auc(y, oof.scores[0])), "n_task": int(y.size)}
+        sites = np.array([self.site_of.get(pid, "") for pid in ids])
+        known = sites != ""
+        if np.unique(sites[known]).size > 1:
+            site = site_probe(X[known], sites[known], ids[known], n_splits=self.n_splits, seed=self.seed,
+                              n_boot=200, plan_name="curve-site")
+            values.update(site_ba=float(site.pooled_balanced_accuracy), site_chance=float(site.chance),
+                          n_site=int(known.sum()))
+        return values
+
+
+def curve_table(result: PretrainResult, n_splits: int, task: str) -> pd.DataFrame:
+    """The ``pretrain_curve`` table of a finished run (one row per epoch and metric)."""
+    rows = []
+    for entry in result.curve:
+        rows.append({"epoch": entry["epoch"], "task": task, "metric": "auc", "estimate": entry["auc"],
+                     "chance": 0.5, "n": entry["n_task"]})
+        if "site_ba" in entry:
+            rows.append({"epoch": entry["epoch"], "task": "site", "metric": "site_ba", "estimate": entry["site_ba"],
+                         "chance": entry["site_chance"], "n": entry["n_site"]})
+    frame = pd.DataFrame(rows, columns=["epoch", "task", "metric", "estimate", "chance", "n"])
+    return shape(frame, "pretrain", "pretrain_curve", backbone=result.name, n_folds=n_splits,
+                 seed=result.card["seed"], checkpoint_sha256=result.card["checkpoint_sha256"],
+                 preprocess_sha256=result.card["preprocess_sha256"])
+
+
+def _plot_curve(result: PretrainResult, task: str) -> Path:
+    stem = result.path / Path(CURVE_FILES[0]).stem
+    chance = next((c["site_chance"] for c in result.curve if "site_chance" in c), None)
+    panels = [("auc", f"{task} AUC (linear probe)", 0.5)]
+    if chance is not None:
+        panels.append(("site_ba", "site balanced accuracy", chance))
+    plot_learning_curve(list(result.curve), stem, panels=panels,
+                        title=f"{result.name}: learning curve ({task}; one {len(panels)}-probe CV per point)")
+    return stem
 
 
 #: What :func:`pretrain_config` uses for an option given neither explicitly nor by a recipe.
@@ -181,6 +292,7 @@ def pretrain_run(
     config: PretrainConfig, *, store: Store | None = None, manifest: str | os.PathLike[str] | None = None,
     out: str | os.PathLike[str] | None = None, models_dir: str | os.PathLike[str] | None = None,
     overwrite: bool = False, progress: bool = False, on_start: Callable[[PretrainPlan], None] | None = None,
+    curve_every: int = 0, curve_task: str = "idh1", curve_folds: int = 5,
 ) -> PretrainRun | None:
     """Train on the store's patients (or a manifest), write the backbone, log the loss history.
 
@@ -199,6 +311,14 @@ def pretrain_run(
         As for :func:`neurofeat.extract.pretrain.pretrain`.
     on_start : callable, optional
         Called on rank 0 with the :class:`PretrainPlan` before training starts.
+    curve_every : int
+        Learning curve: score the encoder (:class:`LearningCurveProbe`) before training,
+        every *curve_every* epochs and after the last; 0 = off. Needs a store (labels).
+        Written as the ``pretrain_curve`` table and ``learning_curve.png``/``.svg`` (in the
+        backbone directory and the run folder). Costs one embedding pass over the cohort
+        and two small CV probes per point.
+    curve_task, curve_folds
+        The task whose AUC is tracked and the probes' folds.
 
     Returns
     -------
@@ -210,19 +330,28 @@ def pretrain_run(
     PretrainError, ValueError
         See :func:`neurofeat.extract.pretrain.pretrain` and the cohort readers.
     """
+    if int(curve_every) < 0:
+        raise ValueError(f"--curve-every must be >= 0 (0 = no learning curve), got {curve_every}")
     if manifest is not None:
+        if curve_every:
+            raise ValueError("--curve-every needs the store's labels; train with --store, or drop --curve-every.")
         cohort, store = cohort_from_manifest(manifest, config.group_by), None
     elif store is not None:
         cohort = cohort_from_store(store, config.group_by)
     else:
         raise ValueError("pretrain_run needs a store or a manifest")
+    probe = (LearningCurveProbe.from_store(store, curve_task, n_splits=curve_folds, seed=config.seed)
+             if curve_every and store is not None else None)
     target = Path(out) if out is not None else Path(models_dir or default_models_dir()) / config.name
     if on_start is not None and process_rank() == 0:  # torchrun: the process group starts inside pretrain
         on_start(PretrainPlan(target=target, config=config, cohort=cohort))
-    result = pretrain(config, cohort, target, overwrite=overwrite, progress=progress)
+    result = pretrain(config, cohort, target, overwrite=overwrite, progress=progress, epoch_hook=probe,
+                      hook_every=max(1, int(curve_every)))
     if result is None:  # not rank 0
         return None
     params = {k: result.card[k] for k in _CARD_PARAMS}
+    params.update(recipe=config.recipe, curve_every=int(curve_every),
+                  curve_task=probe.task if probe is not None else None)
     if store is None:
         return PretrainRun(result=result, tables={}, params=params, info=None)
     frame = result.to_frame()
@@ -230,8 +359,20 @@ def pretrain_run(
     for column in ("checkpoint_sha256", "preprocess_sha256", "seed"):
         frame[column] = result.card[column]
     tables = {"pretrain_history": frame}
-    info = write_run(store, "pretrain", tables, params=params)
+    files: dict[str, Callable[[Path], None]] = {}
+    for name in ("loss_curve.png", "loss_curve.svg"):
+        if (result.path / name).exists():
+            files[name] = _copier(result.path / name)
+    if probe is not None and result.curve:
+        tables["pretrain_curve"] = curve_table(result, curve_folds, probe.task)
+        _plot_curve(result, probe.task)
+        files.update({name: _copier(result.path / name) for name in CURVE_FILES})
+    info = write_run(store, "pretrain", tables, params=params, files=files)
     return PretrainRun(result=result, tables=tables, params=params, info=info)
+
+
+def _copier(source: Path) -> Callable[[Path], None]:
+    return lambda target: shutil.copyfile(source, target)
 
 
 def backbone_card(
