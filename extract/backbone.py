@@ -14,6 +14,7 @@ Example
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -24,7 +25,8 @@ import torch
 
 from neurofeat.extract.preprocess import PreprocessConfig
 
-__all__ = ["ExtractionBackbone", "ExtractionError", "resolve_extraction_backbone"]
+__all__ = ["ExtractionBackbone", "ExtractionError", "random_backbone", "resolve_extraction_backbone",
+           "state_dict_sha256"]
 
 
 class ExtractionError(RuntimeError):
@@ -189,4 +191,83 @@ def _pretrained_backbone(
         name=Path(name).name if Path(name).is_dir() else name, encoder=loaded.encoder,
         checkpoint_sha256=loaded.sha256, preprocess=pre, embedding_dim=embedding_dim(loaded.config),
         source="neurofeat", path=Path(path), card=dict(loaded.card), architecture=loaded.config.to_dict(),
+    )
+
+
+def state_dict_sha256(module: torch.nn.Module) -> str:
+    """sha256 of a module's state: every tensor's name, dtype, shape and bytes, by name.
+
+    Two encoders with equal hashes hold bit-identical weights and buffers.
+    """
+    digest = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        array = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}|{array.dtype}|{tuple(array.shape)}|".encode("utf-8"))
+        digest.update(array.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def random_backbone(
+    name: str = "random",
+    *,
+    arch: str = "resnet50",
+    widen_factor: float = 1.0,
+    preprocess: PreprocessConfig | None = None,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+) -> ExtractionBackbone:
+    """A randomly initialised encoder: the floor that tells whether pretraining helped.
+
+    The encoder is a neurofeat 3D ResNet (:func:`neurofeat.extract.encoders.build_encoder`,
+    MONAI's default initialisation) built under ``torch.manual_seed(seed)`` inside a forked
+    RNG (the caller's random state is left as it was): the same seed gives bit-identical
+    weights, and on CPU identical embeddings; another seed gives another encoder.
+
+    Parameters
+    ----------
+    name : str
+        Backbone name to store under.
+    arch : str
+        ``resnet10``, ``resnet18``, ``resnet34`` or ``resnet50``.
+    widen_factor : float
+    preprocess : PreprocessConfig, optional
+        Default: T1/T1ce/T2/FLAIR at 1 mm, 128^3; its ``input_size`` must be a cube.
+    seed : int
+    device : torch.device or str
+
+    Returns
+    -------
+    ExtractionBackbone
+        ``checkpoint_sha256`` is :func:`state_dict_sha256` of the initial weights (so that
+        it changes whenever the weights do, e.g. with another torch that draws otherwise);
+        ``source`` is ``"random:<arch>:<seed>"``; ``architecture`` is the encoder config
+        plus ``init='random'`` and the seed.
+
+    Raises
+    ------
+    ExtractionError
+        An unknown architecture, a non-positive width, or a non-cubic input size.
+    """
+    from neurofeat.extract.encoders import EncoderConfig, build_encoder, embedding_dim
+
+    pre = preprocess or PreprocessConfig()
+    if len(set(pre.input_size)) != 1:
+        raise ExtractionError(f"--backbone random needs a cubic input size, got {pre.input_size}")
+    try:
+        config = EncoderConfig(arch=arch, in_channels=pre.in_channels, widen_factor=widen_factor,
+                               input_size=pre.input_size[0], spacing=pre.spacing)
+    except ValueError as exc:
+        raise ExtractionError(f"--backbone random: {exc}") from None
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(seed))
+        encoder = build_encoder(config)
+    encoder = encoder.eval().to(device)
+    digest = state_dict_sha256(encoder)
+    source = f"random:{arch}:{int(seed)}"
+    architecture = {**config.to_dict(), "init": "random", "seed": int(seed)}
+    card = {"source": source, "architecture": architecture, "preprocessing": pre.to_dict(),
+            "preprocess_sha256": pre.sha256(), "checkpoint_sha256": digest}
+    return ExtractionBackbone(
+        name=name, encoder=encoder, checkpoint_sha256=digest, preprocess=pre, embedding_dim=embedding_dim(config),
+        source=source, path=Path("."), card=card, architecture=architecture,
     )

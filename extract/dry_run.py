@@ -29,7 +29,7 @@ from neurofeat.extract.preprocess import (
     unwrap_transform_error,
 )
 
-__all__ = ["DryRunReport", "dry_run"]
+__all__ = ["DryRunReport", "dry_run", "radiomics_dry_run"]
 
 
 @dataclass(frozen=True)
@@ -268,3 +268,64 @@ def _free_bytes(store_root: Path, cache_dir: str | os.PathLike[str] | None) -> i
             existing = existing.parent
         usage = min(usage, shutil.disk_usage(existing), key=lambda u: u.free)
     return int(usage.free)
+
+
+def radiomics_dry_run(store: Any, backbone: Any, *, replace: bool = False) -> DryRunReport:
+    """Check everything a radiomics extraction needs, without computing features or writing.
+
+    Checks: the parameters (already validated by
+    :func:`~neurofeat.extract.radiomics.radiomics_backbone`) do not clash with those
+    stored under the backbone name; every patient still to do has its sequences, files
+    as registered at ingest, a segmentation on the images' grid (when registered) and a
+    non-empty mask (:func:`~neurofeat.extract.radiomics.inspect_patient`).
+
+    Parameters
+    ----------
+    store : neurofeat.store.Store
+    backbone : neurofeat.extract.radiomics.RadiomicsBackbone
+    replace : bool
+
+    Returns
+    -------
+    DryRunReport
+        ``input_shape`` is ``(number of sequences,)``.
+    """
+    from neurofeat.extract.radiomics import RadiomicsInputError, inspect_patient
+    from neurofeat.extract.volumes import parse_scan_sha256
+
+    records = load_patient_records(store, (*backbone.params.sequences, "seg"))
+    replacing, problems = _identity_problems(store, backbone, replace)
+    done = set() if replacing else set(_stored_ids(store.partition_dir(backbone.name, "none")))
+    todo = 0
+    for record in records:
+        pid = record["patient_id"]
+        if pid in done:
+            continue
+        todo += 1
+        hashes = parse_scan_sha256(record.get("scan_sha256"))
+        registered = {seq: (record[seq], hashes.get(seq, "")) for seq in (*backbone.params.sequences, "seg")
+                      if record.get(seq)}
+        try:
+            inspect_patient(pid, registered, backbone.params)
+        except RadiomicsInputError as exc:
+            problems.append((pid, str(exc)))
+    bytes_needed = int(todo * (backbone.embedding_dim * 4 + 300) * 1.2)
+    bytes_free = _free_bytes(store.root, None)
+    if bytes_free < bytes_needed:
+        problems.append(("", f"only {bytes_free / 1e6:.0f} MB free on the store disk, ~{bytes_needed / 1e6:.0f} MB needed"))
+    return DryRunReport(
+        backbone=backbone.name, checkpoint_sha256=backbone.checkpoint_sha256,
+        preprocess_sha256=backbone.preprocess_sha256, embedding_dim=backbone.embedding_dim,
+        input_shape=(len(backbone.params.sequences),), n_patients=len(records), todo={"none": todo},
+        problems=tuple(problems), bytes_needed=bytes_needed, bytes_free=bytes_free,
+    )
+
+
+def _stored_ids(partition: Path) -> list[str]:
+    """Patient ids stored in a partition folder."""
+    files = sorted(partition.glob("*.parquet")) if partition.is_dir() else []
+    if not files:
+        return []
+    import pyarrow.parquet as pq
+
+    return pq.read_table(files, columns=["patient_id"])["patient_id"].to_pylist()

@@ -37,7 +37,30 @@ def extract(
     backbone: Annotated[
         str | None,
         typer.Option(help="Backbone name: a `neurofeat pretrain` output in --models-dir, or (with --checkpoint) "
-                          "the name to store an external checkpoint's embeddings under.", show_default=False),
+                          "the name to store an external checkpoint's embeddings under, or a reference backbone: "
+                          "'random' (random-init encoder: --arch, --widen-factor, --input-size, --seed) or "
+                          "'radiomics' (IBSI radiomic features: --radiomics-params).", show_default=False),
+    ] = None,
+    name: Annotated[
+        str | None,
+        typer.Option("--name", help="Store the rows under this backbone name instead (e.g. --backbone random "
+                                    "--seed 1 --name random-s1).", show_default=False),
+    ] = None,
+    arch: Annotated[
+        str | None,
+        typer.Option(help="--backbone random: resnet10, resnet18, resnet34 or resnet50 (default resnet50).",
+                     show_default=False),
+    ] = None,
+    widen_factor: Annotated[
+        float | None,
+        typer.Option(help="--backbone random: width multiplier (default 1.0; 0.25 for CPU-sized encoders).",
+                     show_default=False),
+    ] = None,
+    radiomics_params: Annotated[
+        Path | None,
+        typer.Option(exists=True, dir_okay=False, help="--backbone radiomics: pyradiomics parameters file (YAML or "
+                                                       "JSON; default neurofeat/data/radiomics.yaml). Hashed into "
+                                                       "every row's preprocess_sha256.", show_default=False),
     ] = None,
     store: StoreOption = None,
     models_dir: Annotated[
@@ -60,10 +83,12 @@ def extract(
                           "swinunetr: downsample). Repeatable.", show_default=False),
     ] = None,
     input_size: Annotated[
-        int | None, typer.Option(help="External checkpoints: input side in voxels (default 128).", show_default=False)
+        int | None, typer.Option(help="External checkpoints and --backbone random: input side in voxels (default "
+                                      "128).", show_default=False)
     ] = None,
     spacing: Annotated[
-        float | None, typer.Option(help="External checkpoints: voxel spacing in mm (default 1.0).", show_default=False)
+        float | None, typer.Option(help="External checkpoints and --backbone random: voxel spacing in mm (default "
+                                        "1.0).", show_default=False)
     ] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda (torchrun: cuda:LOCAL_RANK).")] = "auto",
     batch_size: Annotated[int, typer.Option(min=1, help="Volumes per forward pass.")] = 4,
@@ -88,7 +113,7 @@ def extract(
                                                     "preprocessing hash) so another backbone skips decoding.",
                      show_default=False),
     ] = None,
-    seed: Annotated[int, typer.Option(help="Seed (stored with every row).")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed (stored with every row; --backbone random: the initialisation).")] = 0,
     replace: Annotated[bool, typer.Option("--replace", help="Swap the backbone if it holds another checkpoint, preprocessing or architecture.")] = False,
     allow_failures: Annotated[
         bool, typer.Option("--allow-failures", help="Exit 0 even if some patients failed (they are recorded).")
@@ -106,6 +131,10 @@ def extract(
     --allow-failures). Multi-GPU:
     torchrun --nproc-per-node 4 -m neurofeat extract --backbone dino_dro --store S
 
+    Reference backbones: --backbone random (the floor: does pretraining help?) and
+    --backbone radiomics (tumour segmentation when registered, brain mask otherwise;
+    which one per patient: the run_radiomics view).
+
     Example: neurofeat extract --backbone dino_dro --store S --perturb gibbs:0.2,bias:0.3
     """
     from neurofeat.runs.extract import (
@@ -117,7 +146,8 @@ def extract(
 
     opened = open_store(store)
     source = BackboneSource(backbone, models_dir=models_dir, checkpoint=checkpoint, adapter=adapter,
-                            adapter_options=_parse_options(adapter_option), input_size=input_size, spacing=spacing)
+                            adapter_options=_parse_options(adapter_option), input_size=input_size, spacing=spacing,
+                            arch=arch, widen_factor=widen_factor, radiomics_params=radiomics_params, store_as=name)
     with user_errors(*EXTRACT_ERRORS):
         if dry_run:
             report = extract_dry_run(opened, source, perturb=perturb, device=device, replace=replace,
@@ -147,6 +177,14 @@ def _print_extraction(run: Any) -> None:
         "n_patients": "patients", "n_already_done": "stored before", "n_written": "written", "n_failed": "failed",
         "n_zero_filled": "zero-filled", "n_cached": "cached", "seconds": "s", "patients_per_s": "patients/s"})
     print_frame(compact, title=f"extract {result.backbone} on {result.device} (run {result.run_id})")
+    regions = run.tables.get("radiomics")
+    if regions is not None and len(regions):
+        counts = regions["mask"].value_counts()
+        console().print(
+            f"radiomics: {int(regions['n_features'].iloc[0])} features per patient; region: "
+            f"{int(counts.get('tumour', 0))} tumour segmentation(s), {int(counts.get('brain', 0))} brain mask(s) "
+            f"(per patient: the run_radiomics view); parameters {run.params['radiomics']['params_file']} "
+            f"(preprocess_sha256 {result.preprocess_sha256[:12]})", markup=False, highlight=False)
     if run.log_error is not None:
         typer.secho(f"warning: the run summary could not be written ({run.log_error})", fg=typer.colors.YELLOW,
                     err=True)
