@@ -144,3 +144,26 @@ def test_adjust_across_tasks_matches_statsmodels():
     out = adjust_across(frame, across="task")
     assert np.allclose(out["p_holm"], multipletests(p, method="holm")[1])
     assert np.allclose(out["p_bh"], multipletests(p, method="fdr_bh")[1])
+
+
+def test_delong_runs_once_per_auc_pair(oof, monkeypatch):
+    """The AUC's analytic hook and the DeLong row share one paired DeLong computation."""
+    import neurofeat.analysis.delong as delong_module
+
+    y, plan, scores = oof
+    calls = []
+    original = delong_module.delong_test
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(delong_module, "delong_test", counting)
+    res = compare_scores([AUC], y, y, scores, [("a1", "b1"), ("a2", "b2")], plan.fold_ids,
+                         task="idh1", n_train=60.0, n_test=20.0, n_boot=50, bca=False)
+    assert len(calls) == 2  # one per pair, none for the pooled row
+    ref = original(y, scores["a1"].mean(axis=0), scores["b1"].mean(axis=0))
+    pair = res.pairs[0]
+    assert pair.analytic == ("delong", pytest.approx(ref.z, rel=1e-12),
+                             pytest.approx(ref.p_value, rel=1e-12))
+    assert pair.inference("delong").p_value == pytest.approx(ref.p_value, rel=1e-12)
