@@ -52,6 +52,7 @@ __all__ = [
     "RADIOMICS_SEQUENCES",
     "PatientRegion",
     "RadiomicsBackbone",
+    "RadiomicsCohortError",
     "RadiomicsError",
     "RadiomicsInputError",
     "RadiomicsParams",
@@ -108,6 +109,23 @@ class RadiomicsInputError(RadiomicsError):
         self.patient_id = patient_id
         self.path = os.fspath(path)
         super().__init__(f"patient {patient_id} ({self.path}): {problem}")
+
+
+class RadiomicsCohortError(RadiomicsError):
+    """Some patients cannot give a region; raised before anything is computed or stored.
+
+    Attributes
+    ----------
+    problems : tuple of RadiomicsInputError
+        One per patient (each names the patient and the file).
+    """
+
+    def __init__(self, problems: Sequence[RadiomicsInputError], limit: int = 10) -> None:
+        self.problems = tuple(problems)
+        listed = "\n  ".join(str(p) for p in self.problems[:limit])
+        more = f"\n  ... and {len(self.problems) - limit} more" if len(self.problems) > limit else ""
+        super().__init__(f"{len(self.problems)} patient(s) cannot be used, nothing was stored; fix them (or leave "
+                         f"them out of the store) and rerun:\n  {listed}{more}")
 
 
 # ------------------------------------------------------------------- the library

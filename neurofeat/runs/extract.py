@@ -305,8 +305,8 @@ def _scan_records(store: Store) -> list[tuple[str, str, dict[str, tuple[str, str
 
 
 def _inspect_all(todo: Sequence[tuple[str, str, dict[str, Any]]], backbone: Any, progress: bool) -> dict[str, Any]:
-    """Every patient's region, checked before anything is computed; raises on the first bad patients."""
-    from neurofeat.extract.radiomics import RadiomicsInputError, inspect_patient
+    """Every patient's region, checked before anything is computed; raises naming every bad patient."""
+    from neurofeat.extract.radiomics import RadiomicsCohortError, RadiomicsInputError, inspect_patient
     from neurofeat.progress import progress_bar
 
     regions: dict[str, Any] = {}
@@ -320,12 +320,7 @@ def _inspect_all(todo: Sequence[tuple[str, str, dict[str, Any]]], backbone: Any,
                 problems.append(exc)
             bar.update(task, advance=1)
     if problems:
-        listed = "\n  ".join(str(p) for p in problems[:10])
-        more = f"\n  ... and {len(problems) - 10} more" if len(problems) > 10 else ""
-        raise RadiomicsInputError(
-            problems[0].patient_id, problems[0].path,
-            f"{len(problems)} patient(s) cannot be used, nothing was stored; fix them (or leave them out of the "
-            f"store) and rerun:\n  {listed}{more}")
+        raise RadiomicsCohortError(problems)
     return regions
 
 
