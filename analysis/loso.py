@@ -1,5 +1,9 @@
 """Leave-one-site-out (LOSO) paired comparison: does A beat B at a site it never saw?
 
+Binary and continuous tasks (probes; :func:`compare_loso_scores` on their held-out
+predictions) and survival tasks (:func:`compare_survival_loso`: Harrell's and Uno's C,
+Uno's weights and ``tau`` from each held-out site's own follow-up).
+
 With LOSO the probe of held-out site ``s`` is **one** fit on the other sites, and both
 sides use the same fits' plan (fold = site; identical for every backbone, so the
 comparison is paired patient by patient). The table :func:`compare_loso_scores` builds
@@ -57,6 +61,7 @@ Examples
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -82,6 +87,8 @@ __all__ = [
     "LosoPair",
     "LosoComparison",
     "compare_loso_scores",
+    "compare_survival_loso",
+    "loso_survival_targets",
 ]
 
 #: The pooled row's default test (see the module docstring).
@@ -123,7 +130,8 @@ LOSO_METHODS: dict[str, str] = {
               "also trained the other sites' probes) (default; measured type-I, K = 3: "
               "2.3-2.5 % AUC and BA together, pairs and family rows, binary and continuous; "
               "per metric AUC 3.3 %, BA 1.7 %; K = 4: AUC 4.5 %, BA 4.0 %; a planted "
-              "equal-signal null 2.5 %/0.5 %: conservative, most for BA)",
+              "equal-signal null 2.5 %/0.5 %; Harrell's/Uno's C 1.3-2.7 % (150): "
+              "conservative, most for BA and the c-index)",
     "bootstrap": "site-stratified paired bootstrap of the mean per-site difference, "
                  "percentile CI, p = 2 min tail (ignores that sites train each other's "
                  "probes; measured type-I 10.5-15 %)",
@@ -134,15 +142,26 @@ LOSO_METHODS: dict[str, str] = {
 }
 
 
-def check_loso_sites(sites: np.ndarray, labels: np.ndarray | None, *, task: str) -> list[str]:
+def check_loso_sites(sites: np.ndarray, labels: np.ndarray | None, *, task: str,
+                     survival: bool = False) -> list[str]:
     """The held-out sites, after refusing designs LOSO cannot compare.
+
+    Parameters
+    ----------
+    sites : ndarray of str, shape (n,)
+    labels : ndarray of bool, shape (n,), optional
+        Class of each patient, or the event indicator when ``survival``.
+    task : str
+    survival : bool
+        ``labels`` are events: a site needs at least one (a c-index is undefined
+        without), not both values.
 
     Raises
     ------
     FoldError
         Fewer than two sites, or a site whose patients are all positive or all negative
-        (AUC and balanced accuracy are undefined at that held-out site); the message
-        names the site, its counts and what to do.
+        (AUC and balanced accuracy are undefined at that held-out site), or a site
+        without events (survival); the message names the site, its counts and what to do.
     """
     sites = np.asarray(sites).astype(str)
     names = sorted(set(sites.tolist()))
@@ -152,18 +171,23 @@ def check_loso_sites(sites: np.ndarray, labels: np.ndarray | None, *, task: str)
                         "use --protocol cv")
     if labels is not None:
         labels = np.asarray(labels).astype(bool)
-        bad = []
+        bad, keep = [], []
         for site in names:
             in_site = labels[sites == site]
-            if in_site.all() or not in_site.any():
-                bad.append(f"{site} ({in_site.size} patients, {int(in_site.sum())} positive)")
+            one_class = not in_site.any() if survival else (in_site.all() or not in_site.any())
+            if one_class:
+                what = "events" if survival else "positive"
+                bad.append(f"{site} ({in_site.size} patients, {int(in_site.sum())} {what})")
+            else:
+                keep.append(site)
         if bad:
-            keep = [s for s in names if not any(b.startswith(f"{s} (") for b in bad)]
             hint = (f" or leave it out with --site {','.join(keep)}" if len(keep) >= 2
                     else "")
-            raise FoldError(f"task {task!r}, --protocol loso: held-out site(s) with one "
-                            f"class: {'; '.join(bad)}. AUC and balanced accuracy are "
-                            f"undefined there; use --protocol cv{hint}.")
+            problem = ("without events" if survival else "with one class")
+            undefined = ("a c-index is" if survival else "AUC and balanced accuracy are")
+            raise FoldError(f"task {task!r}, --protocol loso: held-out site(s) {problem}: "
+                            f"{'; '.join(bad)}. {undefined} undefined there; use "
+                            f"--protocol cv{hint}.")
     return names
 
 
@@ -264,7 +288,8 @@ class LosoPair:
 
 def _warning(count: int) -> str:
     if 0 <= count < RARE_ENDPOINT:
-        return (f"rare endpoint: {count} patients in the smallest class (< {RARE_ENDPOINT}) "
+        return (f"rare endpoint: {count} patients in the smallest class/events "
+                f"(< {RARE_ENDPOINT}) "
                 "at this held-out site; its estimates are noisy and intervals wide")
     return ""
 
@@ -337,7 +362,13 @@ class LosoComparison:
                     "n_train": float(total_n - n) if per_site else float("nan"),
                     "rare": bool(warning), "warning": warning, "held_out": held_out,
                 })
-        return pd.DataFrame(out, columns=list(self.COLUMNS))
+        frame = pd.DataFrame(out, columns=list(self.COLUMNS))
+        taus = self.params.get("taus")
+        if taus:  # survival: Uno's truncation time of each held-out site
+            frame["tau"] = [taus.get(h, np.nan) if m == "uno_c" and s not in ("all", "worst")
+                            else np.nan for m, s, h in zip(frame["metric"], frame["site"],
+                                                           frame["held_out"])]
+        return frame
 
     def summary_frame(self) -> pd.DataFrame:
         """One row per pair x metric x site ('all', each held-out site, 'worst'): the
@@ -528,7 +559,7 @@ def compare_loso_scores(scorers: Sequence[Scorer], targets: Mapping[str, Any] | 
                          "AUC, paired bootstrap otherwise; pooled: loso-z)")
     labels = np.asarray(labels).astype(bool)
     sites = np.asarray(sites).astype(str)
-    names = check_loso_sites(sites, labels, task=task)
+    names = check_loso_sites(sites, labels, task=task, survival=kind == "survival")
     n = labels.size
     flat = {}
     for name, s in scores.items():
@@ -547,7 +578,8 @@ def compare_loso_scores(scorers: Sequence[Scorer], targets: Mapping[str, Any] | 
                 for site, rows in zip(names, rows_of)]
     counts = {site: int(rows.size) for site, rows in zip(names, rows_of)}
     positives = {site: int(labels[rows].sum()) for site, rows in zip(names, rows_of)}
-    rare = {site: int(min(positives[site], counts[site] - positives[site])) for site in names}
+    rare = {site: (positives[site] if kind == "survival" else
+                   int(min(positives[site], counts[site] - positives[site]))) for site in names}
     members = sorted({x for pair in pairs for x in pair})
     results: list[LosoPair] = []
     for scorer in scorers:
@@ -582,3 +614,79 @@ def compare_loso_scores(scorers: Sequence[Scorer], targets: Mapping[str, Any] | 
               "protocol": "loso", "sites": list(names), "pairs": [list(p) for p in pairs]}
     return LosoComparison(task, side_a or "A", side_b or "B", tuple(results), tuple(names),
                           test, params)
+
+
+def compare_survival_loso(embeddings: Mapping[str, np.ndarray], time: np.ndarray,
+                          event: np.ndarray, *, patient_ids: np.ndarray,
+                          pairs: Sequence[tuple[str, str]], sites: np.ndarray,
+                          task: str = "os", model: str = "coxnet",
+                          model_params: dict | None = None, n_boot: int = 1000, seed: int = 0,
+                          test: str = LOSO_DEFAULT_TEST, side_a: str = "", side_b: str = "",
+                          on_split=None) -> LosoComparison:
+    """LOSO comparison of survival models: Harrell's and Uno's C at each held-out site.
+
+    Every backbone's Cox model is fitted once per held-out site on the other sites (the
+    same plan for every backbone); the per-site rows bootstrap the site's patients
+    stratified by event, Uno's censoring distribution and truncation time ``tau`` are
+    the held-out site's own (``tau`` column), and the pooled and worst rows are those of
+    :func:`compare_loso_scores`.
+
+    Raises
+    ------
+    FoldError
+        Fewer than two sites, or a site without events (named).
+    """
+    from neurofeat.analysis.survival.compare import HARRELL, UNO
+    from neurofeat.analysis.survival.cox import make_cox_model
+    from neurofeat.analysis.survival.protocol import cross_validated_risk, survival_fold_plan
+    from neurofeat.analysis.survival.validation import check_survival_data
+
+    time, event = check_survival_data(time, event, patient_ids=patient_ids)
+    sites = np.asarray(sites).astype(str)
+    names = check_loso_sites(sites, event, task=task, survival=True)
+    if test not in LOSO_TESTS:
+        raise ValueError(f"--test {test} applies to repeated cross-validation; with "
+                         f"--protocol loso use {', '.join(LOSO_TESTS)}")
+    plan = survival_fold_plan(np.asarray(patient_ids).astype(str), event, sites,
+                              protocol="loso", task=task, seed=seed)
+    estimator = make_cox_model(model, **(model_params or {}))
+    members = sorted({x for pair in pairs for x in pair})
+    risk = {name: cross_validated_risk(embeddings[name], time, event, plan, model=estimator,
+                                       model_name=model, sites=sites, backbone=name,
+                                       progress=on_split).risk for name in members}
+    targets, taus = loso_survival_targets(time, event, sites)
+    result = compare_loso_scores([HARRELL, UNO], targets, event, risk, pairs, sites,
+                                 task=task, n_boot=n_boot, seed=seed, test=test,
+                                 side_a=side_a, side_b=side_b, kind="survival")
+    n_train = float(np.mean([(sites != s).sum() for s in names]))
+    result.params.update({"model": model, "model_params": model_params or {}, "taus": taus,
+                          "n_train": n_train})
+    return result
+
+
+def loso_survival_targets(time: np.ndarray, event: np.ndarray, sites: np.ndarray
+                          ) -> tuple[dict[str, Any], dict[str, float]]:
+    """Targets of Harrell's and Uno's C for per-site LOSO scoring, and each site's tau.
+
+    Uno's weight of each patient comes from its own site's Kaplan-Meier censoring
+    distribution, truncated at its site's ``tau``: every index set the LOSO engine
+    scores lies inside one site, so one combined weight vector equals per-site targets.
+
+    Returns
+    -------
+    targets : dict {'harrell_c': SurvivalTarget, 'uno_c': SurvivalTarget}
+    taus : dict site -> float
+    """
+    from neurofeat.analysis.survival.compare import survival_target
+
+    sites = np.asarray(sites).astype(str)
+    harrell = survival_target(time, event)
+    weight = np.zeros(harrell.time.size)
+    taus = {}
+    for site in sorted(set(sites.tolist())):
+        rows = np.flatnonzero(sites == site)
+        site_target = survival_target(time, event, rows=rows)
+        weight[rows] = site_target.uno_weight[rows]
+        taus[site] = float(site_target.tau)
+    uno = dataclasses.replace(harrell, uno_weight=weight, tau=float("nan"))
+    return {"harrell_c": harrell, "uno_c": uno}, taus

@@ -54,11 +54,11 @@ def compare(
         help="Only patients of these sites (comma-separated), e.g. CUIMC for a "
              "single-site analysis.")] = None,
     protocol: Annotated[str, typer.Option(
-        help="cv (repeated stratified k-fold) or loso (leave-one-site-out, binary and "
-             "continuous tasks): each site held out once, the probe trained on the other "
-             "sites, identical for both sides; one row per held-out site (DeLong for AUC, "
-             "paired bootstrap otherwise, conditional on that site's fit), the pooled mean "
-             "over sites (loso-z) and the worst site.")] = "cv",
+        help="cv (repeated stratified k-fold) or loso (leave-one-site-out): each site "
+             "held out once, the probe (or Cox model) trained on the other sites, identical "
+             "for both sides; one row per held-out site (DeLong for AUC, paired bootstrap "
+             "otherwise, conditional on that site's fit), the pooled mean over sites "
+             "(loso-z) and the worst site.")] = "cv",
     seed_reference: Annotated[str | None, typer.Option(
         help="Comma-separated backbones that are A's recipe(s) trained with another seed "
              "(e.g. dino_s1; for a family one per member: byol_s1,dino_s1,...). Adds the "

@@ -17,7 +17,7 @@ import pandas as pd
 
 from neurofeat.analysis.compare import (adjust_across, compare_probes, pair_backbones,
                                         seed_noise_verdict, seed_reference_pairs)
-from neurofeat.analysis.loso import LOSO_TESTS
+from neurofeat.analysis.loso import LOSO_TESTS, compare_survival_loso
 from neurofeat.analysis.paired_tests import DEFAULT_TEST, TEST_CHOICES
 from neurofeat.analysis.survival.compare import compare_survival_backbones
 from neurofeat.runs.inputs import AlignedData, PatientSetMismatch, load_aligned, site_mask
@@ -125,16 +125,18 @@ def _provenance(tests: pd.DataFrame, data: AlignedData, pairs, side_a: str,
 
 def _compare(data: AlignedData, task: Task, pairs, side_a: str, side_b: str, *,
              protocol: str, metrics, test, n_repeats, n_splits, n_boot, seed, on_split):
+    progress = (lambda *_: on_split()) if on_split is not None else None
+    if task.kind == "survival" and protocol == "loso":
+        return compare_survival_loso(
+            data.X, data.y, data.event, patient_ids=data.patient_ids, pairs=pairs,
+            sites=data.sites, task=task.name, n_boot=n_boot, seed=seed, test=test,
+            side_a=side_a, side_b=side_b, on_split=progress)
     if task.kind == "survival":
-        if protocol != "cv":
-            raise ValueError(f"task '{task.name}' is a survival task: stats compare "
-                             "--protocol loso covers binary and continuous tasks; compare "
-                             "survival with --protocol cv (or per site with --site)")
         return compare_survival_backbones(
             data.X, data.y, data.event, patient_ids=data.patient_ids, pairs=pairs,
             sites=data.sites, task=task.name, n_splits=n_splits, n_repeats=n_repeats,
             n_boot=n_boot, seed=seed, test=test, side_a=side_a, side_b=side_b,
-            on_split=(lambda *_: on_split()) if on_split is not None else None)
+            on_split=progress)
     return compare_probes(data.X, data.y, patient_ids=data.patient_ids, pairs=pairs,
                           task=task.name, kind=task.kind, threshold=task.threshold,
                           metrics=_metrics_for(task, metrics), n_splits=n_splits,
@@ -240,8 +242,8 @@ def compare_run(store: Store, side_a: str, side_b: str, task: str, *,
         ``protocol='loso'`` one of :data:`neurofeat.analysis.loso.LOSO_TESTS`).
     protocol : {'cv', 'loso'}
         Repeated stratified k-fold, or leave-one-site-out (binary and continuous tasks:
-        one row per held-out site, the pooled ``loso-z`` row and the worst site; see
-        :mod:`neurofeat.analysis.loso`).
+        one row per held-out site, the pooled ``loso-z`` row and the worst site; survival
+        tasks: Harrell's and Uno's C the same way; see :mod:`neurofeat.analysis.loso`).
     seed_reference : sequence of str
         Backbones that are side A's recipe(s) trained with another seed: the same paired
         comparison A vs them is added (``comparison = 'seed-reference'``) with a verdict

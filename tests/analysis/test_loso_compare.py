@@ -335,7 +335,7 @@ def test_cli_loso_table_and_bad_input_stores_nothing(seed_store, tmp_path):
         (["--site", "CUIMC"], "needs at least 2 sites"),
         (["--test", "corrected-t"], "with --protocol loso"),
         (["--seed-reference", "dino_s9"], "seed reference 'dino_s9' is not a backbone"),
-        (["--task", "os"], "survival task"),
+        (["--seed-reference", "dino"], "is a backbone of side 'dino' itself"),
     ]:
         argv = ["stats", "compare", "dino", "dino_dro", "--task", "idh1", "--protocol", "loso",
                 "--bootstrap", "50", "--store", str(seed_store), *args]
@@ -365,3 +365,67 @@ def test_cli_loso_site_with_no_positives(tmp_path):
     assert ("held-out site(s) with one class: UCSF (30 patients, 0 positive)"
             in " ".join(res.output.split()))
     assert _runs(root) == set()
+
+
+# ---------------------------------------------------------------- survival under LOSO
+
+
+@pytest.fixture(scope="module")
+def survival_cohort():
+    rng = np.random.default_rng(21)
+    n = 150
+    z = rng.normal(size=n)
+    time = rng.exponential(size=n) / np.exp(0.8 * z) * 500 + 1
+    censor = rng.exponential(size=n) * 900 + 1
+    event = time <= censor
+    time = np.minimum(time, censor)
+    sites = np.array(SITES)[rng.permutation(np.arange(n) % 3)]
+    ids = np.array([f"P{i:03d}" for i in range(n)])
+    emb = {"a": np.c_[z + 0.5 * rng.normal(size=n), rng.normal(size=(n, 3))],
+           "b": rng.normal(size=(n, 4))}
+    return emb, time, event, ids, sites
+
+
+def test_survival_loso_per_site_c_indices_equal_sksurv(survival_cohort):
+    """Per held-out site: Harrell's C = sksurv concordance_index_censored and Uno's C =
+    concordance_index_ipcw with the site's own censoring distribution and its 90th
+    percentile of follow-up as tau, on risks of a Cox model refitted on the other sites."""
+    from sksurv.metrics import concordance_index_censored, concordance_index_ipcw
+    from sksurv.util import Surv
+
+    from neurofeat.analysis.loso import compare_survival_loso
+    from neurofeat.analysis.survival.cox import make_cox_model
+
+    emb, time, event, ids, sites = survival_cohort
+    res = compare_survival_loso(emb, time, event, patient_ids=ids, pairs=[("a", "b")],
+                                sites=sites, model="pca-cox", model_params={"n_components": 2},
+                                n_boot=100)
+    frame = res.to_frame()
+    for site in SITES:
+        test = sites == site
+        y_train = Surv.from_arrays(event[~test], time[~test])
+        y_site = Surv.from_arrays(event[test], time[test])
+        tau = float(np.quantile(time[test], 0.9))
+        for name, col in (("a", "estimate_a"), ("b", "estimate_b")):
+            model = make_cox_model("pca-cox", n_components=2).fit(emb[name][~test], y_train)
+            risk = model.predict(emb[name][test])
+            harrell = concordance_index_censored(event[test], time[test], risk)[0]
+            uno = concordance_index_ipcw(y_site, y_site, risk, tau=tau)[0]
+            row_h = frame[(frame.site == site) & (frame.metric == "harrell_c")].iloc[0]
+            row_u = frame[(frame.site == site) & (frame.metric == "uno_c")].iloc[0]
+            assert row_h[col] == pytest.approx(harrell, abs=1e-9)
+            assert row_u[col] == pytest.approx(uno, abs=1e-9)
+            assert row_u.tau == pytest.approx(tau)
+    assert set(frame.site) == {*SITES, "all", "worst"}
+    assert (frame[frame.site == "all"].query("primary").test == "loso-z").all()
+
+
+def test_survival_loso_site_without_events_is_named(survival_cohort):
+    from neurofeat.analysis.loso import compare_survival_loso
+
+    emb, time, event, ids, sites = survival_cohort
+    no_events = event & (sites != "S2")
+    with pytest.raises(FoldError, match=r"held-out site\(s\) without events: S2 \(50 patients, "
+                                        r"0 events\).*c-index"):
+        compare_survival_loso(emb, time, no_events, patient_ids=ids, pairs=[("a", "b")],
+                              sites=sites)
