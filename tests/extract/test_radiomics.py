@@ -436,3 +436,17 @@ def test_cli_extract_radiomics(tmp_path):
                                       "--store", str(store.root), "--name", "r2"])
     assert result.exit_code == 1 and "unknown key 'binWidht' in 'setting'" in " ".join(result.output.split())
     assert "Traceback" not in result.output
+
+
+def test_worker_processes_give_the_same_rows(tmp_path):
+    store, _ = _store(tmp_path, n=3, segmented=(0,))
+    params = _params(tmp_path, SMALL_PARAMS)
+    extract_run(store, BackboneSource("radiomics", radiomics_params=params, store_as="serial"))
+    pooled = extract_run(store, BackboneSource("radiomics", radiomics_params=params, store_as="pooled"), workers=2)
+    assert pooled.params["workers"] == 2 and pooled.result.n_written == 3
+    tables = {}
+    for name in ("serial", "pooled"):
+        files = sorted((Path(store.root) / "embeddings" / f"backbone={name}").glob("perturbation=none/*.parquet"))
+        tables[name] = pq.read_table(files).sort_by("patient_id")
+    assert tables["serial"]["patient_id"].equals(tables["pooled"]["patient_id"])
+    assert tables["serial"]["embedding"].equals(tables["pooled"]["embedding"])
