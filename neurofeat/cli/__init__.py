@@ -45,6 +45,7 @@ _COMMAND_MODULES = (
     "calibrate",
     "stability",
     "explain",
+    "report",
 )
 
 for _name in _COMMAND_MODULES:
