@@ -95,7 +95,9 @@ def extract(
     workers: Annotated[
         int | None,
         typer.Option(min=0, help="Worker processes decoding/preprocessing while the model runs; 0 = one background "
-                                 "thread. Default: 0 on CPU, one per spare core (max 8) on GPU.", show_default=False),
+                                 "thread. Default: 0 on CPU, one per spare core (max 8) on GPU. --backbone "
+                                 "radiomics: processes computing features (default 0: in this process).",
+                     show_default=False),
     ] = None,
     threads: Annotated[
         int | None,
