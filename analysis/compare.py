@@ -98,7 +98,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -114,6 +114,9 @@ from neurofeat.analysis.paired_tests import (DEFAULT_TEST, METRIC_BOUNDS, TEST_C
                                              corrected_resampled_ttest, paired_test)
 from neurofeat.analysis.scoring import (AUC, Scorer, score_folds, score_jackknife, score_point,
                                         score_resamples)
+
+if TYPE_CHECKING:  # analysis.loso builds on this module
+    from neurofeat.analysis.loso import LosoComparison
 
 __all__ = [
     "FAMILIES",
@@ -860,7 +863,7 @@ def compare_probes(embeddings: Mapping[str, np.ndarray], y: np.ndarray, *,
                    test: str = DEFAULT_TEST, side_a: str = "", side_b: str = "",
                    linear_params: dict | None = None, on_split=None,
                    ridge_params: dict | None = None, protocol: str = "cv",
-                   sites: np.ndarray | None = None):
+                   sites: np.ndarray | None = None) -> ComparisonResult | LosoComparison:
     """Fit the probe of every backbone on the same folds, then :func:`compare_scores`.
 
     With ``protocol='loso'`` the folds are the sites (each held out once, the probe

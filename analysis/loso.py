@@ -68,26 +68,33 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import special
-
-from neurofeat.analysis.bootstrap import percentile_interval, stratified_bootstrap_indices
-from neurofeat.analysis.compare import (RARE_ENDPOINT, ComparisonResult, Inference,
-                                        bootstrap_p_value, delong_inference)
+from neurofeat.analysis.bootstrap import (
+    percentile_interval,
+    stratified_bootstrap_indices,
+)
+from neurofeat.analysis.compare import (
+    RARE_ENDPOINT,
+    ComparisonResult,
+    Inference,
+    bootstrap_p_value,
+    delong_inference,
+)
 from neurofeat.analysis.folds import FoldError, derive_seed
 from neurofeat.analysis.paired_tests import DEFAULT_TEST, METRIC_BOUNDS
 from neurofeat.analysis.scoring import Scorer, score_resamples
+from scipy import special
 
 __all__ = [
     "LOSO_DEFAULT_TEST",
-    "LOSO_TESTS",
     "LOSO_ESTIMANDS",
     "LOSO_METHODS",
-    "check_loso_sites",
-    "loso_pooled_test",
-    "LosoPair",
+    "LOSO_TESTS",
     "LosoComparison",
+    "LosoPair",
+    "check_loso_sites",
     "compare_loso_scores",
     "compare_survival_loso",
+    "loso_pooled_test",
     "loso_survival_targets",
 ]
 
@@ -418,7 +425,7 @@ class LosoComparison:
 
 
 def _site_bootstrap_inference(test: str, a: _SiteDraws, b: _SiteDraws, s: int,
-                              alpha: float, bounds) -> Inference:
+                              alpha: float) -> Inference:
     da, db = a.boot[s], b.boot[s]
     la, ha = percentile_interval(da, alpha)
     lb, hb = percentile_interval(db, alpha)
@@ -439,7 +446,7 @@ def _pair_rows(metric: str, a: _SiteDraws, b: _SiteDraws, sites: Sequence[str], 
     rows = []
     site_primary: list[Inference] = []
     for s, site in enumerate(sites):
-        boot_inf = _site_bootstrap_inference("bootstrap", a, b, s, alpha, bounds)
+        boot_inf = _site_bootstrap_inference("bootstrap", a, b, s, alpha)
         if delongs is not None:
             rows.append((site, site, delongs[s], use_delong, "site"))
         rows.append((site, site, boot_inf, not use_delong, "site"))
@@ -504,7 +511,7 @@ def _worst_site_inference(chosen: Inference, a: _SiteDraws, b: _SiteDraws, s: in
         inf = Inference("worst-site", chosen.estimate_a, la, ha, chosen.estimate_b, lb, hb,
                         chosen.diff, ld, hd, chosen.statistic, chosen.p_value)
     else:
-        inf = _site_bootstrap_inference("worst-site", a, b, s, alpha_k, bounds)
+        inf = _site_bootstrap_inference("worst-site", a, b, s, alpha_k)
     return Inference(inf.test, inf.estimate_a, inf.ci_low_a, inf.ci_high_a, inf.estimate_b,
                      inf.ci_low_b, inf.ci_high_b, inf.diff, inf.diff_ci_low, inf.diff_ci_high,
                      inf.statistic, float(min(1.0, k * chosen.p_value)))
@@ -638,7 +645,10 @@ def compare_survival_loso(embeddings: Mapping[str, np.ndarray], time: np.ndarray
     """
     from neurofeat.analysis.survival.compare import HARRELL, UNO
     from neurofeat.analysis.survival.cox import make_cox_model
-    from neurofeat.analysis.survival.protocol import cross_validated_risk, survival_fold_plan
+    from neurofeat.analysis.survival.protocol import (
+        cross_validated_risk,
+        survival_fold_plan,
+    )
     from neurofeat.analysis.survival.validation import check_survival_data
 
     time, event = check_survival_data(time, event, patient_ids=patient_ids)

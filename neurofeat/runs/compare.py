@@ -3,8 +3,11 @@
 Resolves the tasks and the pairs once, aligns every backbone on the same patients,
 calls the paired machinery of :mod:`neurofeat.analysis.compare` (binary/continuous:
 probe AUC/BA...; survival: Harrell's and Uno's C through
-:mod:`neurofeat.analysis.survival.compare`), adjusts p-values across tasks (Holm, BH),
-shapes the ``tests`` table and writes the run. The table returned is the table stored.
+:mod:`neurofeat.analysis.survival.compare`; ``protocol='loso'``:
+:mod:`neurofeat.analysis.loso`), optionally the seed-noise reference (A vs its recipe
+trained with another seed, on the same patients and folds), adjusts p-values across
+tasks (Holm, BH), shapes the ``tests`` table and writes the run. The table returned is
+the table stored.
 """
 
 from __future__ import annotations
@@ -168,7 +171,8 @@ def compare_task(store: Store, side_a: str, side_b: str, task: Task,
         data = data.subset(keep)
     if on_start is not None:
         n_fits = n_splits * n_repeats if protocol == "cv" else len(set(data.sites.tolist()))
-        n_models = len({x for p in pairs for x in p}) + len({b for _, b in reference_pairs})
+        n_models = len({x for p in pairs for x in p}) + \
+            len({x for p in reference_pairs for x in p})
         on_start(n_models * n_fits)
     common = dict(protocol=protocol, metrics=metrics, test=test, n_repeats=n_repeats,
                   n_splits=n_splits, n_boot=n_boot, seed=seed, on_split=on_split)

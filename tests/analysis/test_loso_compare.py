@@ -12,19 +12,25 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from probe_store_helpers import make_probe_store
-from scipy import stats
-from sklearn.metrics import balanced_accuracy_score, roc_auc_score
-from typer.testing import CliRunner
-
-from neurofeat.analysis.bootstrap import percentile_interval, stratified_bootstrap_indices
-from neurofeat.analysis.compare import (compare_probes, seed_noise_verdict,
-                                        seed_reference_pairs)
+from neurofeat.analysis.bootstrap import (
+    percentile_interval,
+    stratified_bootstrap_indices,
+)
+from neurofeat.analysis.compare import (
+    compare_probes,
+    seed_noise_verdict,
+    seed_reference_pairs,
+)
 from neurofeat.analysis.delong import delong_auc, delong_test
 from neurofeat.analysis.folds import FoldError, derive_seed, leave_one_site_out_plan
 from neurofeat.analysis.loso import compare_loso_scores, loso_pooled_test
 from neurofeat.analysis.probes import LinearProbe
 from neurofeat.analysis.scoring import AUC, MAE, balanced_accuracy_scorer
+from probe_store_helpers import make_probe_store
+from scipy import stats
+from sklearn.metrics import balanced_accuracy_score, roc_auc_score
+from typer.testing import CliRunner
+
 from neurofeat.cli import app
 from neurofeat.store import append_embeddings, read_xy
 
@@ -390,11 +396,10 @@ def test_survival_loso_per_site_c_indices_equal_sksurv(survival_cohort):
     """Per held-out site: Harrell's C = sksurv concordance_index_censored and Uno's C =
     concordance_index_ipcw with the site's own censoring distribution and its 90th
     percentile of follow-up as tau, on risks of a Cox model refitted on the other sites."""
-    from sksurv.metrics import concordance_index_censored, concordance_index_ipcw
-    from sksurv.util import Surv
-
     from neurofeat.analysis.loso import compare_survival_loso
     from neurofeat.analysis.survival.cox import make_cox_model
+    from sksurv.metrics import concordance_index_censored, concordance_index_ipcw
+    from sksurv.util import Surv
 
     emb, time, event, ids, sites = survival_cohort
     res = compare_survival_loso(emb, time, event, patient_ids=ids, pairs=[("a", "b")],

@@ -16,11 +16,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_calibration_fast import band, ridge_oof
-
 from neurofeat.analysis.loso import compare_loso_scores
 from neurofeat.analysis.scoring import get_scorer
 from neurofeat.analysis.simulation import SimulationSetting, simulate_cohort
+from test_calibration_fast import band, ridge_oof
 
 PAIRS = [("a1", "b1"), ("a2", "b2")]
 
