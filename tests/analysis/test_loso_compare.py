@@ -117,6 +117,31 @@ def test_per_site_rows_for_every_site_and_family(cohort):
     assert set(frame.held_out[frame.site.isin(SITES)]) == set(SITES)
 
 
+def test_continuous_task_under_loso(cohort):
+    """Ridge probe refitted on the other sites; Spearman (scipy) and MAE per held-out
+    site, AUC of the thresholded label."""
+    from neurofeat.analysis.probes import RidgeProbe
+
+    emb, _, ids, sites = cohort
+    rng = np.random.default_rng(8)
+    value = emb["a1"][:, 0] * 3 + 10 + rng.normal(size=ids.size)
+    res = compare_probes(emb, value, patient_ids=ids, pairs=[("a1", "b1")], task="ki67",
+                         kind="continuous", threshold=10.0, metrics=("auc", "spearman", "mae"),
+                         protocol="loso", sites=sites, n_boot=100)
+    frame = res.to_frame()
+    for site in SITES:
+        test = sites == site
+        pred = RidgeProbe().fit(emb["a1"][~test], value[~test]).predict(emb["a1"][test])
+        rows = frame[(frame.site == site) & frame.primary].set_index("metric")
+        assert rows.loc["spearman", "estimate_a"] == pytest.approx(
+            stats.spearmanr(pred, value[test]).statistic, abs=1e-10)
+        assert rows.loc["mae", "estimate_a"] == pytest.approx(
+            np.abs(pred - value[test]).mean(), abs=1e-10)
+        assert rows.loc["auc", "estimate_a"] == pytest.approx(
+            roc_auc_score(value[test] >= 10.0, pred), abs=1e-12)
+        assert rows.loc["auc", "test"] == "delong" and rows.loc["mae", "test"] == "bootstrap"
+
+
 def _constructed():
     """A much better than B at S1 and S2, worse at S3; B's worst site is S1."""
     rng = np.random.default_rng(11)
