@@ -316,7 +316,7 @@ def check_two_classes_per_site(sites: np.ndarray, y: np.ndarray, *, task: str,
     if bad:
         raise FoldError(f"task {task!r}, protocol {protocol}: site(s) with one class: "
                         + "; ".join(bad) + ". AUC and balanced accuracy are undefined there; "
-                        "use --protocol cv, or drop the site with --exclude-site.")
+                        "use --protocol cv, or keep only the other sites with --site (comma-separated).")
 
 
 def leave_one_site_out_plan(patient_ids: np.ndarray, sites: np.ndarray, *, task: str,
