@@ -129,6 +129,7 @@ def pretrain(
                                       "learning_curve.png.")
     ] = 0,
     curve_task: Annotated[str, typer.Option(help="Task whose AUC the learning curve tracks.")] = "idh1",
+    curve_folds: Annotated[int, typer.Option(min=2, help="Folds of the learning curve's probes.")] = 5,
 ) -> None:
     """Pretrain a 3D encoder with SimCLR, MoCo, BYOL, DINO or MAE, optionally with Group-DRO.
 
@@ -161,7 +162,7 @@ def pretrain(
         run = pretrain_run(config, store=open_store(store) if manifest is None else None, manifest=manifest,
                            out=out, models_dir=models_dir, overwrite=overwrite, progress=progress,
                            on_start=lambda plan: console().print(plan.summary(), markup=False, highlight=False),
-                           curve_every=curve_every, curve_task=curve_task)
+                           curve_every=curve_every, curve_task=curve_task, curve_folds=curve_folds)
     if run is None:  # not rank 0
         return
     _print_result(run.result)

@@ -87,3 +87,16 @@ def test_curve_errors_come_before_training(store_dir, tmp_path):
         pretrain_run(_tiny(), manifest=store_dir / "cohort" / "manifest.csv", out=tmp_path / "c", curve_every=1)
     assert not any((tmp_path / name).exists() for name in "abc")
     assert sorted(p.name for p in (store_dir / "S").glob("runs/*")) == runs_before
+
+
+def test_cli_prints_the_curve_and_names_the_views(store_dir):
+    task = _task_with_both_classes(Store.open(store_dir / "S"), 3)
+    done = CliRunner().invoke(app, [
+        "pretrain", "--method", "byol", "--store", str(store_dir / "S"), "--out", str(store_dir / "models" / "b"),
+        "--arch", "resnet10", "--widen-factor", "0.25", "--input-size", "32", "--spacing", "6", "--epochs", "1",
+        "--batch-size", "4", "--lr", "1e-3", "--param", "proj_hidden_dim=64", "--device", "cpu", "--no-progress",
+        "--curve-every", "1", "--curve-task", task, "--curve-folds", "3"])
+    assert done.exit_code == 0, done.output
+    assert "learning curve" in done.output and "site_ba" in done.output
+    assert "run_pretrain_curve" in done.output
+    assert (store_dir / "models" / "b" / "learning_curve.svg").exists()
