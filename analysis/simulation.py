@@ -72,6 +72,12 @@ class SimulationSetting:
         1 = no site structure.
     site_shift : float
         SD of each site's mean shift of the embeddings.
+    site_prefix : str
+        With sites: only backbones whose name starts with this prefix carry the site
+        shifts ('' = every backbone shares them). E.g. 'a' for a base family that
+        carries scanner effects against a family that removed them: still an exact null
+        (sites are independent of the outcome), but the two sides are no longer
+        exchangeable.
     threshold : float
         Continuous tasks: the label is ``y >= threshold``.
     """
@@ -86,6 +92,7 @@ class SimulationSetting:
     n_sites: int = 1
     site_shift: float = 0.5
     threshold: float = 0.0
+    site_prefix: str = ""
 
     def __post_init__(self) -> None:
         if self.kind not in ("binary", "continuous", "survival"):
@@ -101,6 +108,10 @@ class SimulationSetting:
         extra = {"binary": f"p={self.prevalence:.2g}", "continuous": "",
                  "survival": f"events={self.event_rate:.2g}"}[self.kind]
         sites = f" sites={self.n_sites}" if self.n_sites > 1 else ""
+        if self.n_sites > 1 and self.site_shift != 0.5:
+            sites += f" shift={self.site_shift:g}"
+        if self.n_sites > 1 and self.site_prefix:
+            sites += f" (in {self.site_prefix}* only)"
         return " ".join(x for x in (self.kind, extra, f"n={self.n}", f"d={self.d}") if x) \
             + sites
 
@@ -207,7 +218,9 @@ def draw_population(setting: SimulationSetting, signals: Mapping[str, float], n:
     shift = site_means[np.array([int(s[1:]) for s in sites])] if setting.n_sites > 1 else 0.0
     embeddings = {}
     for name, strength in signals.items():
-        X = rng.normal(size=(n, setting.d)) + shift
+        X = rng.normal(size=(n, setting.d))
+        if name.startswith(setting.site_prefix):
+            X += shift
         X[:, 0] += strength * z
         embeddings[name] = X
     ids = np.array([f"SIM{i:05d}" for i in range(n)])

@@ -110,6 +110,9 @@ def all_specs() -> list[Spec]:
                 specs.append(Spec(sim, "equal", EQUAL_SIGNAL, EQUAL_SIGNAL))
                 specs.append(Spec(sim, "diff", *DIFF_SIGNALS))
         specs.append(Spec(replace(base, n=120, d=16, n_sites=3), "null"))
+    # site effects in the A family only (a base family against site-invariant twins)
+    specs.append(Spec(replace(kinds[1], n_sites=3, site_prefix="a"), "null"))
+    specs.append(Spec(replace(kinds[1], n_sites=3, site_prefix="a", site_shift=1.0), "null"))
     return specs
 
 
