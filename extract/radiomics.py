@@ -494,8 +494,19 @@ def inspect_patient(patient_id: str, scans: Mapping[str, Any], params: Radiomics
 
 
 # ---------------------------------------------------------------------- features
+_EXTRACTORS: dict[str, tuple[Any | None, Any | None]] = {}
+
+
 def _extractors(params: RadiomicsParams) -> tuple[Any | None, Any | None]:
-    """(shape-only extractor or None, intensity extractor or None) for *params*."""
+    """(shape-only extractor or None, intensity extractor or None) for *params*, built once per
+    process (building validates the settings with pykwalify, which costs more than a small ROI)."""
+    key = params.sha256()
+    if key not in _EXTRACTORS:
+        _EXTRACTORS[key] = _build_extractors(params)
+    return _EXTRACTORS[key]
+
+
+def _build_extractors(params: RadiomicsParams) -> tuple[Any | None, Any | None]:
     from radiomics import featureextractor
 
     _radiomics()
