@@ -168,6 +168,8 @@ class _Provenance:
                     ).itertuples(index=False):
                 names, checks, preps = (str(row[0]).split(","), str(row[1]).split(","),
                                         str(row[2]).split(","))
+                if len(names) != len(checks):  # a pooled family row: its members' rows
+                    continue                   # carry each member's hashes
                 for name, check, prep in zip(names, checks, preps):
                     key = (name, None if check in ("None", "nan") else check,
                            None if prep in ("None", "nan") else prep)
@@ -183,8 +185,11 @@ class _Catalog:
         self.con = connect(store)
         self.views = {row[0] for row in self.con.sql(
             "SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()}
-        runs = self.frame("SELECT run_id, command, created_at, neurofeat_version, "
-                          "to_json(params) AS params, to_json(figures) AS figures FROM runs")
+        present = set(self.frame("DESCRIBE runs")["column_name"])
+        extra = ", ".join(f"to_json({c}) AS {c}" if c in present else f"NULL AS {c}"
+                          for c in ("params", "figures"))
+        runs = self.frame(f"SELECT run_id, command, created_at, neurofeat_version, {extra} "
+                          "FROM runs")
         self.runs = runs.set_index("run_id") if not runs.empty else runs
 
     def frame(self, sql: str, params: Sequence | None = None) -> pd.DataFrame:
