@@ -450,3 +450,22 @@ def test_worker_processes_give_the_same_rows(tmp_path):
         tables[name] = pq.read_table(files).sort_by("patient_id")
     assert tables["serial"]["patient_id"].equals(tables["pooled"]["patient_id"])
     assert tables["serial"]["embedding"].equals(tables["pooled"]["embedding"])
+
+
+def test_dry_run_checks_and_writes_nothing(tmp_path):
+    store, _ = _store(tmp_path, n=3, segmented=(1,))
+    before = _store_files(store)
+    report = extract_dry_run(store, BackboneSource("radiomics", radiomics_params=_params(tmp_path, SMALL_PARAMS)))
+    assert report.ok and report.todo == {"none": 3} and report.embedding_dim == 14 + 2 * (18 + 24 + 16)
+    assert report.checkpoint_sha256 == library_sha256() and report.input_shape == (2,)
+    assert _store_files(store) == before
+
+
+def test_missing_library_is_named(monkeypatch):
+    import sys
+
+    from neurofeat.extract.radiomics import RadiomicsUnavailableError
+
+    monkeypatch.setitem(sys.modules, "radiomics", None)
+    with pytest.raises(RadiomicsUnavailableError, match=r"needs pyradiomics .*pip install 'neurofeat\[radiomics\]'"):
+        load_radiomics_params()
