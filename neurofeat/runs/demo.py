@@ -294,7 +294,8 @@ def demo_plan(settings: DemoSettings, capabilities: DemoCapabilities | None = No
     if s.shortcut > 0:
         synth += ["--shortcut", f"{s.shortcut:g}", "--shortcut-markers", SHORTCUT_MARKER]
     add("cohort", "synthetic cohort", *synth)
-    add("cohort", "ingest", "ingest", "--manifest", str(s.cohort / "manifest.csv"),
+    # --discover also registers the tumour segmentations (radiomics reads the tumour there)
+    add("cohort", "ingest", "ingest", "--discover", str(s.cohort / "images"),
         "--clinical", str(s.cohort / "clinical.csv"), *store)
     add("references", "oracle (true latent traits, a ceiling)", "store", "import",
         "--backbone", "oracle", "--table", str(s.cohort / "oracle_traits.csv"), *store)
@@ -348,6 +349,10 @@ def demo_plan(settings: DemoSettings, capabilities: DemoCapabilities | None = No
                 "--task", task, "--protocol", "loso", "--bootstrap", str(s.bootstrap), *seed,
                 "--no-knn", *store)
 
+    if not s.quick:  # one learnt encoder probed alone: ROC per site and the data-fraction curve
+        add("probe", f"probe {s.stability_pair[0]} on {HEADLINE_TASK} (ROC, data-fraction curve)", "probe",
+            "--backbone", s.stability_pair[0], "--task", HEADLINE_TASK, *cv, "--no-knn", *store)
+
     pairs = [("base", "dro")] if s.families else [(m, f"{m}_dro") for m in s.methods]
     compare_tasks = ["all"] if not s.quick else list(tasks)
     for a, b in pairs:
@@ -371,12 +376,15 @@ def demo_plan(settings: DemoSettings, capabilities: DemoCapabilities | None = No
             *seed, *store)
     add("trust", "site invariance of every backbone", "invariance", "--label", HEADLINE_TASK,
         "--repeats", "1", "--bootstrap", str(s.bootstrap), *seed, *store)
+    add("trust", f"calibration of {s.stability_pair[0]} on {HEADLINE_TASK}", "calibrate", "--backbone",
+        s.stability_pair[0], "--task", HEADLINE_TASK, *cv, *store)
     stability = ["stability"]
     for name in s.stability_pair:
         stability += ["--backbone", name]
     add("trust", "perturbation stability", *stability, "--task", HEADLINE_TASK, *cv, *store)
     if cap.report:
-        add("report", "HTML report", "report", *store, "--out", str(s.report))
+        add("report", "HTML report", "report", *store, "--out", str(s.report), "--title",
+            f"neurofeat demo on a synthetic cohort ({s.n} patients)")
     else:
         skipped.append(("HTML report", "this neurofeat has no report command"))
     return DemoPlan(settings=s, steps=tuple(steps), skipped=tuple(skipped))

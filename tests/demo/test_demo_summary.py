@@ -184,7 +184,8 @@ def test_plan_full_and_quick():
                for line in lines)
     assert any("extract --backbone dino " in line and "--perturb none,gibbs:0.3,bias:0.3,contrast:1.5" in line
                for line in lines)
-    assert lines[-1] == "neurofeat report --store d/store --out d/report.html"
+    assert lines[-1] == ("neurofeat report --store d/store --out d/report.html "
+                         "--title 'neurofeat demo on a synthetic cohort (240 patients)'")
     quick = demo_settings("d", quick=True, shortcut=False)
     assert (quick.n, quick.methods, quick.epochs, quick.shortcut) == (120, ("dino",), 2, 0.0)
     plan = demo_plan(quick, DemoCapabilities(report=False, radiomics_library=False, loso_compare=False))
