@@ -150,14 +150,14 @@ class _Provenance:
     def add(self, frame: pd.DataFrame) -> None:
         if frame.empty or "run_id" not in frame:
             return
-        for row in frame.drop_duplicates("run_id" if "backbone" not in frame
-                                         else ["run_id", "backbone"]).itertuples():
-            entry = self.runs.setdefault(row.run_id, {"seed": set(), "backbone": set(),
-                                                      "task": set()})
-            for column in ("seed", "backbone", "task"):
-                value = getattr(row, column, None)
-                if value is not None and not pd.isna(value):
-                    entry[column].add(str(int(value)) if column == "seed" else str(value))
+        columns = {"seed": ("seed",), "task": ("task",),
+                   "backbone": ("backbone", "backbone_a", "backbone_b")}
+        for run_id, rows in frame.groupby("run_id", sort=False):
+            entry = self.runs.setdefault(run_id, {key: set() for key in columns})
+            for key, names in columns.items():
+                for name in (n for n in names if n in rows):
+                    entry[key].update(str(int(v)) if key == "seed" else str(v)
+                                      for v in rows[name].dropna().unique())
         sides = ([("backbone", "checkpoint_sha256", "preprocess_sha256")]
                  + [(f"backbone_{s}", f"checkpoint_sha256_{s}", f"preprocess_sha256_{s}")
                     for s in ("a", "b")])
@@ -515,7 +515,9 @@ def _invariance(cat: _Catalog, prov: _Provenance) -> Section | None:
         if not coords.empty:
             label = cat.params(run_id).get("label")
             fig = invariance_scatter(coords, by=by, label=label)
-            blocks.append(Image(f"PCA and t-SNE of the embeddings coloured by {by}"
+            methods = " and ".join({"pca": "PCA", "tsne": "t-SNE"}.get(m, m)
+                                   for m in dict.fromkeys(coords["method"]))
+            blocks.append(Image(f"{methods} of the embeddings coloured by {by}"
                                 + (f" and by {label}" if label else "") + f" (run {run_id}).",
                                 _png(fig), alt="PCA and t-SNE scatter"))
         prov.add(rows)
