@@ -139,7 +139,10 @@ def _radiomics() -> Any:
             f"the radiomics backbone needs pyradiomics ({exc}); install it with "
             "`pip install 'neurofeat[radiomics]'` (pyradiomics-bhklab, built from source: needs a C compiler)"
         ) from None
+    # pyradiomics' logger passes every DEBUG record on (to the root logger too); only its
+    # errors matter here: failures are raised and reported per patient.
     radiomics.setVerbosity(logging.ERROR)
+    logging.getLogger("radiomics").setLevel(logging.ERROR)
     logging.getLogger("pykwalify").setLevel(logging.CRITICAL)
     return radiomics
 
