@@ -153,7 +153,7 @@ def extract(
     with user_errors(*EXTRACT_ERRORS):
         if dry_run:
             report = extract_dry_run(opened, source, perturb=perturb, device=device, replace=replace,
-                                     cache_dir=cache_dir)
+                                     cache_dir=cache_dir, seed=seed)
         else:
             run = extract_run(opened, source, perturb=perturb, device=device, batch_size=batch_size,
                               workers=workers, threads=threads, cache_dir=cache_dir, seed=seed, replace=replace,

@@ -202,7 +202,8 @@ class ExtractRun:
 
 
 def extract_dry_run(store: Store, source: BackboneSource, *, perturb: str | None = None, device: str = "auto",
-                    replace: bool = False, cache_dir: str | os.PathLike[str] | None = None) -> DryRunReport:
+                    replace: bool = False, cache_dir: str | os.PathLike[str] | None = None,
+                    seed: int = 0) -> DryRunReport:
     """Check the encoder, scans, shapes and disk space for an extraction; write nothing.
 
     Parameters
@@ -214,6 +215,8 @@ def extract_dry_run(store: Store, source: BackboneSource, *, perturb: str | None
     device : str
         Only checked (as the extraction would); the dry run embeds one patient on CPU.
     replace, cache_dir : as for :func:`extract_run`.
+    seed : int
+        ``--backbone random``: the initialisation to check against what is stored.
 
     Returns
     -------
@@ -226,7 +229,8 @@ def extract_dry_run(store: Store, source: BackboneSource, *, perturb: str | None
 
         _no_perturbation(perturbations)
         return radiomics_dry_run(store, source.radiomics_source(), replace=replace)
-    return dry_run(store, source.resolve("cpu"), perturbations=perturbations, replace=replace, cache_dir=cache_dir)
+    return dry_run(store, source.resolve("cpu", seed=seed), perturbations=perturbations, replace=replace,
+                   cache_dir=cache_dir)
 
 
 def extract_run(store: Store, source: BackboneSource, *, perturb: str | None = None, device: str = "auto",

@@ -143,3 +143,13 @@ def test_synth_ingest_extract_reference_backbones_then_probe(tmp_path):
                   "--folds", "3", "--bootstrap", "50", "--no-knn", "--fractions", "1")
     results = connect(store).sql("select distinct backbone from results where task = 'idh1' order by 1").fetchall()
     assert results == [("radiomics",), ("random",)]
+
+
+def test_dry_run_builds_the_seeded_encoder(tmp_path):
+    from neurofeat.runs.extract import extract_dry_run
+
+    store, _ = make_store(tmp_path, n=2)
+    extract_run(store, BackboneSource("random", **TINY), seed=3)
+    assert extract_dry_run(store, BackboneSource("random", **TINY), seed=3).ok
+    other = extract_dry_run(store, BackboneSource("random", **TINY), seed=4)
+    assert not other.ok and "already holds another encoder" in other.problems[0][1]
