@@ -102,6 +102,8 @@ class IngestReport:
         Clinical columns that mapped onto nothing.
     dry_run : bool
         True if nothing was written on purpose.
+    n_segmented : int
+        Registered patients with a tumour segmentation (optional sequence ``seg``).
     """
 
     run_id: str
@@ -116,6 +118,7 @@ class IngestReport:
     column_map: tuple[tuple[str, str], ...] = ()
     ignored_columns: tuple[str, ...] = ()
     dry_run: bool = False
+    n_segmented: int = 0
 
     @property
     def n_patients(self) -> int:
@@ -141,7 +144,9 @@ class IngestReport:
         verb = "would register" if self.dry_run else "registered"
         lines = [f"ingest {self.run_id} ({self.mode}) into {self.store}: {verb} "
                  f"{self.n_patients} patient(s), {self.n_scans} scan(s), "
-                 f"{self.n_clinical} clinical row(s)"]
+                 f"{self.n_clinical} clinical row(s)"
+                 + (f"; {self.n_segmented} patient(s) with a tumour segmentation"
+                    if self.n_segmented else "")]
         for site, count in self.per_site().items():
             lines.append(f"  site {site}: {count} patient(s)")
         if self.rejects:
@@ -427,6 +432,7 @@ def ingest(store: str | os.PathLike, *, manifest: str | os.PathLike | None = Non
         column_map=column_map,
         ignored_columns=ignored,
         dry_run=dry_run,
+        n_segmented=sum(seq == "seg" for seq in tables["scans"].column("sequence").to_pylist()),
     )
 
 

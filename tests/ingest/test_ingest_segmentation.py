@@ -38,6 +38,7 @@ def test_discovered_segmentation_is_registered_and_optional(tmp_path):
     write_patient(tmp_path / "imgs" / "BraTS-2", "BraTS-2", style="2023")   # no segmentation
     report = ingest(tmp_path / "store", discover=tmp_path / "imgs", site="A")
     assert report.patient_ids == ("BraTS-1", "BraTS-2") and report.n_scans == 9
+    assert report.n_segmented == 1 and "; 1 patient(s) with a tumour segmentation" in report.summary()
     scans = _scans(tmp_path / "store")
     assert scans.groupby("patient_id")["sequence"].apply(set).to_dict() == {
         "BraTS-1": {"t1", "t1ce", "t2", "flair", "seg"}, "BraTS-2": {"t1", "t1ce", "t2", "flair"}}
@@ -65,7 +66,8 @@ def test_manifest_without_seg_column_still_works(tmp_path):
     paths = write_patient(tmp_path / "imgs" / "P1", "P1")
     manifest = write_csv(tmp_path / "m.csv", ["patient_id", "site", "t1", "t1ce", "t2", "flair"],
                          [["P1", "A", *paths.values()]])
-    assert ingest(tmp_path / "store", manifest=manifest).n_scans == 4
+    report = ingest(tmp_path / "store", manifest=manifest)
+    assert report.n_scans == 4 and report.n_segmented == 0 and "segmentation" not in report.summary()
 
 
 @pytest.mark.parametrize(("shape", "affine", "match"), [
