@@ -392,7 +392,7 @@ def _files(patient_id: str, scans: Mapping[str, Any], sequences: Sequence[str]) 
     missing = [s for s in sequences if not scans.get(s)]
     if missing:
         raise RadiomicsInputError(
-            patient_id, "<scans>", f"no registered scan for sequence(s) {', '.join(missing)}; ingest them, or "
+            patient_id, "scans table", f"no registered scan for sequence(s) {', '.join(missing)}; ingest them, or "
                                    "list only the sequences every patient has in the parameters' neurofeat.sequences")
     seg = scans.get("seg")
     return [os.fspath(_path(scans[s])) for s in sequences], (os.fspath(_path(seg)) if seg else None)
