@@ -57,6 +57,13 @@ def test_probe_without_fractions_writes_only_the_roc(store):
     _check_files(store, run, ["roc"])
 
 
+def test_figures_can_be_skipped(store):
+    run = probe_run(store, "dino", "idh1", fractions=(0.5, 1.0), knn=False, figures=False,
+                    **FAST)
+    assert run.figures == {} and run.info.figures == ()
+    assert not list(run.info.path.glob("*.png")) and not list(run.info.path.glob("*.svg"))
+
+
 def test_continuous_task_roc_uses_the_task_threshold(store):
     run = probe_run(store, "dino", "ki67", fractions=(), knn=False, **FAST)
     _check_files(store, run, ["roc"])
