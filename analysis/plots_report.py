@@ -226,6 +226,8 @@ def _forest_label(row) -> str:
     protocol = getattr(row, "protocol", None)
     if isinstance(protocol, str) and protocol != "cv":
         extra.append(protocol)
+    if getattr(row, "comparison", None) == "seed-reference":
+        sides += " (seed ref.)"
     return f"{', '.join(extra)}: {sides}" if extra else sides
 
 
@@ -237,7 +239,8 @@ def forest_plot(tests: pd.DataFrame, *, title: str = "") -> object:
     tests : DataFrame
         A ``tests`` table of ``stats compare`` (the ``comparisons`` view): backbone_a,
         backbone_b, metric, diff, diff_ci_low, diff_ci_high, p_value, and optionally
-        task, site, protocol, pooled, primary, ci_level. When ``primary`` is present only
+        task, site, protocol, pooled, primary, ci_level, comparison ('seed-reference'
+        rows are labelled so). When ``primary`` is present only
         the primary (calibrated) rows are drawn; pooled family rows are diamonds.
     title : str
 

@@ -270,7 +270,8 @@ def _probe_rows(cat: _Catalog) -> pd.DataFrame:
 
 def _comparison_rows(cat: _Catalog) -> pd.DataFrame:
     frame = cat.frame("SELECT * FROM comparisons WHERE \"primary\" AND perturbation = 'none'")
-    return _newest(frame, ["task", "protocol", "backbone_a", "backbone_b", "cohort_sites"])
+    return _newest(frame, ["task", "protocol", "backbone_a", "backbone_b", "cohort_sites",
+                           "comparison"])
 
 
 def _backbone_table(rows: pd.DataFrame, task: str, protocol: str, sites: str) -> Table:
@@ -304,7 +305,8 @@ def _backbone_table(rows: pd.DataFrame, task: str, protocol: str, sites: str) ->
 def _test_table(tests: pd.DataFrame, task: str, protocol: str) -> Table:
     rows = []
     for r in tests.itertuples():
-        rows.append((f"{r.backbone_a} − {r.backbone_b}", r.metric, r.site,
+        seed = " (seed reference)" if getattr(r, "comparison", None) == "seed-reference" else ""
+        rows.append((f"{r.backbone_a} − {r.backbone_b}{seed}", r.metric, r.site,
                      _ci(r.estimate_a, r.ci_low_a, r.ci_high_a),
                      _ci(r.estimate_b, r.ci_low_b, r.ci_high_b),
                      _ci(r.diff, r.diff_ci_low, r.diff_ci_high), _p(r.p_value), _p(r.p_holm),

@@ -104,6 +104,9 @@ def test_forest_plot_draws_the_primary_rows_with_their_p_values():
     right = main[0].child_axes[0]  # the secondary y axis with the p-values
     assert [t.get_text() for t in right.get_yticklabels()] == ["p = 0.310", "p = 0.310",
                                                                "p < 0.001"]
+    seed = _tests_frame().assign(comparison="seed-reference")
+    labels = [t.get_text() for t in forest_plot(seed).axes[0].get_yticklabels()]
+    assert labels[0] == "idh1: dino − dino_dro (seed ref.)"
     with pytest.raises(ValueError, match="at least one \\(primary\\) row"):
         forest_plot(_tests_frame().assign(primary=False))
 
