@@ -247,8 +247,8 @@ def forest_plot(tests: pd.DataFrame, *, title: str = "") -> object:
     Returns
     -------
     matplotlib.figure.Figure
-        Rows top to bottom in table order; a dashed line at no difference; each row's
-        p-value on the right.
+        Panels two to a row; rows top to bottom in table order; a dashed line at no
+        difference; each row's p-value on the right.
 
     Raises
     ------
@@ -262,8 +262,13 @@ def forest_plot(tests: pd.DataFrame, *, title: str = "") -> object:
         raise ValueError("forest_plot needs at least one (primary) row of a tests table")
     metrics = list(dict.fromkeys(rows["metric"]))
     n_max = max(int((rows["metric"] == m).sum()) for m in metrics)
-    fig = _figure(max(4.5, 4.2 * len(metrics)), 0.9 + 0.32 * n_max + (0.3 if title else 0))
-    axes = fig.subplots(1, len(metrics), squeeze=False)[0]
+    n_cols = min(2, len(metrics))
+    n_rows = int(np.ceil(len(metrics) / n_cols))
+    fig = _figure(max(4.8, 5.2 * n_cols),
+                  n_rows * (0.9 + 0.32 * n_max) + (0.3 if title else 0))
+    axes = fig.subplots(n_rows, n_cols, squeeze=False).ravel()
+    for ax in axes[len(metrics):]:
+        ax.set_visible(False)
     for ax, metric in zip(axes, metrics):
         sub = rows[rows["metric"] == metric].reset_index(drop=True)
         y = np.arange(len(sub))

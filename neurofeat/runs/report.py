@@ -319,6 +319,32 @@ def _test_table(tests: pd.DataFrame, task: str, protocol: str) -> Table:
                   "n (positives)", "run"), tuple(rows), notes=tuple(notes))
 
 
+def _sides_from_tests(tests: pd.DataFrame, probes: pd.DataFrame) -> pd.DataFrame:
+    """Rows in the shape of the probe rows for backbones that only a comparison scored:
+    its per-side estimates are the same primary estimates a probe run stores."""
+    if tests.empty:
+        return probes.iloc[:0]
+    scored = set(probes["backbone"]) if not probes.empty else set()
+    rows = tests[(tests["site"] == "all") & ~tests["pooled"].fillna(False).astype(bool)
+                 & tests["metric"].isin(["auc", "ba"])
+                 & (tests.get("comparison", "requested") != "seed-reference")]
+    main = "ridge" if not probes.empty and (probes["probe"] == "ridge").any() else "linear"
+    found = []
+    for side in ("a", "b"):
+        part = rows[~rows[f"backbone_{side}"].isin(scored)]
+        found.append(pd.DataFrame({
+            "backbone": part[f"backbone_{side}"], "metric": part["metric"],
+            "estimate": part[f"estimate_{side}"], "ci_low": part[f"ci_low_{side}"],
+            "ci_high": part[f"ci_high_{side}"], "n": part["n"], "n_pos": part["n_pos"],
+            "estimand": part["estimand"], "warning": part["warning"],
+            "run_id": part["run_id"], "seed": part["seed"], "task": part["task"],
+            "checkpoint_sha256": part[f"checkpoint_sha256_{side}"],
+            "preprocess_sha256": part[f"preprocess_sha256_{side}"],
+            "probe": main, "site": "all", "fraction": 1.0}))
+    frame = pd.concat(found, ignore_index=True)
+    return frame.drop_duplicates(["backbone", "metric"])
+
+
 def _performance(cat: _Catalog, probes: pd.DataFrame, tests: pd.DataFrame,
                  prov: _Provenance) -> Section | None:
     if probes.empty and tests.empty:
@@ -335,11 +361,12 @@ def _performance(cat: _Catalog, probes: pd.DataFrame, tests: pd.DataFrame,
     for task, protocol, sites in sorted(keys, key=lambda k: (str(k[0]), str(k[1]), str(k[2]))):
         sub = probes[(probes["task"] == task) & (probes["protocol"] == protocol)
                      & (probes["cohort_sites"] == sites)] if not probes.empty else probes
+        pairs = tests[(tests["task"] == task) & (tests["protocol"] == protocol)
+                      & (tests["cohort_sites"] == sites)] if not tests.empty else tests
+        sub = pd.concat([sub, _sides_from_tests(pairs, sub)], ignore_index=True)
         if not sub.empty:
             blocks.append(_backbone_table(sub, task, protocol, sites))
             prov.add(sub)
-        pairs = tests[(tests["task"] == task) & (tests["protocol"] == protocol)
-                      & (tests["cohort_sites"] == sites)] if not tests.empty else tests
         if not pairs.empty:
             blocks.append(_test_table(pairs, task, protocol))
             prov.add(pairs)

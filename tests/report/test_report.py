@@ -69,6 +69,12 @@ def test_numbers_are_the_stored_primary_rows(full_store, full_report):
                   "'dino_dro' AND task = 'idh1' AND probe = 'linear' AND site = 'all' AND "
                   "fraction = 1.0 AND metric = 'ba' AND \"primary\"").fetchone()[0]
     assert row[4].startswith(f"{dro:.3f} [")
+    # a backbone that only stats compare scored: its side of the primary comparison row
+    byol = con.execute("SELECT estimate_a, ci_low_a, ci_high_a FROM comparisons WHERE "
+                       "\"primary\" AND task = 'idh1' AND backbone_a = 'byol' AND metric = "
+                       "'auc' AND site = 'all'").fetchone()
+    row = next(r for r in table.rows if r[0] == "byol")
+    assert row[1] == f"{byol[0]:.3f} [{byol[1]:.3f}, {byol[2]:.3f}]" and "stats-compare" in row[-1]
     tests = con.execute("SELECT backbone_a, backbone_b, metric, diff, p_value FROM comparisons "
                     "WHERE \"primary\" AND task = 'idh1'").df()
     paired = _table(full_report.report, "idh1: primary paired test")
