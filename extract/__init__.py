@@ -4,7 +4,10 @@ Only this stage imports torch/MONAI. One concept per module (nothing is imported
 so ``import neurofeat.extract.<module>`` stays as light as that module):
 
 Extraction (``neurofeat extract``, run by :mod:`neurofeat.runs.extract`)
-    ``backbone``     the encoder to extract with (pretrained name or external checkpoint)
+    ``backbone``     the encoder to extract with (pretrained name, external checkpoint,
+                     or the ``random`` floor: a randomly initialised encoder of a seed)
+    ``radiomics``    the ``radiomics`` reference backbone (pyradiomics features in the
+                     tumour or brain mask; no torch)
     ``extractor``    the extraction loop: batches -> embeddings -> store, resumable
     ``dry_run``      everything extraction needs, checked without extracting
     ``embed``        the forward pass of a batch (autocast/channels-last on GPU)
@@ -22,6 +25,7 @@ Pretraining (``neurofeat pretrain``, run by :mod:`neurofeat.runs.pretrain`)
     ``methods``         SimCLR, MoCo, BYOL, DINO, MAE (per-sample losses)
     ``dro``             Group-DRO
     ``augment``         multi-view augmentations
+    ``recipes``         named per-method CPU recipes (``--recipe cpu-demo``)
 
 Shared
     ``encoders``     MONAI 3D ResNets and their configuration

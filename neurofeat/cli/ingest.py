@@ -38,7 +38,7 @@ _HELP = (
 
 def ingest_command(
     manifest: Annotated[Path | None, typer.Option(
-        "--manifest", "-m", help="CSV: patient_id, site, t1, t1ce, t2, flair [, cohort].",
+        "--manifest", "-m", help="CSV: patient_id, site, t1, t1ce, t2, flair [, seg (tumour label map; empty cells allowed), cohort].",
         show_default=False)] = None,
     clinical: Annotated[Path | None, typer.Option(
         "--clinical", "-c", help="CSV/TSV of clinical labels (any known column names).",

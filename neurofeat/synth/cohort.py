@@ -5,7 +5,8 @@ logic on thousands of patients).  :func:`generate_cohort` adds the images and wr
 
     DIR/images/<patient_id>/<patient_id>_{t1,t1ce,t2,flair}.nii.gz   int16, RAS+ affine
     DIR/images/<patient_id>/<patient_id>_seg.nii.gz                  BraTS labels 0/1/2/4
-    DIR/manifest.csv     patient_id, site, t1, t1ce, t2, flair (paths relative to DIR)
+    DIR/manifest.csv     patient_id, site, t1, t1ce, t2, flair, seg (paths relative to DIR;
+                         seg empty when segmentations are not written)
     DIR/clinical.csv     patient_id, site + canonical columns (true/false, unknown empty)
     DIR/truth.parquet    every latent variable (labels without NULLs, traits, effects,
                          probabilities, survival times, tumour volumes, warp, protocol)
@@ -78,8 +79,9 @@ CLINICAL_COLUMNS: tuple[str, ...] = (
     "os_event",
 )
 
-#: Columns of manifest.csv, in order.
-MANIFEST_COLUMNS: tuple[str, ...] = ("patient_id", "site", *SEQUENCES)
+#: Columns of manifest.csv, in order (``seg``: the tumour label map, which ingest registers
+#: as an optional sequence; empty when the cohort was written without segmentations).
+MANIFEST_COLUMNS: tuple[str, ...] = ("patient_id", "site", *SEQUENCES, "seg")
 
 _STREAM_LABELS, _STREAM_SURVIVAL, _STREAM_SITES, _STREAM_IMAGES, _STREAM_SCANNERS = 1, 2, 3, 4, 5
 
@@ -569,8 +571,10 @@ def _render_and_write(job: _PatientJob) -> tuple[dict, dict]:
         name = f"{patient_id}_{sequence}.nii.gz"
         write_nifti_gz(folder / name, rendered.images[sequence], affine)
         record[sequence] = f"images/{patient_id}/{name}"
+    record["seg"] = ""
     if job.write_segmentation:
         write_nifti_gz(folder / f"{patient_id}_seg.nii.gz", rendered.segmentation, affine)
+        record["seg"] = f"images/{patient_id}/{patient_id}_seg.nii.gz"
     return record, rendered.latent
 
 

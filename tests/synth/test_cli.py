@@ -25,7 +25,8 @@ def test_synth_writes_a_cohort(tmp_path):
     assert result.exit_code == 0, result.output
     assert "siteA" in result.output and "siteB" in result.output
     manifest = pd.read_csv(out / "manifest.csv")
-    assert manifest.columns.tolist() == ["patient_id", "site", "t1", "t1ce", "t2", "flair"]
+    assert manifest.columns.tolist() == ["patient_id", "site", "t1", "t1ce", "t2", "flair", "seg"]
+    assert all((out / path).exists() for path in manifest["seg"])
     assert manifest["site"].value_counts().to_dict() == {"siteA": 8, "siteB": 4}
     assert all((out / path).is_file() for path in manifest["flair"])
     with open(out / "clinical.csv", newline="") as handle:

@@ -21,7 +21,7 @@ SIZE, SPACING = 32, 4.0  # as in conftest.small_cohort
 
 def test_manifest_and_files(small_cohort):
     manifest = pd.read_csv(small_cohort.manifest_path)
-    assert manifest.columns.tolist() == ["patient_id", "site", "t1", "t1ce", "t2", "flair"]
+    assert manifest.columns.tolist() == ["patient_id", "site", "t1", "t1ce", "t2", "flair", "seg"]
     assert len(manifest) == 40
     assert manifest["patient_id"].iloc[0] == "siteA-0001"
     row = manifest.iloc[0]
@@ -29,6 +29,7 @@ def test_manifest_and_files(small_cohort):
     for sequence in SEQUENCES:
         assert all((small_cohort.root / p).is_file() for p in manifest[sequence])
     assert small_cohort.image_path("siteA-0001", "seg").is_file()
+    assert row["seg"] == "images/siteA-0001/siteA-0001_seg.nii.gz"
 
 
 def test_images_are_valid_nifti_with_the_grid_affine(small_cohort):

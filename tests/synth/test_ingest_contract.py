@@ -27,4 +27,4 @@ def test_ingest_accepts_the_cohort_and_keeps_the_nulls(small_cohort, tmp_path):
         pd.testing.assert_series_equal(stored[column].astype(float), expected[column].astype(float), check_names=False, atol=1e-6)
     assert stored["grade"].astype(int).tolist() == expected["grade"].astype(int).tolist()
     n_scans = con.sql("SELECT count(*) FROM scans").fetchall()[0][0]
-    assert n_scans == 160
+    assert n_scans == 200  # four sequences and the tumour segmentation per patient
