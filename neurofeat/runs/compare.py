@@ -22,6 +22,7 @@ from neurofeat.analysis.compare import (adjust_across, compare_probes, pair_back
                                         seed_noise_verdict, seed_reference_pairs)
 from neurofeat.analysis.loso import LOSO_TESTS, compare_survival_loso
 from neurofeat.analysis.paired_tests import DEFAULT_TEST, TEST_CHOICES
+from neurofeat.analysis.plots_report import forest_plot
 from neurofeat.analysis.survival.compare import compare_survival_backbones
 from neurofeat.runs.inputs import AlignedData, PatientSetMismatch, load_aligned, site_mask
 from neurofeat.runs.tables import inference_columns, shape
@@ -227,7 +228,7 @@ def compare_run(store: Store, side_a: str, side_b: str, task: str, *,
                 n_repeats: int = 5, n_splits: int = 5, n_boot: int = 2000, seed: int = 0,
                 intersect: bool = False, perturbation: str = "none", site: str | None = None,
                 protocol: str = "cv", seed_reference: Sequence[str] = (),
-                write: bool = True, on_start: Callable[[int], None] | None = None,
+                write: bool = True, figures: bool = True, on_start: Callable[[int], None] | None = None,
                 on_split: Callable[[], None] | None = None) -> CompareRun:
     """Compare A with B on ``task`` (or every task with ``task='all'``) and store the run.
 
@@ -254,6 +255,9 @@ def compare_run(store: Store, side_a: str, side_b: str, task: str, *,
         line per task x metric on whether A - B exceeds seed-to-seed variation.
     write : bool
         Write the run (False: compute only).
+    figures : bool
+        Draw the ``forest`` plot of the primary paired differences (every task, metric
+        and, with LOSO, held-out site) and store it with the run as PNG and SVG.
 
     Raises
     ------
@@ -312,7 +316,10 @@ def compare_run(store: Store, side_a: str, side_b: str, task: str, *,
               "seed_reference": list(seed_reference),
               "reference_pairs": [list(p) for p in reference_pairs],
               "seed_reference_verdicts": list(verdicts)}
-    info = write_run(store, "stats-compare", {"tests": tests}, params=params) if write else None
+    drawn = {"forest": forest_plot(tests, title=f"stats compare {side_a} vs {side_b} ({protocol})")} \
+        if figures and write else {}
+    info = write_run(store, "stats-compare", {"tests": tests}, params=params,
+                     figures=drawn) if write else None
     return CompareRun(side_a, side_b, pairs, tuple(comparisons), tuple(skipped), tests,
                       params, info, verdicts)
 

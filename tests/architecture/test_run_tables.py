@@ -66,6 +66,10 @@ def test_compare_run_tables_match_schema_and_adjust_across_tasks(store):
     pooled = run.tests[run.tests["pooled"]]
     assert set(pooled["backbone_a"]) == {"base"}
     assert pooled["checkpoint_sha256_a"].str.count(",").eq(3).all()
+    # the forest plot of the primary differences is stored with the run, PNG and SVG
+    assert run.info.figures == ("forest",)
+    png, svg = run.info.path / "forest.png", run.info.path / "forest.svg"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and b"<svg" in svg.read_bytes()[:2000]
 
 
 def test_survival_run_tables_match_schema(store):
