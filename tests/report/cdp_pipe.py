@@ -7,6 +7,7 @@ browser is driven through two pipes of this process.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import subprocess
@@ -42,20 +43,23 @@ class Browser:
         self.timeout = timeout
         to_browser_r, self._write_fd = os.pipe()
         self._read_fd, from_browser_w = os.pipe()
-        # the child must see the pipes as fds 3 (commands) and 4 (replies)
-        def child_fds() -> None:
-            commands, replies = os.dup(to_browser_r), os.dup(from_browser_w)  # off 3 and 4
-            os.dup2(commands, 3)
-            os.dup2(replies, 4)
-
-        stderr = self._log = open(log, "wb") if log else None  # noqa: SIM115
+        # The browser must see the pipes as fds 3 (commands) and 4 (replies). bash moves
+        # them there (no preexec_fn, which is unsafe in a process with threads; dash
+        # cannot name fds above 9); copies at 10 and up first, so that no move
+        # overwrites the other pipe.
+        commands = fcntl.fcntl(to_browser_r, fcntl.F_DUPFD, 10)
+        replies = fcntl.fcntl(from_browser_w, fcntl.F_DUPFD, 10)
+        for fd in (to_browser_r, from_browser_w):
+            os.close(fd)
+        script = f'exec "$@" 3<&{commands} 4>&{replies} {commands}<&- {replies}>&-'
+        self._log = open(log, "wb") if log else None
         self.process = subprocess.Popen(
-            [executable, "--remote-debugging-pipe", *(args or []), "about:blank"],
+            ["bash", "-c", script, "bash", executable, "--remote-debugging-pipe",
+             *(args or []), "about:blank"],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=stderr or subprocess.DEVNULL,
-            pass_fds=(3, 4, to_browser_r, from_browser_w), preexec_fn=child_fds, env=env)
-        os.close(to_browser_r)
-        os.close(from_browser_w)
+            stderr=self._log or subprocess.DEVNULL, pass_fds=(commands, replies), env=env)
+        os.close(commands)
+        os.close(replies)
         self._next_id = 0
         self._messages: list[dict] = []
         self._cond = threading.Condition()
@@ -143,7 +147,7 @@ class Browser:
         if self._log is not None:
             self._log.close()
 
-    def __enter__(self) -> "Browser":
+    def __enter__(self) -> Browser:
         return self
 
     def __exit__(self, *exc) -> None:
