@@ -302,6 +302,30 @@ def _backbone_table(rows: pd.DataFrame, task: str, protocol: str, sites: str) ->
                                                          for i, n in enumerate(notes)))
 
 
+def _site_table(rows: pd.DataFrame, task: str, protocol: str) -> Table | None:
+    """Per-site rows of a leave-one-site-out (held-out site) or within-site protocol."""
+    main = _main_probe(rows)
+    rows = rows[(rows["probe"] == main) & (rows["site"] != "all") & (rows["fraction"] == 1.0)]
+    if rows.empty:
+        return None
+    value = {(r.backbone, r.site, r.metric): r for r in rows.itertuples()}
+    order = [b for _, base, dro in _pairs(rows["backbone"]) for b in (base, dro) if b]
+    table_rows = []
+    for backbone in order:
+        for site in sorted(set(rows.loc[rows["backbone"] == backbone, "site"])):
+            auc, ba = value.get((backbone, site, "auc")), value.get((backbone, site, "ba"))
+            first = auc or ba
+            table_rows.append((backbone, site,
+                               "–" if auc is None else _ci(auc.estimate, auc.ci_low, auc.ci_high),
+                               "–" if ba is None else _ci(ba.estimate, ba.ci_low, ba.ci_high),
+                               f"{first.n} ({_fmt(first.n_pos)})", first.run_id))
+    what = "held-out site" if protocol == "loso" else "within each site"
+    notes = sorted({e for e in rows["estimand"].dropna() if e})[:2]
+    return Table(f"{task}: {main} probe, {protocol}, per site ({what}); estimate and 95 % "
+                 "interval (primary)", ("backbone", "site", "AUC", "BA", "n (positives)", "run"),
+                 tuple(table_rows), notes=tuple(f"estimand: {n}" for n in notes))
+
+
 def _test_table(tests: pd.DataFrame, task: str, protocol: str) -> Table:
     rows = []
     for r in tests.itertuples():
@@ -366,6 +390,9 @@ def _performance(cat: _Catalog, probes: pd.DataFrame, tests: pd.DataFrame,
         sub = pd.concat([sub, _sides_from_tests(pairs, sub)], ignore_index=True)
         if not sub.empty:
             blocks.append(_backbone_table(sub, task, protocol, sites))
+            per_site = _site_table(sub, task, protocol) if protocol != "cv" else None
+            if per_site is not None:
+                blocks.append(per_site)
             prov.add(sub)
         if not pairs.empty:
             blocks.append(_test_table(pairs, task, protocol))

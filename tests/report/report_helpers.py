@@ -72,6 +72,7 @@ def make_full_store(root, n: int = 60):
     for backbone in ("dino", "dino_dro"):
         probe_run(store, backbone, "idh1", fractions=(0.5, 1.0), **FAST)
     probe_run(store, "dino", "ki67", knn=False, fractions=(), **FAST)
+    probe_run(store, "dino", "idh1", protocol="loso", knn=False, fractions=(), **FAST)
     compare_run(store, "base", "dro", "idh1", **FAST)
     survival_run(store, "dino", "os", **FAST)
     invariance_run(store, ["dino", "dino_dro"], label="idh1", n_boot=30, n_splits=3,

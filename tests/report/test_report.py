@@ -90,6 +90,18 @@ def test_numbers_are_the_stored_primary_rows(full_store, full_report):
     assert next(r for r in cindex.rows if r[2] == "all")[5].startswith(f"{harrell:.3f} [")
 
 
+def test_leave_one_site_out_probe_has_a_held_out_site_table(full_store, full_report):
+    table = _table(full_report.report, "idh1: linear probe, loso, per site (held-out site)")
+    con = connect(full_store)
+    stored = con.execute(
+        "SELECT site, estimate FROM results WHERE command = 'probe' AND protocol = 'loso' "
+        "AND probe = 'linear' AND site <> 'all' AND metric = 'auc' AND \"primary\" "
+        "ORDER BY site").fetchall()
+    assert [(r[1], r[2].split(" [")[0]) for r in table.rows] == [
+        (site, f"{auc:.3f}") for site, auc in stored]
+    assert {r[0] for r in table.rows} == {"dino"}
+
+
 def test_every_run_shown_has_its_provenance(full_store, full_report):
     page = visible_text(full_report.html)
     provenance = _table(full_report.report, "Runs whose numbers")
