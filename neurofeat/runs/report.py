@@ -103,6 +103,17 @@ def _ci(estimate: object, low: object, high: object) -> str:
     return f"{text} [{_fmt(low)}, {_fmt(high)}]"
 
 
+def _count(value: object) -> str:
+    """A count (stored as int, or float when a column also holds NULL)."""
+    if value is None or pd.isna(value):
+        return "–"
+    return str(int(value))
+
+
+def _n_pos(row) -> str:
+    return f"{_count(row.n)} ({_count(row.n_pos)})"
+
+
 def _p(value: object) -> str:
     if value is None or pd.isna(value):
         return "–"
@@ -178,7 +189,7 @@ class _Provenance:
 
 # ------------------------------------------------------------------------------ reading
 class _Catalog:
-    """The store's views, read once per query, with the set of views that exist."""
+    """The store's DuckDB catalog: its views, which of them exist, and the runs."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
@@ -287,7 +298,7 @@ def _backbone_table(rows: pd.DataFrame, task: str, protocol: str, sites: str) ->
                 cells.append("–" if r is None else _ci(r.estimate, r.ci_low, r.ci_high))
         any_row = next((value[(b, m)] for b in (base, dro) for m in ("auc", "ba")
                         if (b, m) in value), None)
-        cells.append("–" if any_row is None else f"{any_row.n} ({_fmt(any_row.n_pos)})")
+        cells.append("–" if any_row is None else _n_pos(any_row))
         runs = sorted({value[(b, m)].run_id for b in (base, dro) for m in ("auc", "ba")
                        if (b, m) in value})
         cells.append(", ".join(runs))
@@ -318,7 +329,7 @@ def _site_table(rows: pd.DataFrame, task: str, protocol: str) -> Table | None:
             table_rows.append((backbone, site,
                                "–" if auc is None else _ci(auc.estimate, auc.ci_low, auc.ci_high),
                                "–" if ba is None else _ci(ba.estimate, ba.ci_low, ba.ci_high),
-                               f"{first.n} ({_fmt(first.n_pos)})", first.run_id))
+                               _n_pos(first), first.run_id))
     what = "held-out site" if protocol == "loso" else "within each site"
     notes = sorted({e for e in rows["estimand"].dropna() if e})[:2]
     return Table(f"{task}: {main} probe, {protocol}, per site ({what}); estimate and 95 % "
@@ -334,7 +345,7 @@ def _test_table(tests: pd.DataFrame, task: str, protocol: str) -> Table:
                      _ci(r.estimate_a, r.ci_low_a, r.ci_high_a),
                      _ci(r.estimate_b, r.ci_low_b, r.ci_high_b),
                      _ci(r.diff, r.diff_ci_low, r.diff_ci_high), _p(r.p_value), _p(r.p_holm),
-                     str(r.test), f"{r.n} ({_fmt(r.n_pos)})", r.run_id))
+                     str(r.test), _n_pos(r), r.run_id))
     notes = [f"method: {m}" for m in sorted({m for m in tests["method"].dropna() if m})]
     notes += [f"estimand: {e}" for e in sorted({e for e in tests["estimand"].dropna() if e})[:2]]
     notes += ["Δ = A − B; p Holm adjusts across the tasks of the same stats compare run."]
@@ -505,8 +516,8 @@ def _survival(cat: _Catalog, prov: _Provenance) -> Section | None:
             u = value.get((backbone, model, site, "uno_c"))
             lr = value.get((backbone, model, site, "logrank_p"))
             first = h or u or lr
-            table_rows.append((backbone, model, site, _fmt(first.n),
-                               _fmt(first.n_pos), "–" if h is None else
+            table_rows.append((backbone, model, site, _count(first.n),
+                               _count(first.n_pos), "–" if h is None else
                                _ci(h.estimate, h.ci_low, h.ci_high),
                                "–" if u is None else _ci(u.estimate, u.ci_low, u.ci_high),
                                "–" if lr is None else _p(lr.estimate), first.run_id))
@@ -556,8 +567,8 @@ def _invariance(cat: _Catalog, prov: _Provenance) -> Section | None:
                                _fmt(None if d is None else d.estimate),
                                "–" if p is None else _ci(p.estimate, p.ci_low, p.ci_high),
                                _fmt(None if p is None else p.chance),
-                               _fmt(None if p is None else p.n),
-                               _fmt(None if p is None else p.n_groups)))
+                               _count(None if p is None else p.n),
+                               _count(None if p is None else p.n_groups)))
         where = "" if perturbation == "none" else f", perturbation {perturbation}"
         blocks.append(Table(f"Separability by {by}{where} (run {run_id})",
                             ("backbone", "family", "PCA-silhouette (lower better)",
@@ -593,7 +604,7 @@ def _stability(cat: _Catalog, prov: _Provenance) -> Section | None:
         shown = rows[rows["perturbation"] != "none"]
         table_rows = tuple(
             (r.backbone, r.perturbation, r.metric, _ci(r.estimate, r.ci_low, r.ci_high),
-             _ci(r.delta, r.delta_ci_low, r.delta_ci_high), _fmt(r.n))
+             _ci(r.delta, r.delta_ci_low, r.delta_ci_high), _count(r.n))
             for r in shown.sort_values(["metric", "backbone", "kind", "strength"]).itertuples())
         blocks.append(Table(f"{task}: probe trained on clean embeddings, scored on perturbed "
                             f"ones (run {run_id})", ("backbone", "perturbation", "metric",
@@ -664,7 +675,7 @@ def _calibration(cat: _Catalog, prov: _Provenance) -> Section | None:
             f"Calibration of {name} (run {run_id})",
             ("site", "n", "positives", "slope [95 % CI]", "intercept [95 % CI]",
              "Brier [95 % CI]", "scaled Brier"),
-            tuple((r.site, _fmt(r.n), _fmt(r.n_pos), _ci(r.slope, r.slope_ci_low,
+            tuple((r.site, _count(r.n), _count(r.n_pos), _ci(r.slope, r.slope_ci_low,
                                                          r.slope_ci_high),
                    _ci(r.intercept, r.intercept_ci_low, r.intercept_ci_high),
                    _ci(r.brier, r.brier_ci_low, r.brier_ci_high), _fmt(r.brier_scaled))
