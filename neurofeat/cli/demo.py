@@ -1,12 +1,17 @@
-"""CLI: ``neurofeat demo`` — the whole workflow on the synthetic cohort, end to end.
+"""CLI: ``neurofeat demo`` — the whole workflow on a synthetic cohort with planted truth.
 
 The demo runs the same commands a user would type (synth → ingest → pretrain →
-extract → probe → stats compare → survival → sql), through the same Typer app, so
-it exercises exactly the public interface and leaves a store to explore.
+extract → probe → stats compare → survival → invariance → stability → report),
+through the same Typer app, so it exercises exactly the public interface and leaves a
+store to explore. Which commands, with which arguments, is decided by
+:func:`neurofeat.runs.demo.demo_plan`; the closing summary by
+:func:`neurofeat.runs.demo.demo_summary`.
 """
 
 from __future__ import annotations
 
+import os
+import resource
 import time
 from pathlib import Path
 from typing import Annotated
@@ -16,105 +21,141 @@ import typer
 from neurofeat.cli.common import console, fail
 
 
-def _run(step: str, args: list[str]) -> float:
+def _surface() -> dict[str, set[str]]:
+    """Every command path of the app with its option names (what the demo can use)."""
+    from neurofeat.cli import app
+
+    surface: dict[str, set[str]] = {}
+
+    def walk(command: object, path: list[str]) -> None:
+        subcommands = getattr(command, "commands", None)  # a group (typer's vendored click)
+        if subcommands is not None:
+            for name, sub in subcommands.items():
+                walk(sub, [*path, name])
+        else:
+            surface[" ".join(path)] = {opt for param in command.params for opt in param.opts}
+
+    walk(typer.main.get_command(app), [])
+    return surface
+
+
+def _run(args: tuple[str, ...], title: str) -> None:
     """Run one neurofeat command in-process; stop the demo if it fails."""
     from neurofeat.cli import app
 
-    console().rule(f"[bold]{step}[/]  neurofeat {' '.join(args)}")
     command = typer.main.get_command(app)
-    start = time.perf_counter()
     try:
-        command.main(args=args, prog_name="neurofeat", standalone_mode=False)
+        command.main(args=list(args), prog_name="neurofeat", standalone_mode=False)
     except typer.Exit as done:
         if done.exit_code:
-            fail(f"demo step '{step}' failed (exit code {done.exit_code}); see the message above")
+            fail(f"demo step '{title}' failed (exit code {done.exit_code}); see the message above")
     except SystemExit as done:  # click's own exits
         if done.code:
-            fail(f"demo step '{step}' failed (exit code {done.code}); see the message above")
-    return time.perf_counter() - start
+            fail(f"demo step '{title}' failed (exit code {done.code}); see the message above")
+
+
+def _cpu_seconds() -> float:
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def demo(
-    out: Annotated[Path, typer.Option(help="Folder for the cohort, the models and the store.")] = Path("demo"),
-    n: Annotated[int, typer.Option(help="Synthetic patients.")] = 120,
+    out: Annotated[Path, typer.Option(help="Folder for the cohort, the models, the store and the report.")] = Path("demo"),
+    quick: Annotated[
+        bool,
+        typer.Option(
+            "--quick",
+            help="About 2 minutes instead of 10: 120 patients, one pair (dino, dino_dro) for 2 epochs, 1x5-fold CV, "
+            "200 bootstrap resamples, one perturbation (Gibbs), and stats compare on IDH1, MGMT and survival only.",
+        ),
+    ] = False,
+    shortcut: Annotated[
+        bool,
+        typer.Option(
+            "--shortcut/--no-shortcut",
+            help="Plant the site shortcut (strength 0.8: at the training sites the scanner goes with MGMT "
+            "methylation, at the held-out site the other way round).",
+        ),
+    ] = True,
+    n: Annotated[int | None, typer.Option(help="Synthetic patients (default 240; --quick 120).", show_default=False)] = None,
     methods: Annotated[
-        str, typer.Option(help="SSL methods to pretrain, each as base and _dro twin (byol,dino,mae,moco,simclr).")
-    ] = "dino",
-    epochs: Annotated[int, typer.Option(help="Pretraining epochs (tiny CPU encoders).")] = 1,
-    bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for the CIs.")] = 500,
+        str | None,
+        typer.Option(
+            help="SSL methods, each pretrained as base and _dro twin (default byol,dino,mae,moco; --quick dino). "
+            "With all four, stats compare compares the families base and dro.",
+            show_default=False,
+        ),
+    ] = None,
+    epochs: Annotated[
+        int | None,
+        typer.Option(help="Pretraining epochs (default: the cpu-demo recipe's 8; --quick 2).", show_default=False),
+    ] = None,
+    bootstrap: Annotated[
+        int | None, typer.Option(help="Bootstrap resamples (default 500; --quick 200).", show_default=False)
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the cohort, the training and the statistics.")] = 0,
 ) -> None:
-    """Run the whole workflow on a synthetic multi-site cohort, on a CPU, in minutes.
+    """Run the whole workflow on a synthetic multi-site cohort with planted truth, on a CPU, in about 10 minutes.
 
-    Generates a cohort with known truth, ingests it, pretrains tiny 3D ResNets with and
-    without Group-DRO, extracts embeddings, probes IDH1, compares base vs DRO, fits a
-    survival model, and queries the results with SQL. Everything lands in OUT/store.
+    The cohort is synthetic: 240 glioma patients at three sites, whose markers are planted in
+    the tumour's appearance and, with the shortcut, tied to the scanner at two sites and the
+    other way round at the third. The demo ingests it, pretrains the study's four base/DRO
+    pairs (BYOL, DINO, MAE, MoCo; cpu-demo recipe, tiny 3D ResNet10 at 32³), adds the
+    reference backbones (the true traits as a ceiling, a random-init encoder as a floor,
+    IBSI radiomics), extracts clean and perturbed embeddings, compares base with DRO on
+    every task (calibrated test, cross-validated and leave-one-site-out), fits survival per
+    site, measures site invariance and perturbation stability, writes the HTML report, and
+    ends with a summary of what was found against what was planted. Everything lands in
+    OUT (store in OUT/store).
 
-    Example: neurofeat demo --out demo --methods dino,mae --epochs 2
+    Example: neurofeat demo --out demo --quick
     """
-    chosen = [m.strip() for m in methods.split(",") if m.strip()]
-    known = ("byol", "dino", "mae", "moco", "simclr")
-    unknown = [m for m in chosen if m not in known]
-    if unknown or not chosen:
-        fail(f"--methods: unknown {unknown or methods!r}; choose from {', '.join(known)}")
-    store, models, cohort = out / "store", out / "models", out / "cohort"
-    # Preprocessed volumes are cached once and shared by pretraining and every extraction.
-    cache = ["--cache-dir", str(out / "cache")]
-    if (store / "store.json").exists():
-        fail(f"{store} already holds a store; remove {out} or choose another --out")
-    tiny = ["--arch", "resnet10", "--widen-factor", "0.25", "--input-size", "32", "--spacing", "6"]
-    stats = ["--repeats", "2", "--folds", "5", "--bootstrap", str(bootstrap), "--seed", str(seed)]
-    timings: dict[str, float] = {}
-    timings["synth"] = _run(
-        "1 synth", ["synth", "--out", str(cohort), "--n", str(n), "--size", "32", "--spacing", "6", "--seed", str(seed)]
+    from neurofeat.runs.demo import (
+        DemoCapabilities,
+        demo_plan,
+        demo_settings,
+        demo_summary,
     )
-    timings["ingest"] = _run(
-        "2 ingest",
-        ["ingest", "--manifest", str(cohort / "manifest.csv"), "--clinical", str(cohort / "clinical.csv"), "--store", str(store)],
-    )
-    backbones = [name for method in chosen for name in (method, f"{method}_dro")]
-    for name in backbones:
-        method, dro = name.removesuffix("_dro"), name.endswith("_dro")
-        args = ["pretrain", "--method", method, "--store", str(store), "--models-dir", str(models), *tiny]
-        args += ["--epochs", str(epochs), "--batch-size", "8", "--lr", "1e-3", "--seed", str(seed), "--no-progress", *cache]
-        if dro:
-            args += ["--dro", "--group-by", "site"]
-        timings[f"pretrain {name}"] = _run(f"3 pretrain {name}", args)
-    for name in backbones:
-        timings[f"extract {name}"] = _run(
-            f"4 extract {name}",
-            ["extract", "--backbone", name, "--store", str(store), "--models-dir", str(models), "--workers", "1", "--no-progress", *cache],
-        )
-    first = backbones[1]
-    timings["probe"] = _run(
-        "5 probe", ["probe", "--backbone", first, "--task", "idh1", "--store", str(store), *stats, "--fractions", "none"]
-    )
-    # the families "base"/"dro" need every family member pretrained; else compare one pair
-    pair = ["base", "dro"] if set(chosen) >= {"byol", "dino", "mae", "moco"} else [chosen[0], f"{chosen[0]}_dro"]
-    timings["compare"] = _run("6 stats compare", ["stats", "compare", *pair, "--task", "idh1", "--store", str(store), *stats])
-    timings["survival"] = _run(
-        "7 survival",
-        ["survival", "--backbone", first, "--task", "os", "--store", str(store), "--repeats", "2", "--bootstrap", str(bootstrap), "--min-patients", "10"],
-    )
-    _run(
-        "8 sql",
-        [
-            "sql",
-            "SELECT command, backbone, task, coalesce(probe, model) AS model, metric, round(estimate, 3) AS estimate, "
-            "round(ci_low, 3) AS ci_low, round(ci_high, 3) AS ci_high FROM results "
-            "WHERE site = 'all' AND metric IN ('auc', 'ba', 'harrell_c', 'uno_c') AND ci_method LIKE 'percentile%' "
-            "ORDER BY command, backbone, model, metric",
-            "--store",
-            str(store),
-        ],
-    )
-    console().rule("[bold]done[/]")
-    total = sum(timings.values())
-    console().print(
-        f"demo finished in {total:.0f} s. Explore it:\n"
-        f"  neurofeat store info --store {store}\n"
-        f"  neurofeat sql \"SELECT * FROM comparisons\" --store {store}\n"
-        f"  figures: {store}/runs/*/*.png"
+
+    try:
+        settings = demo_settings(out, quick=quick, n=n, shortcut=shortcut, methods=methods,
+                                 epochs=epochs, bootstrap=bootstrap, seed=seed)
+    except ValueError as error:
+        fail(str(error))
+    if (settings.store / "store.json").exists():
+        fail(f"{settings.store} already holds a store; remove {out} or choose another --out")
+    plan = demo_plan(settings, DemoCapabilities.from_surface(_surface()))
+    out_console = console()
+    for line in plan.preamble():
+        out_console.print(line)
+    for what, why in plan.skipped:
+        out_console.print(f"[yellow]left out:[/] {what}: {why}")
+    started, cpu_started = time.perf_counter(), _cpu_seconds()
+    stage_seconds: dict[str, list[float]] = {}  # stage -> [wall, cpu]
+    for index, step in enumerate(plan.steps, start=1):
+        elapsed = time.perf_counter() - started
+        out_console.rule(f"[bold][{index}/{len(plan.steps)}] {step.title}[/]  ({elapsed // 60:.0f} min {elapsed % 60:02.0f} s)")
+        out_console.print(f"[dim]$ {step.command_line()}[/]", soft_wrap=True)
+        step_started, step_cpu = time.perf_counter(), _cpu_seconds()
+        _run(step.args, step.title)
+        spent = stage_seconds.setdefault(step.stage, [0.0, 0.0])
+        spent[0] += time.perf_counter() - step_started
+        spent[1] += _cpu_seconds() - step_cpu
+    total, cpu = time.perf_counter() - started, _cpu_seconds() - cpu_started
+    out_console.rule("[bold]What was planted, what was found[/]")
+    summary = demo_summary(settings.store, settings.cohort)
+    for sentence in summary.sentences():
+        out_console.print(f"• {sentence}", soft_wrap=False)
+    out_console.rule("[bold]done[/]")
+    stages = ", ".join(f"{stage} {wall:.0f} s (CPU {used:.0f} s)" for stage, (wall, used) in stage_seconds.items())
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    out_console.print(
+        f"demo finished in {total // 60:.0f} min {total % 60:02.0f} s: {stages}; CPU time {cpu:.0f} s in all, "
+        f"load average {load:.1f} at the end. Explore it:\n"
+        f"  neurofeat store info --store {settings.store}\n"
+        f"  neurofeat sql \"SELECT * FROM comparisons WHERE \\\"primary\\\"\" --store {settings.store}\n"
+        + (f"  open {settings.report}\n" if any(step.stage == "report" for step in plan.steps) else "")
+        + f"  figures: {settings.store}/runs/*/*.png"
     )
 
 

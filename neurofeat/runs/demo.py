@@ -515,9 +515,6 @@ class DemoSummary:
     scores : tuple of BackboneScore
         Primary AUC rows of the headline and shortcut tasks (cv over all sites, and
         leave-one-site-out per held-out site), newest per backbone.
-    planted_auc : float or None
-        AUC of the generating probability of the headline marker (truth.parquet): what a
-        model that knew everything, not only the images, would reach.
     shortcut_strength : float
         0 when no shortcut was planted.
     held_out_site : str or None
@@ -537,7 +534,6 @@ class DemoSummary:
     sites: tuple[str, ...]
     headline_task: str = HEADLINE_TASK
     scores: tuple[BackboneScore, ...] = ()
-    planted_auc: float | None = None
     shortcut_strength: float = 0.0
     held_out_site: str | None = None
     planted_shortcut: tuple[PlantedShortcut, ...] = ()
@@ -602,8 +598,6 @@ class DemoSummary:
             sentence = f"{task.upper()} (planted in the tumour's appearance) was not found: no interval lies above 0.5"
         refs = [f"{name} {_auc(self.score(name, task))}" for name in ("oracle", "random", "radiomics")
                 if self.score(name, task) is not None and all(name != r.backbone for r in found[:2])]
-        if self.planted_auc is not None:
-            refs.append(f"the generating probability {self.planted_auc:.2f}")
         if refs:
             sentence += f" ({', '.join(refs)})"
         sentence += "."
@@ -698,7 +692,8 @@ class DemoSummary:
         truth = [r for r in self.planted_survival if r.site == "all"]
         if truth:
             per_site = ", ".join(f"{r.site} {r.estimate:.2f}" for r in self.planted_survival if r.site != "all")
-            sentence += f"; the generating hazard itself scores {truth[0].estimate:.2f} ({per_site})"
+            sentence += (f"; the generating hazard itself (age, MGMT and tumour volume, not all "
+                         f"visible in the images) scores {truth[0].estimate:.2f} ({per_site})")
         return [sentence + "."]
 
     def _stability_sentences(self) -> list[str]:
@@ -831,9 +826,9 @@ def _views(con) -> set[str]:
         "SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()}
 
 
-def _planted(cohort: Path | None, con, task: str) -> dict:
-    """The cohort card and the truth: shortcut settings and expected AUCs, the generating
-    probability's AUC on ``task`` and the generating hazard's C on overall survival."""
+def _planted(cohort: Path | None, con) -> dict:
+    """The cohort card and the truth: shortcut settings and expected AUCs, and the
+    generating hazard's C on overall survival."""
     found: dict = {"synthetic": False}
     if cohort is None or not (cohort / "synth.json").is_file():
         return found
@@ -847,15 +842,11 @@ def _planted(cohort: Path | None, con, task: str) -> dict:
     truth_path = cohort / "truth.parquet"
     if not truth_path.is_file():
         return found
-    from neurofeat.analysis.metrics import roc_auc
     from neurofeat.analysis.survival import harrell_c
 
     truth = pd.read_parquet(truth_path)
     registered = set(_frame(con, "SELECT patient_id FROM patients")["patient_id"])
     truth = truth[truth["patient_id"].isin(registered)]
-    if f"p_{task}" in truth and truth[task].notna().any():
-        known = truth[truth[task].notna()]
-        found["planted_auc"] = float(roc_auc(known[task].to_numpy(bool), known[f"p_{task}"].to_numpy(float)))
     if "os_log_hazard" in truth:
         # the os task's cohort: IDH1 wild-type grade 4 (neurofeat.tasks)
         os_cohort = truth[(truth["idh1"] == False) & (truth["grade"] == 4)
@@ -891,7 +882,7 @@ def demo_summary(store: Store | str | Path, cohort: str | Path | None = None) ->
     try:
         sites_frame = _frame(con, "SELECT site, count(*) AS n FROM patients GROUP BY site ORDER BY site")
         sites = tuple(str(s) for s in sites_frame["site"])
-        planted = _planted(cohort_dir, con, HEADLINE_TASK)
+        planted = _planted(cohort_dir, con)
         strength = planted.get("strength", 0.0)
         expected = planted.get("expected", [])
         held = next((p.site for p in expected if p.role == "held_out"), sites[-1] if sites else None)
@@ -899,7 +890,7 @@ def demo_summary(store: Store | str | Path, cohort: str | Path | None = None) ->
         scores = _scores(con, list(dict.fromkeys((HEADLINE_TASK, *markers))))
         return DemoSummary(
             synthetic=bool(planted["synthetic"]), n_patients=int(sites_frame["n"].sum()), sites=sites,
-            scores=tuple(scores), planted_auc=planted.get("planted_auc"),
+            scores=tuple(scores),
             shortcut_strength=strength, held_out_site=held if strength > 0 else None,
             planted_shortcut=tuple(expected),
             shortcut=tuple(_shortcut_readouts(scores, markers, held)) if strength > 0 and held else (),
