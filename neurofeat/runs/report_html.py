@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import html
+import re
 from dataclasses import dataclass, field
 
 __all__ = ["Paragraph", "Table", "Image", "Section", "Absent", "Report", "render_html",
@@ -126,7 +127,8 @@ nav a{color:#1f4fa8;text-decoration:none}
 table{border-collapse:collapse;margin:8px 0 4px;font-size:.84em;background:#fff}
 caption{text-align:left;font-weight:600;padding:4px 0;color:#2a3142}
 th,td{border:1px solid #d9dde5;padding:3px 7px;text-align:left;vertical-align:top}
-th{background:#eef1f6}td.num{text-align:right;font-variant-numeric:tabular-nums}
+th{background:#eef1f6}td.num{text-align:right;font-variant-numeric:tabular-nums;
+white-space:nowrap}
 td.hash{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:.92em;word-break:break-all}
 .tablewrap{overflow-x:auto}
 p.note,ul.notes{font-size:.82em;color:#4b5366;margin:2px 0 10px}
@@ -140,6 +142,10 @@ padding:0 3px}
 """
 
 
+#: A cell that starts with a number (a count, an estimate, an interval, "26/60 (43 %)").
+_NUMERIC = re.compile(r"^[−\-+<>= ]*\d")
+
+
 def _e(text: object) -> str:
     return html.escape(str(text), quote=True)
 
@@ -147,12 +153,7 @@ def _e(text: object) -> str:
 def _cell_class(text: str, column: str) -> str:
     if "sha256" in column or column in ("checkpoint", "preprocessing"):
         return ' class="hash"'
-    stripped = text.replace("−", "-").lstrip("-+<>= ").split(" ")[0]
-    try:
-        float(stripped.rstrip("%"))
-    except ValueError:
-        return ""
-    return ' class="num"'
+    return ' class="num"' if _NUMERIC.match(text) else ""
 
 
 def _table(table: Table) -> str:
