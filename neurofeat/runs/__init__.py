@@ -15,6 +15,7 @@ invariance_run     site separability of backbones (silhouette, DB, site probe)
 stability_run      probe performance on perturbed embeddings, embedding drift
 calibrate_run      calibration slope/intercept, Brier, reliability, net benefit
 explain_run        Grad-CAM / occlusion through the encoder and the probe
+report_run         one self-contained HTML page of what the store holds
 extract_run        embeddings of a backbone into the store (torch)
 pretrain_run       SSL pretraining with or without Group-DRO (torch)
 =================  =========================================================
@@ -41,6 +42,7 @@ from neurofeat.runs.explain import (EXPLAIN_METHODS, ExplainRun, PatientImagesEr
 from neurofeat.runs.inputs import AlignedData, PatientSetMismatch, load_aligned
 from neurofeat.runs.invariance import FAMILY_CHOICES, InvarianceRun, invariance_run
 from neurofeat.runs.probe import ProbeRun, probe_run
+from neurofeat.runs.report import ReportRun, report_run
 from neurofeat.runs.stability import NoPerturbationsError, StabilityRun, stability_run
 from neurofeat.runs.survival import SURVIVAL_PROTOCOLS, SurvivalRun, km_by_label, survival_run
 
@@ -88,6 +90,9 @@ __all__ = [
     "PatientImagesError",
     "explain_errors",
     "explain_run",
+    # the page
+    "ReportRun",
+    "report_run",
     # the GPU stage (lazy)
     *(name for names in _LAZY.values() for name in names),
 ]

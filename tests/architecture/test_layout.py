@@ -83,7 +83,7 @@ def test_analysis_imports_without_torch():
 COMMANDS = [
     ["demo"], ["synth"], ["ingest"], ["store", "info"], ["store", "validate"], ["store", "import"],
     ["sql"], ["tasks"], ["pretrain"], ["backbones"], ["extract"], ["probe"], ["survival"], ["stats", "compare"],
-    ["invariance"], ["stability"], ["calibrate"], ["explain"], ["store", "recover"],
+    ["invariance"], ["stability"], ["calibrate"], ["explain"], ["report"], ["store", "recover"],
 ]
 
 
