@@ -26,9 +26,15 @@ Runs one process per ``--workers`` (default 1: the machine is shared), each BLAS
 single-threaded; replications are seeded by (setting, replication) so any split of the
 work gives the same numbers.
 
-Cost (2 shared cores, this session): a replication of 4 + 4 backbones at 5 x 5 CV takes
-about 0.5 s (fast probe, binary, n = 120, d = 16), 2-3 s (survival, or the default
-probe with its inner CV), more at d = 512 / n = 300. The full grid (``--list``: 95
+Metrics: AUC and BA (binary; continuous tasks also Spearman and MAE, which ``stats
+compare`` reports on request), Harrell's and Uno's C and each backbone's median-split
+log-rank p (survival). Settings named ``(in a* only)`` put the site effects in the A
+family only: an exact null whose sides are not exchangeable.
+
+Cost: a replication of 4 + 4 backbones at 5 x 5 CV takes about 0.35-0.45 CPU-s (fast
+probe, binary, n = 120, d = 16), about 1 CPU-s (survival), 2-3 s with the default
+probe's inner CV, more at d = 512 / n = 300. 1,000 replications of one binary setting
+took 16-40 min wall on the shared 2-core machine (load 8-18, nice 10, 2-3 workers). The full grid (``--list``: 95
 settings) at 200 replications with the fast probe is therefore about 10 CPU hours
 (``--workers 2``: ~5 h); at the 1,000 replications the claims need, plan a dedicated
 machine or run the settings of interest with ``--only``. ``--quick`` runs 3 settings x
