@@ -155,7 +155,7 @@ def demo_settings(out: str | Path = "demo", *, quick: bool = False, n: int | Non
 
     Full: 240 patients, the four base/DRO pairs with the recipe's epochs (8), 2x5-fold
     CV, 500 bootstrap resamples, three perturbations (Gibbs, bias field, contrast).
-    Quick: 120 patients, one pair (dino, dino_dro) for 2 epochs, 1x5-fold CV, 200
+    Quick: 120 patients, one pair (dino, dino_dro) for 1 epoch, 1x5-fold CV, 200
     resamples, one perturbation (Gibbs).
 
     Raises
@@ -183,7 +183,7 @@ def demo_settings(out: str | Path = "demo", *, quick: bool = False, n: int | Non
     return DemoSettings(
         out=Path(out), quick=quick, n=n_patients,
         shortcut=SHORTCUT_STRENGTH if shortcut else 0.0, methods=chosen,
-        epochs=epochs if epochs is not None else (2 if quick else None),
+        epochs=epochs if epochs is not None else (1 if quick else None),
         repeats=1 if quick else 2, folds=5,
         bootstrap=bootstrap if bootstrap is not None else (200 if quick else 500),
         perturb="gibbs:0.3" if quick else "gibbs:0.3,bias:0.3,contrast:1.5",

@@ -187,7 +187,7 @@ def test_plan_full_and_quick():
     assert lines[-1] == ("neurofeat report --store d/store --out d/report.html "
                          "--title 'neurofeat demo on a synthetic cohort (240 patients)'")
     quick = demo_settings("d", quick=True, shortcut=False)
-    assert (quick.n, quick.methods, quick.epochs, quick.shortcut) == (120, ("dino",), 2, 0.0)
+    assert (quick.n, quick.methods, quick.epochs, quick.shortcut) == (120, ("dino",), 1, 0.0)
     plan = demo_plan(quick, DemoCapabilities(report=False, radiomics_library=False, loso_compare=False))
     lines = [step.command_line() for step in plan.steps]
     assert not any("--shortcut" in line for line in lines)
