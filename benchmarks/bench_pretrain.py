@@ -18,7 +18,13 @@ Sizes:
 
 Peak resident memory (ru_maxrss, process-wide, monotone) is printed after each stage.
 
-Run: python benchmarks/bench_pretrain.py [--skip-full] [--threads 2]
+Learning-curve point (``--curve N``): what one ``pretrain --curve-every`` point costs
+on N patients at the tiny size, as a ratio to one SimCLR training epoch over the same
+N patients (estimated from the timed step): the eval-mode embedding pass over the
+cohort, and the two probes of :class:`neurofeat.runs.pretrain.LearningCurveProbe`
+(5-fold task AUC and site balanced accuracy) on random embeddings with random labels.
+
+Run: python benchmarks/bench_pretrain.py [--skip-full] [--threads 2] [--curve 240]
 """
 
 from __future__ import annotations
@@ -101,11 +107,40 @@ def augmentation_rate(name: str, cfg: EncoderConfig, n_samples: int) -> float:
     return n_samples / (time.perf_counter() - start)
 
 
+def curve_cost(cfg: EncoderConfig, n: int, batch: int, steps: int) -> None:
+    """One learning-curve point (embedding pass + the two probes) vs one SimCLR epoch on *n* patients."""
+    import numpy as np
+
+    from neurofeat.extract.embed import embed_batch, prepare_encoder
+    from neurofeat.extract.pretrain import EpochEmbeddings
+    from neurofeat.runs.pretrain import LearningCurveProbe
+
+    epoch = time_steps(method_step("simclr", cfg, batch, TINY_HEADS["simclr"], dro=False), 1, steps) * n / batch
+    encoder = prepare_encoder(build_encoder(cfg), torch.device("cpu"))
+    volumes = torch.randn(batch, cfg.in_channels, cfg.input_size, cfg.input_size, cfg.input_size)
+    start = time.perf_counter()
+    chunks = [embed_batch(encoder, volumes, torch.device("cpu")) for _ in range(0, n, batch)]
+    embed_s = time.perf_counter() - start
+    rng = np.random.default_rng(0)
+    ids = np.array([f"P{i:04d}" for i in range(n)])
+    probe = LearningCurveProbe(task="bench", patient_ids=ids, labels=rng.random(n) < 0.3,
+                               site_of={p: f"site{i % 3}" for i, p in enumerate(ids)})
+    snapshot = EpochEmbeddings(0, np.concatenate(chunks)[:n], tuple(ids), tuple("x" * n))
+    start = time.perf_counter()
+    probe(snapshot)
+    probe_s = time.perf_counter() - start
+    print(f"\n== learning-curve point, {n} patients (tiny) ==")
+    print(f"SimCLR epoch (estimated) {epoch:6.1f} s; embedding pass {embed_s:5.1f} s; probes {probe_s:5.1f} s; "
+          f"point / epoch = {(embed_s + probe_s) / epoch:.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--skip-full", action="store_true", help="Skip ResNet50 at 128^3.")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (1: the tiny convolutions gain nothing from more, and a shared machine adds noise).")
     parser.add_argument("--steps", type=int, default=5, help="Timed steps at the tiny size.")
+    parser.add_argument("--curve", type=int, default=0, metavar="N",
+                        help="Also time one learning-curve point on N patients (0: skip).")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -126,6 +161,8 @@ def main() -> None:
         print(f"{name:8s} {batch / erm:14.1f} {(batch / erm) / ref_rate:13.2f} {batch / dro:14.1f} "
               f"{erm / dro:8.2f} {aug:18.1f}")
     print(f"peak RSS {peak_rss_mb():.0f} MB")
+    if args.curve:
+        curve_cost(tiny, args.curve, batch, args.steps)
 
     if args.skip_full:
         return
