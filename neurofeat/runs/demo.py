@@ -602,9 +602,10 @@ class DemoSummary:
             sentence += f" ({', '.join(refs)})"
         sentence += "."
         if learnt:
+            n_found = sum(r.found for r in learnt)
             sentence += (f" Learnt encoders ranged from {learnt[-1].backbone} {learnt[-1].estimate:.2f} "
                          f"to {learnt[0].backbone} {learnt[0].estimate:.2f}"
-                         f"; {sum(r.found for r in learnt)} of {len(learnt)} have an interval above 0.5.")
+                         f"; {n_found} of {len(learnt)} {'has' if n_found == 1 else 'have'} an interval above 0.5.")
         return [sentence]
 
     def _shortcut_sentences(self) -> list[str]:
