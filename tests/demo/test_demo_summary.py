@@ -215,3 +215,13 @@ def test_summary_module_does_not_import_torch():
     code = "import sys, neurofeat.runs.demo; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_without_a_planted_shortcut_the_summary_says_so(demo_store, tmp_path):
+    cohort = tmp_path / "cohort"
+    cohort.mkdir()
+    (cohort / "synth.json").write_text(json.dumps({"n": 40, "shortcut": None}))
+    summary = demo_summary(demo_store, cohort)
+    assert summary.synthetic and summary.shortcut_strength == 0.0 and summary.held_out_site is None
+    assert summary.shortcut == () and summary.planted_shortcut == ()
+    assert any("No site shortcut was planted" in s for s in summary.sentences())
