@@ -10,9 +10,6 @@ store to explore. Which commands, with which arguments, is decided by
 
 from __future__ import annotations
 
-import os
-import resource
-import time
 from pathlib import Path
 from typing import Annotated
 
@@ -52,11 +49,6 @@ def _run(args: tuple[str, ...], title: str) -> None:
     except SystemExit as done:  # click's own exits
         if done.code:
             fail(f"demo step '{title}' failed (exit code {done.code}); see the message above")
-
-
-def _cpu_seconds() -> float:
-    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def demo(
@@ -113,6 +105,7 @@ def demo(
     """
     from neurofeat.runs.demo import (
         DemoCapabilities,
+        DemoClock,
         demo_plan,
         demo_settings,
         demo_summary,
@@ -131,30 +124,19 @@ def demo(
         out_console.print(line)
     for what, why in plan.skipped:
         out_console.print(f"[yellow]left out:[/] {what}: {why}")
-    started, cpu_started = time.perf_counter(), _cpu_seconds()
-    stage_seconds: dict[str, list[float]] = {}  # stage -> [wall, cpu]
+    clock = DemoClock()
     for index, step in enumerate(plan.steps, start=1):
-        elapsed = time.perf_counter() - started
-        used = _cpu_seconds() - cpu_started
-        out_console.rule(f"[bold][{index}/{len(plan.steps)}] {step.title}[/]  "
-                         f"({elapsed // 60:.0f} min {elapsed % 60:02.0f} s, CPU {used:.0f} s)")
+        out_console.rule(f"[bold]{clock.heading(index, plan)}[/]")
         out_console.print(f"[dim]$ {step.command_line()}[/]", soft_wrap=True)
-        step_started, step_cpu = time.perf_counter(), _cpu_seconds()
-        _run(step.args, step.title)
-        spent = stage_seconds.setdefault(step.stage, [0.0, 0.0])
-        spent[0] += time.perf_counter() - step_started
-        spent[1] += _cpu_seconds() - step_cpu
-    total, cpu = time.perf_counter() - started, _cpu_seconds() - cpu_started
+        with clock.stage(step.stage):
+            _run(step.args, step.title)
     out_console.rule("[bold]What was planted, what was found[/]")
     summary = demo_summary(settings.store, settings.cohort)
     for sentence in summary.sentences():
         out_console.print(f"• {sentence}", soft_wrap=False)
     out_console.rule("[bold]done[/]")
-    stages = ", ".join(f"{stage} {wall:.0f} s (CPU {used:.0f} s)" for stage, (wall, used) in stage_seconds.items())
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     out_console.print(
-        f"demo finished in {total // 60:.0f} min {total % 60:02.0f} s: {stages}; CPU time {cpu:.0f} s in all, "
-        f"load average {load:.1f} at the end. Explore it:\n"
+        f"{clock.closing()} Explore it:\n"
         f"  neurofeat store info --store {settings.store}\n"
         f"  neurofeat sql \"SELECT * FROM comparisons WHERE \\\"primary\\\"\" --store {settings.store}\n"
         + (f"  open {settings.report}\n" if any(step.stage == "report" for step in plan.steps) else "")

@@ -18,11 +18,14 @@ an argument list:
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import math
+import os
 import shlex
-from collections.abc import Collection, Mapping, Sequence
+import time
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +39,7 @@ __all__ = [
     "SHORTCUT_STRENGTH",
     "BackboneScore",
     "DemoCapabilities",
+    "DemoClock",
     "DemoPlan",
     "DemoSettings",
     "DemoStep",
@@ -46,6 +50,7 @@ __all__ = [
     "SiteSeparability",
     "StabilityChange",
     "SurvivalBySite",
+    "cpu_seconds",
     "demo_plan",
     "demo_settings",
     "demo_summary",
@@ -389,6 +394,49 @@ def demo_plan(settings: DemoSettings, capabilities: DemoCapabilities | None = No
         skipped.append(("HTML report", "this neurofeat has no report command"))
     return DemoPlan(settings=s, steps=tuple(steps), skipped=tuple(skipped))
 
+
+
+# ----------------------------------------------------------------------------- timing
+def cpu_seconds() -> float:
+    """CPU time of this process and its finished children (user + system), in seconds."""
+    import resource
+
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+class DemoClock:
+    """Wall and CPU time of the demo, per stage (what the demo prints as it goes)."""
+
+    def __init__(self) -> None:
+        self.started, self.cpu_started = time.perf_counter(), cpu_seconds()
+        self.stages: dict[str, list[float]] = {}  # stage -> [wall, cpu]
+
+    def heading(self, index: int, plan: DemoPlan) -> str:
+        """``[i/N] title (elapsed, CPU so far)`` for step ``index`` (1-based)."""
+        step = plan.steps[index - 1]
+        elapsed, used = time.perf_counter() - self.started, cpu_seconds() - self.cpu_started
+        return (f"[{index}/{len(plan.steps)}] {step.title}  "
+                f"({elapsed // 60:.0f} min {elapsed % 60:02.0f} s, CPU {used:.0f} s)")
+
+    @contextlib.contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        """Add the wall and CPU time of the enclosed block to stage ``name``."""
+        wall, cpu = time.perf_counter(), cpu_seconds()
+        try:
+            yield
+        finally:
+            spent = self.stages.setdefault(name, [0.0, 0.0])
+            spent[0] += time.perf_counter() - wall
+            spent[1] += cpu_seconds() - cpu
+
+    def closing(self) -> str:
+        """Total and per-stage wall/CPU time, and the load average now."""
+        total, used = time.perf_counter() - self.started, cpu_seconds() - self.cpu_started
+        stages = ", ".join(f"{name} {wall:.0f} s (CPU {cpu:.0f} s)" for name, (wall, cpu) in self.stages.items())
+        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+        return (f"demo finished in {total // 60:.0f} min {total % 60:02.0f} s: {stages}; CPU time {used:.0f} s "
+                f"in all, load average {load:.1f} at the end.")
 
 
 # ----------------------------------------------------------------------------- summary

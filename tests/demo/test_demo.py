@@ -109,3 +109,23 @@ def test_demo_refuses_an_existing_store(tmp_path):
     Store.open(tmp_path / "store", create=True)
     result = CliRunner().invoke(app, ["demo", "--out", str(tmp_path)])
     assert result.exit_code == 1 and "already holds a store" in result.output
+
+
+def test_demo_prints_every_step_its_command_and_the_summary(tmp_path, monkeypatch):
+    # the orchestration alone (no command runs): headings, command lines, summary, timing
+    import neurofeat.cli.demo as demo_cli
+
+    ran: list[tuple[str, ...]] = []
+
+    def fake_run(args, title):
+        ran.append(tuple(args))
+        if args[0] == "ingest":
+            Store.open(tmp_path / "demo" / "store", create=True)
+
+    monkeypatch.setattr(demo_cli, "_run", fake_run)
+    result = CliRunner().invoke(app, ["demo", "--quick", "--out", str(tmp_path / "demo")], env={"COLUMNS": "250"})
+    assert result.exit_code == 0, result.output
+    assert ran[0][:3] == ("synth", "--out", str(tmp_path / "demo" / "cohort"))
+    assert f"[1/{len(ran)}] synthetic cohort" in result.output and f"[{len(ran)}/{len(ran)}]" in result.output
+    assert "$ neurofeat " + " ".join(ran[1]) in result.output
+    assert "What was planted, what was found" in result.output and "demo finished in" in result.output

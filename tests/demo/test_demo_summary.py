@@ -16,6 +16,7 @@ import pytest
 
 from neurofeat.runs.demo import (
     DemoCapabilities,
+    DemoClock,
     DemoSummary,
     demo_plan,
     demo_settings,
@@ -225,3 +226,15 @@ def test_without_a_planted_shortcut_the_summary_says_so(demo_store, tmp_path):
     assert summary.synthetic and summary.shortcut_strength == 0.0 and summary.held_out_site is None
     assert summary.shortcut == () and summary.planted_shortcut == ()
     assert any("No site shortcut was planted" in s for s in summary.sentences())
+
+
+def test_clock_adds_wall_and_cpu_time_per_stage():
+    plan = demo_plan(demo_settings("d", quick=True))
+    clock = DemoClock()
+    for _ in range(2):
+        with clock.stage("pretrain"):
+            sum(i * i for i in range(200_000))  # some CPU
+    wall, cpu = clock.stages["pretrain"]
+    assert wall > 0 and cpu > 0
+    assert clock.heading(1, plan).startswith(f"[1/{len(plan.steps)}] synthetic cohort  (0 min ")
+    assert clock.closing().startswith("demo finished in 0 min ") and "pretrain " in clock.closing()
