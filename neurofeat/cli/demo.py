@@ -57,7 +57,7 @@ def demo(
         bool,
         typer.Option(
             "--quick",
-            help="About 2 minutes instead of 10: 120 patients, one pair (dino, dino_dro) for 1 epoch, 1x5-fold CV, "
+            help="A few minutes instead of 10 or more: 120 patients, one pair (dino, dino_dro) for 1 epoch, 1x5-fold CV, "
             "200 bootstrap resamples, one perturbation (Gibbs), and stats compare on IDH1, MGMT and survival only. "
             "One epoch teaches the encoders little; the reference backbones and the shortcut still show.",
         ),
@@ -88,7 +88,7 @@ def demo(
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the cohort, the training and the statistics.")] = 0,
 ) -> None:
-    """Run the whole workflow on a synthetic multi-site cohort with planted truth, on a CPU, in about 10 minutes.
+    """Run the whole workflow on a synthetic multi-site cohort with planted truth, on a CPU (--quick: a few minutes).
 
     The cohort is synthetic: 240 glioma patients at three sites, whose markers are planted in
     the tumour's appearance and, with the shortcut, tied to the scanner at two sites and the

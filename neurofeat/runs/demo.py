@@ -267,8 +267,8 @@ class DemoPlan:
                 "cross-validation and fails at the held-out site.")
         else:
             lines.append("No site shortcut planted (--no-shortcut).")
-        budget = "about 2 minutes" if s.quick else "about 10 minutes"
-        lines.append(f"{len(self.steps)} commands, {budget} on a 2-core CPU; everything lands in {s.out}.")
+        budget = "a few minutes" if s.quick else "10 minutes or more (pretraining eight encoders is most of it)"
+        lines.append(f"{len(self.steps)} commands, {budget} on an idle 2-core CPU; everything lands in {s.out}.")
         return lines
 
 
