@@ -25,6 +25,23 @@ to (``estimand``); ``primary`` marks the row to show:
   fixed (ignores that the probe was trained on these patients: intervals too narrow).
 - ``delong`` (published, AUC): the AUC of the repeat-averaged scores with DeLong's CI
   (same caveat).
+
+Under leave-one-site-out (``plan.protocol == 'loso'``) the K folds are the K sites, so
+the corrected resampled t has K - 1 degrees of freedom (2 in a 3-site cohort: an
+interval of [0, 1]) and its correction was calibrated for repeated k-fold CV. There:
+
+- ``loso-z`` (primary, pooled ``site='all'``): the mean over the K held-out sites of the
+  per-site metric, +- z sqrt(2 sum_s v_s) / K with ``v_s`` the stratified-bootstrap
+  variance of the metric at site s (the rule of
+  :func:`~neurofeat.analysis.loso.loso_pooled_test`; the doubling because each site's
+  patients also trained the other sites' probes), clipped to the metric's range.
+  Estimand: the mean over the K held-out sites of the metric at each site of the probe
+  trained on the other sites, conditional on those fits. Coverage checked by
+  simulation (``tests/calibration/test_loso_probe_calibration.py``).
+- per held-out site, ``percentile`` (primary): the site's patients did not train its
+  probe, so the fixed-prediction bootstrap is valid conditional on that one fit.
+- the pooled ``calibrated-t`` row is kept for reference, never primary (none per site:
+  one fold has no resampled-t interval).
 """
 
 from __future__ import annotations
@@ -39,6 +56,7 @@ import pandas as pd
 from neurofeat.analysis.bootstrap import stratified_bootstrap_indices
 from neurofeat.analysis.paired_tests import (DEFAULT_TEST, METRIC_BOUNDS,
                                              corrected_resampled_interval)
+from neurofeat.analysis.loso import LOSO_DEFAULT_TEST, loso_pooled_test
 from neurofeat.analysis.folds import (FoldPlan, derive_seed, fraction_subsample,
                                       leave_one_site_out_plan, per_site_kfold_plan,
                                       stratified_kfold_plan)
@@ -203,7 +221,13 @@ _ESTIMAND = {
            "fixed)",
     "delong": "{metric} of the repeat-averaged out-of-fold scores (predictions treated as "
               "fixed)",
+    LOSO_DEFAULT_TEST: "mean over the {k} held-out sites of the {metric} at each site of the "
+                       "probe trained on the other sites, conditional on those fits",
 }
+
+#: Estimand of a held-out site's rows under LOSO (any CI method).
+_LOSO_SITE_ESTIMAND = ("{metric} at held-out site {site} of the probe trained on the other "
+                       "sites, conditional on that fit")
 
 
 def _rare_warning(n: int, n_pos: int) -> str:
@@ -216,25 +240,63 @@ def _rare_warning(n: int, n_pos: int) -> str:
     return ""
 
 
-def _finish_metrics(rows: list[dict], level: float, n_train: float) -> pd.DataFrame:
-    """Shape the metrics table: primary flag (one per probe/site/metric/fraction), estimand."""
+def _finish_metrics(rows: list[dict], level: float, n_train: float,
+                    protocol: str = "cv", n_sites: int = 0) -> pd.DataFrame:
+    """Shape the metrics table: primary flag (one per probe/site/metric/fraction), estimand.
+
+    Primary: 'loso-z' (LOSO, pooled), else 'calibrated-t' with a finite interval (not
+    under LOSO), else 'percentile'.
+    """
     frame = pd.DataFrame(rows)
     if frame.empty:
         return pd.DataFrame(columns=list(METRICS_COLUMNS))
+    loso = protocol == "loso"
     frame["level"] = level
-    frame["estimand"] = [_ESTIMAND.get(m, "").format(metric=metric, n_train=n_train)
-                         for m, metric in zip(frame["ci_method"], frame["metric"])]
+    frame["estimand"] = [
+        _LOSO_SITE_ESTIMAND.format(metric=metric, site=site) if loso and site != "all"
+        else _ESTIMAND.get(m, "").format(metric=metric, n_train=n_train, k=n_sites)
+        for m, metric, site in zip(frame["ci_method"], frame["metric"], frame["site"])]
     warn = [_rare_warning(n, k) for n, k in zip(frame["n"], frame["n_pos"])]
     frame["warning"] = warn
     frame["rare"] = [bool(w) for w in warn]
     frame["primary"] = False
     for _, group in frame.groupby(["probe", "site", "metric", "fraction"], sort=False):
-        calibrated = group[(group["ci_method"] == DEFAULT_TEST)
-                           & np.isfinite(group["ci_low"].astype(float))]
+        finite = np.isfinite(group["ci_low"].astype(float))
+        preferred = LOSO_DEFAULT_TEST if loso else DEFAULT_TEST
+        calibrated = group[(group["ci_method"] == preferred) & finite]
         pick = calibrated if len(calibrated) else group[group["ci_method"] == "percentile"]
         if len(pick):
             frame.loc[pick.index[0], "primary"] = True
     return frame[list(METRICS_COLUMNS)]
+
+
+def _loso_pooled_rows(rows: list[dict], held_out: dict[str, list[tuple[float, float]]],
+                      alpha: float) -> list[dict]:
+    """The ``loso-z`` row of every metric: mean of the per-site metrics, z interval.
+
+    ``se = sqrt(2 sum_s v_s) / K`` (:func:`~neurofeat.analysis.loso.loso_pooled_test`),
+    ``v_s`` the stratified-bootstrap variance of the metric at held-out site s; NaN when a
+    site has no value (one class) or no bootstrap variance.
+    """
+    out = []
+    for metric, per_site in held_out.items():
+        base = next((r for r in rows if r["site"] == "all" and r["metric"] == metric), None)
+        if base is None:
+            continue
+        values = np.array([v for v, _ in per_site], float)
+        variances = np.array([v for _, v in per_site], float)
+        if values.size and np.isfinite(values).all() and np.isfinite(variances).all():
+            mean, low, high, _, _ = loso_pooled_test(values, variances, alpha=alpha)
+            bounds = METRIC_BOUNDS.get(metric)
+            if bounds is not None:
+                low, high = float(np.clip(low, *bounds)), float(np.clip(high, *bounds))
+        else:
+            mean = low = high = np.nan
+        out.append({**{k: base[k] for k in ("probe", "site", "metric", "n", "n_pos",
+                                             "fraction")},
+                    "estimate": mean, "ci_low": low, "ci_high": high,
+                    "ci_method": LOSO_DEFAULT_TEST})
+    return out
 
 
 def evaluate_probe(oof: OutOfFold, labels: np.ndarray, sites: np.ndarray, *,
@@ -266,8 +328,10 @@ def evaluate_probe(oof: OutOfFold, labels: np.ndarray, sites: np.ndarray, *,
     -------
     metrics : DataFrame
         Long, columns :data:`METRICS_COLUMNS`: one row per CI method
-        ('calibrated-t', primary; 'percentile', 'bca'; 'delong' for AUC), with the
-        interval level, the estimand of the row and a rare-endpoint warning.
+        ('calibrated-t', primary; 'percentile', 'bca'; 'delong' for AUC; under LOSO
+        also 'loso-z', primary for the pooled rows, and 'percentile' primary per
+        held-out site), with the interval level, the estimand of the row and a
+        rare-endpoint warning.
     folds : DataFrame
         probe, metric, repeat, fold, fold_name, value.
     """
@@ -277,13 +341,20 @@ def evaluate_probe(oof: OutOfFold, labels: np.ndarray, sites: np.ndarray, *,
     sites = np.asarray(sites).astype(str)
     targets = targets or {}
     rows = []
-    groups = _site_groups(sites) if per_site else [("all", np.arange(sites.size))]
+    loso = oof.plan.protocol == "loso"
+    # LOSO's pooled row needs every held-out site's metric even without per-site rows
+    groups = _site_groups(sites) if per_site or loso else [("all", np.arange(sites.size))]
     tested = np.isfinite(oof.scores).any(axis=0)
     n_train, n_test = oof.train_test_sizes() if oof.fitted_params else (np.nan, np.nan)
+    held_out: dict[str, list[tuple[float, float]]] = {}   # metric -> (estimate, v_s) per site
+    n_sites = 0
     for site, members in groups:
         members = members[tested[members]]
         if members.size == 0:
             continue
+        emit = site == "all" or per_site
+        n_sites += int(site != "all")
+        group_start = len(rows)
         site_labels = labels[members]
         n_pos = int(site_labels.sum())
         one_class = n_pos == 0 or n_pos == members.size
@@ -297,8 +368,12 @@ def evaluate_probe(oof: OutOfFold, labels: np.ndarray, sites: np.ndarray, *,
             if one_class and scorer.name in ("auc", "ba", "sensitivity", "specificity"):
                 rows.append({**base, "estimate": np.nan, "ci_low": np.nan, "ci_high": np.nan,
                              "ci_method": "percentile"})
+                if site != "all":
+                    held_out.setdefault(scorer.name, []).append((np.nan, np.nan))
                 continue
             est = estimate(scorer, target, oof.scores, boot_index, rows=members, alpha=alpha)
+            if site != "all":
+                held_out.setdefault(scorer.name, []).append((est.estimate, est.se ** 2))
             rows.append({**base, "estimate": est.estimate, "ci_low": est.ci_low,
                          "ci_high": est.ci_high, "ci_method": "percentile"})
             rows.append({**base, "estimate": est.estimate, "ci_low": est.bca_low,
@@ -308,7 +383,8 @@ def evaluate_probe(oof: OutOfFold, labels: np.ndarray, sites: np.ndarray, *,
                 dl = delong_auc(site_labels, mean_scores, alpha)
                 rows.append({**base, "estimate": dl.auc, "ci_low": dl.ci_low,
                              "ci_high": dl.ci_high, "ci_method": "delong"})
-            if np.isfinite(n_train) and n_test > 0:
+            # LOSO: a held-out site is one fold, no resampled-t interval to give
+            if np.isfinite(n_train) and n_test > 0 and not (loso and site != "all"):
                 in_site = np.zeros(sites.size, bool)
                 in_site[members] = True
                 fold_ids = np.where(in_site[None], oof.plan.fold_ids, -1)
@@ -319,7 +395,11 @@ def evaluate_probe(oof: OutOfFold, labels: np.ndarray, sites: np.ndarray, *,
                                                    bounds=METRIC_BOUNDS.get(scorer.name))
                 rows.append({**base, "estimate": cal.estimate, "ci_low": cal.ci_low,
                              "ci_high": cal.ci_high, "ci_method": DEFAULT_TEST})
-    metrics = _finish_metrics(rows, 1 - alpha, n_train)
+        if not emit:
+            del rows[group_start:]
+    if loso:
+        rows.extend(_loso_pooled_rows(rows, held_out, alpha))
+    metrics = _finish_metrics(rows, 1 - alpha, n_train, oof.plan.protocol, n_sites)
     fold_rows = []
     for scorer in scorers:
         target = targets.get(scorer.name, labels)

@@ -108,3 +108,53 @@ def test_evaluate_probe_ba_threshold(cohort):
     ba = metrics[(metrics.metric == "ba") & (metrics.ci_method == "percentile")].estimate.iloc[0]
     assert ba == pytest.approx(balanced_accuracy_score(labels, oof.scores[0] >= 0.5))
     assert len(folds[folds.metric == "auc"]) == 3
+
+
+def test_loso_primary_is_the_mean_of_held_out_sites_with_doubled_variance(cohort):
+    """Pooled LOSO row 'loso-z': the mean of the per-site AUCs (sklearn) +- z
+    sqrt(2 sum v_s) / K, v_s the variance of sklearn's AUC over the same stratified
+    resamples of the site; per-site rows: percentile primary, conditional estimand."""
+    from scipy.stats import norm
+
+    from neurofeat.analysis.bootstrap import stratified_bootstrap_indices
+    from neurofeat.analysis.folds import derive_seed
+
+    X, y, ids, sites = cohort
+    res = run_probe(X, y, patient_ids=ids, sites=sites, task="idh1", protocol="loso",
+                    n_boot=100, seed=3, fractions=None, knn=False)
+    m = res.metrics[(res.metrics.probe == "linear") & (res.metrics.metric == "auc")]
+    preds = res.predictions.set_index("patient_id").loc[ids]
+    score, label = preds["score"].to_numpy(), y.astype(bool)
+    values, variances = [], []
+    for site in ("A", "B", "C"):
+        at = np.flatnonzero(sites == site)
+        values.append(roc_auc_score(label[at], score[at]))
+        boot = stratified_bootstrap_indices(label[at], 100, derive_seed("bootstrap", "idh1", 3,
+                                                                        site))
+        variances.append(np.var([roc_auc_score(label[at][b], score[at][b]) for b in boot],
+                                ddof=1))
+        rows = m[m.site == site]
+        primary = rows[rows.primary]
+        assert list(primary.ci_method) == ["percentile"]
+        assert primary.estimand.iloc[0].startswith(f"auc at held-out site {site} of the probe "
+                                                   "trained on the other sites")
+        assert "calibrated-t" not in set(rows.ci_method)
+    pooled = m[m.site == "all"]
+    z = pooled[pooled.ci_method == "loso-z"].iloc[0]
+    assert z.primary and not pooled[pooled.ci_method == "calibrated-t"].primary.any()
+    assert set(pooled.ci_method) == {"percentile", "bca", "delong", "calibrated-t", "loso-z"}
+    half = norm.ppf(0.975) * np.sqrt(2 * np.sum(variances)) / 3
+    assert z.estimate == pytest.approx(np.mean(values))
+    assert z.ci_low == pytest.approx(max(0.0, np.mean(values) - half))
+    assert z.ci_high == pytest.approx(min(1.0, np.mean(values) + half))
+    assert z.estimand.startswith("mean over the 3 held-out sites of the auc")
+    assert pooled.primary.sum() == 1
+
+
+def test_cv_primary_stays_calibrated_t(cohort):
+    X, y, ids, sites = cohort
+    res = run_probe(X, y, patient_ids=ids, sites=sites, task="idh1", n_splits=3, n_repeats=2,
+                    n_boot=50, fractions=None, knn=False)
+    primary = res.metrics[res.metrics.primary & (res.metrics.site == "all")]
+    assert set(primary.ci_method) == {"calibrated-t"}
+    assert "loso-z" not in set(res.metrics.ci_method)
