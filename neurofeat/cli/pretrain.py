@@ -134,7 +134,8 @@ def pretrain(
     """Pretrain a 3D encoder with SimCLR, MoCo, BYOL, DINO or MAE, optionally with Group-DRO.
 
     Trains on the patients registered in the store (or a manifest) and writes
-    <models-dir>/<method>[_dro]/ with model.safetensors, card.json and loss_curve.png.
+    <models-dir>/<method>[_dro]/ with model.safetensors, card.json and loss_curve.png
+    (and, with --curve-every, learning_curve.png and the run table pretrain_curve).
     An interrupted run resumes from its last finished epoch when started again.
     Under `torchrun --nproc-per-node N -m neurofeat pretrain ...` it trains with DDP.
 

@@ -4,7 +4,9 @@
 :class:`~neurofeat.extract.pretrain.PretrainConfig`; :func:`pretrain_run` reads the
 cohort (the store's patients or a manifest), trains through
 :func:`neurofeat.extract.pretrain.pretrain` and, for a store cohort, logs the loss
-history (``run_pretrain_history`` view). :func:`backbone_card` and
+history (``run_pretrain_history`` view) and, with ``curve_every``, the learning curve
+scored by :class:`LearningCurveProbe` (``run_pretrain_curve``). Named recipes
+(:mod:`neurofeat.extract.recipes`) fill the options not given. :func:`backbone_card` and
 :func:`available_backbones` serve ``neurofeat backbones``. The CLI only parses, calls
 these and prints.
 
@@ -111,7 +113,8 @@ class PretrainRun:
     result : PretrainResult
         The backbone written, its card and loss history.
     tables : dict name -> DataFrame
-        The run's stored tables (``pretrain_history``); empty for a manifest cohort.
+        The run's stored tables (``pretrain_history``, and ``pretrain_curve`` with a
+        learning curve); empty for a manifest cohort.
     params : dict
         Card fields stored in ``run.json``.
     info : RunInfo or None
