@@ -10,6 +10,12 @@ scored on a large fresh sample of its held-out site (the site's population metri
 that fit); the pooled estimand is their mean over sites. The primary pooled row
 ('loso-z') and the primary per-site rows ('percentile') must cover at a rate inside the
 binomial band around 0.95 (conservative allowed: at least 0.95 - 3 s.e.).
+
+Measured (150 replications, 150 patients = about 50 per site, 17 positives): loso-z
+0.993 (AUC) and 0.987 (BA), conservative; without the doubling of the variance it
+undercovers (0.900 and 0.893), so the doubling stays. Per held-out site, the percentile
+interval covers 0.924 (AUC) and 0.916 (BA) over 450 intervals: the small-sample
+shortfall of the fixed-prediction bootstrap, 0.940 for both at 150 patients per site.
 """
 
 from __future__ import annotations
