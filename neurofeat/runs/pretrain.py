@@ -219,14 +219,14 @@ def curve_table(result: PretrainResult, n_splits: int, task: str) -> pd.DataFram
                  preprocess_sha256=result.card["preprocess_sha256"])
 
 
-def _plot_curve(result: PretrainResult, task: str) -> Path:
+def _plot_curve(result: PretrainResult, task: str, n_splits: int) -> Path:
     stem = result.path / Path(CURVE_FILES[0]).stem
     chance = next((c["site_chance"] for c in result.curve if "site_chance" in c), None)
     panels = [("auc", f"{task} AUC (linear probe)", 0.5)]
     if chance is not None:
         panels.append(("site_ba", "site balanced accuracy", chance))
     plot_learning_curve(list(result.curve), stem, panels=panels,
-                        title=f"{result.name}: learning curve ({task}; one {len(panels)}-probe CV per point)")
+                        title=f"{result.name}: learning curve (one {n_splits}-fold CV per probe and point; a trend)")
     return stem
 
 
@@ -368,7 +368,7 @@ def pretrain_run(
             files[name] = _copier(result.path / name)
     if probe is not None and result.curve:
         tables["pretrain_curve"] = curve_table(result, curve_folds, probe.task)
-        _plot_curve(result, probe.task)
+        _plot_curve(result, probe.task, curve_folds)
         files.update({name: _copier(result.path / name) for name in CURVE_FILES})
     info = write_run(store, "pretrain", tables, params=params, files=files)
     return PretrainRun(result=result, tables=tables, params=params, info=info)
