@@ -100,10 +100,11 @@ def _print_probe(result) -> None:
         estimands.add(primary.estimand)
         if isinstance(primary.warning, str) and primary.warning:
             warnings.add(primary.warning)
+    primary_methods = ", ".join(dict.fromkeys(pooled.loc[pooled["primary"].astype(bool), "ci_method"]))
     print_frame(pd.DataFrame(rows).fillna(""),
                 title=f"{result.backbone} on {result.task} ({result.protocol}), pooled; "
-                      "estimate and 95% CI: calibrated-t (primary); published procedures on "
-                      "the out-of-fold predictions beside it")
+                      f"estimate and 95% CI: {primary_methods or 'none'} (primary); published "
+                      "procedures on the out-of-fold predictions beside it")
     first = next((e for e in sorted(e for e in estimands if isinstance(e, str))), None)
     if first:
         console().print(f"primary rows: {first}; the other metrics alike")

@@ -306,8 +306,9 @@ def _backbone_table(rows: pd.DataFrame, task: str, protocol: str, sites: str) ->
     notes = sorted({e for e in rows["estimand"].dropna() if e})[:2]
     notes += sorted({w for w in rows["warning"].dropna() if w})
     where = "" if sites == "all" else f", sites {sites}"
+    methods = ", ".join(sorted({m for m in rows.get("ci_method", pd.Series(dtype=str)).dropna()}))
     return Table(f"{task}: {main} probe, {protocol}{where}; estimate and 95 % interval "
-                 "(calibrated, primary)",
+                 f"(primary: {methods or 'calibrated-t'})",
                  ("backbone", "base AUC", "base BA", "DRO AUC", "DRO BA", "n (positives)",
                   "run"), tuple(table_rows), notes=tuple(f"estimand: {n}" if i < 2 else n
                                                          for i, n in enumerate(notes)))
