@@ -188,6 +188,12 @@ def _print_result(result: Any) -> None:
     console().print(result.summary())
 
 
+_REFERENCE_BACKBONES = (
+    "reference backbones, always available to `neurofeat extract`: random (a randomly "
+    "initialised encoder of --arch and --seed: the floor) and radiomics (pyradiomics "
+    "features in the tumour segmentation or the brain mask: the classical baseline)")
+
+
 def backbones(
     name: Annotated[str | None, typer.Argument(help="Show this backbone's full card.", show_default=False)] = None,
     models_dir: ModelsDirOption = None,
@@ -226,6 +232,7 @@ def backbones(
         return
     if not infos:
         console().print(f"no backbones in {root}; train one with `neurofeat pretrain --method dino --dro`.")
+        console().print(_REFERENCE_BACKBONES)
         return
     rows = []
     for info in infos:
@@ -241,6 +248,7 @@ def backbones(
     frame = pd.DataFrame(rows)[["name", "method", "dro", "encoder", "dim", "epochs", "n", "groups: n, q",
                                 "sha256"]]
     print_frame(frame, title=f"backbones in {root}")
+    console().print(_REFERENCE_BACKBONES)
 
 
 def register(app: typer.Typer) -> None:

@@ -52,6 +52,7 @@ def test_pretrain_from_store_then_list(cohort_store):
 
     listed = runner.invoke(app, ["backbones", "--models-dir", str(models)])
     assert listed.exit_code == 0 and "mae_dro" in listed.output
+    assert "random" in listed.output and "radiomics" in listed.output  # the reference backbones
     shown = runner.invoke(app, ["backbones", "mae_dro", "--models-dir", str(models), "--json"])
     assert shown.exit_code == 0 and json.loads(shown.output)["checkpoint_sha256"] == card["checkpoint_sha256"]
 
