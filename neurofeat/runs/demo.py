@@ -71,6 +71,8 @@ SHORTCUT_MARKER: str = "mgmt"
 HEADLINE_TASK: str = "idh1"
 #: Recipe of issue 14 (extract/recipes.py) for the learnt encoders.
 RECIPE: str = "cpu-demo"
+#: The patient whose Grad-CAM map the demo draws (synth's first patient of siteA).
+EXPLAINED_PATIENT: str = "siteA-0001"
 #: Encoder and grid of the demo (the recipe's; also the random-init reference's).
 ARCH, WIDEN, SIZE, SPACING = "resnet10", 0.25, 32, 6.0
 
@@ -354,9 +356,9 @@ def demo_plan(settings: DemoSettings, capabilities: DemoCapabilities | None = No
                 "--task", task, "--protocol", "loso", "--bootstrap", str(s.bootstrap), *seed,
                 "--no-knn", *store)
 
-    if not s.quick:  # one learnt encoder probed alone: ROC per site and the data-fraction curve
-        add("probe", f"probe {s.stability_pair[0]} on {HEADLINE_TASK} (ROC, data-fraction curve)", "probe",
-            "--backbone", s.stability_pair[0], "--task", HEADLINE_TASK, *cv, "--no-knn", *store)
+    # one learnt encoder probed alone: ROC per site and the data-fraction curve
+    add("probe", f"probe {s.stability_pair[0]} on {HEADLINE_TASK} (ROC, data-fraction curve)", "probe",
+        "--backbone", s.stability_pair[0], "--task", HEADLINE_TASK, *cv, "--no-knn", *store)
 
     pairs = [("base", "dro")] if s.families else [(m, f"{m}_dro") for m in s.methods]
     compare_tasks = ["all"] if not s.quick else list(tasks)
@@ -383,6 +385,10 @@ def demo_plan(settings: DemoSettings, capabilities: DemoCapabilities | None = No
         "--repeats", "1", "--bootstrap", str(s.bootstrap), *seed, *store)
     add("trust", f"calibration of {s.stability_pair[0]} on {HEADLINE_TASK}", "calibrate", "--backbone",
         s.stability_pair[0], "--task", HEADLINE_TASK, *cv, *store)
+    # synth names patients <site>-<number>: the first patient of the first site
+    add("trust", f"Grad-CAM of {s.stability_pair[0]} on {HEADLINE_TASK}", "explain", "--backbone",
+        s.stability_pair[0], "--task", HEADLINE_TASK, "--patient", EXPLAINED_PATIENT, "--models-dir",
+        str(s.models), "--random-maps", "50", *seed, *store)
     stability = ["stability"]
     for name in s.stability_pair:
         stability += ["--backbone", name]

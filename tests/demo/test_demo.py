@@ -46,7 +46,8 @@ def test_quick_demo_runs_every_stage(quick_demo):
         "SELECT DISTINCT perturbation FROM embeddings WHERE backbone = 'dino'").fetchall()}
     assert perturbed == {"none", "gibbs-0.3"}
     commands = {row[0] for row in con.execute("SELECT DISTINCT command FROM runs").fetchall()}
-    assert {"pretrain", "extract", "probe", "stats-compare", "survival", "invariance", "stability"} <= commands
+    assert {"pretrain", "extract", "probe", "stats-compare", "survival", "invariance", "calibrate", "explain",
+            "stability"} <= commands
     protocols = {row[0] for row in con.execute(
         "SELECT DISTINCT protocol FROM comparisons WHERE \"primary\"").fetchall()}
     assert "cv" in protocols and ("loso" in protocols or "--protocol" not in surface["stats compare"])
