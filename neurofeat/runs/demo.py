@@ -782,7 +782,7 @@ _NEWEST = "QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY created_at DE
 
 
 def _scores(con, tasks: Sequence[str]) -> list[BackboneScore]:
-    """Primary AUC rows: probe runs, and both sides of every comparison (newest first)."""
+    """Primary AUC rows: both sides of every comparison, else the backbone's probe run."""
     marks = ", ".join("?" for _ in tasks)
     probe = _frame(con, (
         "SELECT backbone, task, protocol, site, metric, estimate, ci_low, ci_high, created_at "
@@ -795,9 +795,11 @@ def _scores(con, tasks: Sequence[str]) -> list[BackboneScore]:
         "WHERE \"primary\" AND metric = 'auc' AND NOT pooled AND perturbation = 'none' "
         f"AND coalesce(comparison, 'requested') = 'requested' AND task IN ({marks})"), tasks)
         for side in ("a", "b")]
-    frame = pd.concat([probe, *sides], ignore_index=True)
+    # a backbone compared with its twin is read from the comparison (the paired estimate on
+    # the folds both sides share), otherwise from its own probe run; newest first
+    frame = pd.concat([probe.assign(rank=1), *(side.assign(rank=0) for side in sides)], ignore_index=True)
     frame = frame[frame["site"] != "worst"].dropna(subset=["estimate"])
-    frame = frame.sort_values("created_at", ascending=False).drop_duplicates(
+    frame = frame.sort_values(["rank", "created_at"], ascending=[True, False]).drop_duplicates(
         ["backbone", "task", "protocol", "site", "metric"])
     return [BackboneScore(r.backbone, r.task, r.protocol, r.site, r.metric, float(r.estimate),
                           float(r.ci_low), float(r.ci_high))

@@ -72,6 +72,7 @@ def demo_store(tmp_path_factory):
         _metric("radiomics", "idh1", 0.87, 0.80, 0.93),
         _metric("radiomics", "idh1", 0.20, 0.10, 0.30, primary=False),  # published row: not used
         _metric("radiomics", "idh1", 0.30, 0.20, 0.40, probe="knn"),  # kNN: not used
+        _metric("dino", "idh1", 0.60, 0.50, 0.70),  # compared with its twin: the comparison is used
         _metric("oracle", "mgmt", 0.70, 0.6, 0.8), _metric("oracle", "mgmt", 0.66, 0.5, 0.8,
                                                            protocol="loso", site="siteC"),
         _metric("radiomics", "mgmt", 0.80, 0.7, 0.9), _metric("radiomics", "mgmt", 0.30, 0.1, 0.5,
@@ -125,7 +126,8 @@ def test_summary_numbers_are_the_stored_numbers(demo_store):
         stored = con.execute(f"SELECT estimate FROM results WHERE backbone = '{backbone}' AND task = 'idh1' "
                          "AND \"primary\" AND probe = 'linear' AND site = 'all'").fetchone()[0]
         assert summary.score(backbone, "idh1").estimate == stored
-    # learnt backbones: both sides of the comparison rows
+    # learnt backbones: both sides of the comparison rows (not dino's own probe run)
+    assert summary.score("dino", "idh1").estimate == 0.74
     assert summary.score("dino_dro", "idh1").estimate == con.execute(
         "SELECT estimate_b FROM comparisons WHERE backbone_b = 'dino_dro' AND task = 'idh1'").fetchone()[0]
     # separability: family means = AVG over the stored rows
