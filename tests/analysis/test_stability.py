@@ -96,8 +96,8 @@ def test_continuous_task_primary_interval_uses_the_continuous_correction():
     calibrated correction (evaluate_probe was not told the task kind)."""
     from neurofeat.analysis.folds import stratified_kfold_plan
     from neurofeat.analysis.paired_tests import DEFAULT_TEST, corrected_resampled_interval
-    from neurofeat.analysis.scoring import get_scorer, score_folds
     from neurofeat.analysis.probes import RidgeProbe
+    from neurofeat.analysis.scoring import get_scorer, score_folds
 
     rng = np.random.default_rng(3)
     n, d = 90, 6
