@@ -707,7 +707,7 @@ class DemoSummary:
         if lower == len(pairs):
             did = "reduced site separability" + (f" in all {lower} pairs" if lower > 1 else "")
         elif lower:
-            did = f"reduced site separability in {lower} of {len(pairs)} pairs only"
+            did = f"reduced site separability in {lower} of {len(pairs)} pairs"
         else:
             did = "did not reduce site separability"
         sentence = (f"DRO {did}: site-probe balanced accuracy base {base:.2f} vs dro {dro:.2f} "

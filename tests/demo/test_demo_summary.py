@@ -159,7 +159,7 @@ def test_sentences_say_found_against_planted(demo_store):
     # planted shortcut from the card: training-site mean and held-out site
     assert "only the scanner would score AUC 0.91 at the training sites and 0.05 at the held-out siteC" in text
     assert "base 0.80 → 0.38" in text and "radiomics 0.80 → 0.30" in text
-    assert ("DRO reduced site separability in 1 of 2 pairs only: site-probe balanced accuracy base 0.85 vs "
+    assert ("DRO reduced site separability in 1 of 2 pairs: site-probe balanced accuracy base 0.85 vs "
             "dro 0.78 (mean over the pairs; chance 0.33); references oracle 0.34.") in text
     assert "1 of 2 task(s) differ (Holm p < 0.05): mgmt auc +0.070" in text
     assert "leave-one-site-out" in text and "no task differs" in text
