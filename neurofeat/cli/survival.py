@@ -104,7 +104,7 @@ def _print_results(run) -> None:
         row = {"site": site}
         for key, name in (("td_auc_1y", "AUC 1y"), ("td_auc_2y", "AUC 2y"),
                           ("td_auc_3y", "AUC 3y"), ("ibs", "IBS"),
-                          ("logrank_p", "log-rank p")):
+                          ("logrank_p", "log-rank p*")):
             row[name] = (f"{by_metric[key].estimate:.3g}" if key in by_metric else "-")
         timewise.append(row)
         extra += [f"{site}: {k} = {m.estimate:.3g} (n={int(m.n)})" for k, m in by_metric.items()
@@ -114,6 +114,10 @@ def _print_results(run) -> None:
                       f"(Uno truncated at {tau:g} days)")
     print_frame(pd.DataFrame(timewise),
                 title="time-dependent AUC, integrated Brier score, median-split log-rank")
+    if "logrank_p" in set(metrics["metric"]):
+        typer.echo("* log-rank p of cross-validated risk groups: a published procedure, not "
+                   "calibrated (12.6 % type-I at alpha 0.05 in simulation); the c-index "
+                   "intervals are the calibrated inference")
     for line in extra:
         typer.echo(line)
     c = cv.splits["harrell_c"]

@@ -74,12 +74,18 @@ def test_survival_json_and_store(store_dir):
                      f"run_id = '{payload['run_id']}' AND metric = 'harrell_c' "
                      "AND site = 'all' AND \"primary\"").fetchall()[0][0]
     assert stored == pytest.approx(row["estimate"])
+    # the log-rank p is stored as the published procedure it is, with its measured level
+    method = con.sql("SELECT ci_method FROM results WHERE command = 'survival' AND "
+                     f"run_id = '{payload['run_id']}' AND metric = 'logrank_p' "
+                     "AND site = 'all'").fetchall()[0][0]
+    assert "not calibrated" in method and "12.6 %" in method
 
 
 def test_survival_table_output_and_loso(store_dir):
     result = _run(store_dir, "--protocol", "loso")
     assert result.exit_code == 0, result.output
     assert "Harrell C" in result.output and "log-rank p" in result.output
+    assert "not calibrated" in result.output
     assert "loso: 1 repeat(s) x 3 fold(s)" in result.output
 
 
