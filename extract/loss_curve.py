@@ -19,7 +19,7 @@ def plot_loss_curve(history: list[dict[str, Any]], out_stem: Path, *, title: str
 
     epochs = [h["epoch"] for h in history]
     groups = list(history[0]["group_loss"]) if history else []
-    with_q = any(len(set(round(v, 9) for v in h["q"].values())) > 1 for h in history)
+    with_q = any(len({round(v, 9) for v in h["q"].values()}) > 1 for h in history)
     fig, axes = plt.subplots(1, 2 if with_q else 1, figsize=(10 if with_q else 6, 4), squeeze=False)
     ax = axes[0, 0]
     ax.plot(epochs, [h["loss"] for h in history], color="black", linewidth=2, label="objective")
@@ -42,13 +42,7 @@ def plot_loss_curve(history: list[dict[str, Any]], out_stem: Path, *, title: str
         ax_q.set_title("group weights")
         ax_q.legend(fontsize=7)
     fig.tight_layout()
-    paths = []
-    for suffix in (".png", ".svg"):
-        path = out_stem.with_suffix(suffix)
-        fig.savefig(path, dpi=120)
-        paths.append(path)
-    plt.close(fig)
-    return paths
+    return _save(fig, out_stem)
 
 
 def plot_learning_curve(curve: list[dict[str, Any]], out_stem: Path, *, panels: list[tuple[str, str, float | None]],
@@ -83,6 +77,13 @@ def plot_learning_curve(curve: list[dict[str, Any]], out_stem: Path, *, panels: 
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
+    return _save(fig, out_stem)
+
+
+def _save(fig, out_stem: Path) -> list[Path]:
+    """Write ``fig`` as PNG and SVG next to ``out_stem``, close it, return the paths."""
+    import matplotlib.pyplot as plt
+
     paths = []
     for suffix in (".png", ".svg"):
         path = out_stem.with_suffix(suffix)
