@@ -330,6 +330,15 @@ def metric_draws(scorer: Scorer, target: Any, scores: np.ndarray, fold_ids: np.n
 #: A task with fewer positives (or negatives, or events) than this gets a warning.
 RARE_ENDPOINT = 30
 
+
+def rare_endpoint_warning(count: int, *, smallest: str = "class/events", where: str = "",
+                          consequence: str = "per-fold estimates are noisy and intervals wide") -> str:
+    """The rare-endpoint warning of a row ('' when ``count`` >= :data:`RARE_ENDPOINT`)."""
+    if 0 <= count < RARE_ENDPOINT:
+        return (f"rare endpoint: {count} patients in the smallest {smallest} "
+                f"(< {RARE_ENDPOINT}){where}; {consequence}")
+    return ""
+
 #: What each test's row estimates (``estimand`` column), by test name.
 ESTIMANDS: dict[str, str] = {
     "calibrated-t": "expected {metric} of the probe trained on {n_train:.0f} patients "
@@ -484,11 +493,7 @@ class PairComparison:
     @property
     def warning(self) -> str:
         """Rare-endpoint warning ('' when none)."""
-        if 0 <= self.rare_count < RARE_ENDPOINT:
-            return (f"rare endpoint: {self.rare_count} patients in the smallest class/"
-                    f"events (< {RARE_ENDPOINT}); per-fold estimates are noisy and "
-                    "intervals wide")
-        return ""
+        return rare_endpoint_warning(self.rare_count)
 
 
 @dataclass(frozen=True, eq=False)

@@ -73,11 +73,11 @@ from neurofeat.analysis.bootstrap import (
     stratified_bootstrap_indices,
 )
 from neurofeat.analysis.compare import (
-    RARE_ENDPOINT,
     ComparisonResult,
     Inference,
     bootstrap_p_value,
     delong_inference,
+    rare_endpoint_warning,
 )
 from neurofeat.analysis.folds import FoldError, derive_seed
 from neurofeat.analysis.paired_tests import DEFAULT_TEST, METRIC_BOUNDS
@@ -294,11 +294,8 @@ class LosoPair:
 
 
 def _warning(count: int) -> str:
-    if 0 <= count < RARE_ENDPOINT:
-        return (f"rare endpoint: {count} patients in the smallest class/events "
-                f"(< {RARE_ENDPOINT}) "
-                "at this held-out site; its estimates are noisy and intervals wide")
-    return ""
+    return rare_endpoint_warning(count, where=" at this held-out site",
+                                 consequence="its estimates are noisy and intervals wide")
 
 
 @dataclass(frozen=True, eq=False)

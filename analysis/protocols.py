@@ -231,13 +231,9 @@ _LOSO_SITE_ESTIMAND = ("{metric} at held-out site {site} of the probe trained on
 
 
 def _rare_warning(n: int, n_pos: int) -> str:
-    from neurofeat.analysis.compare import RARE_ENDPOINT
+    from neurofeat.analysis.compare import rare_endpoint_warning
 
-    count = min(n_pos, n - n_pos)
-    if count < RARE_ENDPOINT:
-        return (f"rare endpoint: {count} patients in the smallest class (< {RARE_ENDPOINT}); "
-                "per-fold estimates are noisy and intervals wide")
-    return ""
+    return rare_endpoint_warning(min(n_pos, n - n_pos), smallest="class")
 
 
 def _finish_metrics(rows: list[dict], level: float, n_train: float,
