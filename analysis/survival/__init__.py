@@ -6,7 +6,8 @@ Modules
 -------
 validation      input checks (times > 0, events present, minimum cohort size)
 kaplan_meier    KM estimator with Greenwood CIs and numbers at risk
-logrank         (multi-group) log-rank test
+logrank         (multi-group) log-rank test; bare two-group chi-squared statistic
+permutation     permutation log-rank test of cross-validated risk groups (exact)
 cox             Coxnet and PCA+Cox estimators (standardised within fold)
 concordance     Harrell's and Uno's C, vectorised paired bootstrap
 time_auc        cumulative/dynamic AUC at horizons, integrated Brier score
@@ -26,13 +27,22 @@ from neurofeat.analysis.survival.concordance import (
     uno_c,
 )
 from neurofeat.analysis.survival.cox import COX_MODELS, CoxnetRisk, PCACoxRisk, make_cox_model
-from neurofeat.analysis.survival.evaluation import SurvivalEvaluation, evaluate_survival
+from neurofeat.analysis.survival.evaluation import (
+    SurvivalEvaluation,
+    evaluate_survival,
+    site_subsets,
+)
 from neurofeat.analysis.survival.kaplan_meier import (
     KaplanMeierResult,
     kaplan_meier,
     number_at_risk,
 )
-from neurofeat.analysis.survival.logrank import LogRankResult, logrank_test
+from neurofeat.analysis.survival.logrank import LogRankResult, logrank_chisq, logrank_test
+from neurofeat.analysis.survival.permutation import (
+    DEFAULT_PERMUTATIONS,
+    PermutationLogRankResult,
+    permutation_logrank_test,
+)
 from neurofeat.analysis.survival.protocol import (
     SurvivalCVResult,
     cross_validated_risk,
@@ -54,11 +64,13 @@ from neurofeat.analysis.survival.validation import (
 __all__ = [
     "BrierResult",
     "COX_MODELS",
+    "DEFAULT_PERMUTATIONS",
     "ConcordancePairs",
     "CoxnetRisk",
     "KaplanMeierResult",
     "LogRankResult",
     "MedianSplit",
+    "PermutationLogRankResult",
     "PCACoxRisk",
     "SurvivalCVResult",
     "SurvivalDataError",
@@ -74,10 +86,13 @@ __all__ = [
     "harrell_c",
     "integrated_brier",
     "kaplan_meier",
+    "logrank_chisq",
     "logrank_test",
     "make_cox_model",
     "median_split",
     "number_at_risk",
+    "permutation_logrank_test",
+    "site_subsets",
     "survival_fold_plan",
     "time_dependent_auc",
     "uno_c",

@@ -10,7 +10,12 @@ For every subset (``'all'`` = pooled, then each site) this computes
 - the cumulative/dynamic AUC at the requested horizons (default 1, 2, 3 years in days)
   where follow-up allows, and the integrated Brier score (means over repeats);
 - Kaplan–Meier curves of the high/low risk groups (split at each training fold's median
-  risk; first repeat) and their log-rank test.
+  risk; first repeat) and their log-rank test: with a
+  :class:`~neurofeat.analysis.survival.permutation.PermutationLogRankResult` the
+  permutation p (Simon et al. 2011; exact) is the primary ``logrank_p`` row and the
+  asymptotic chi-squared p of the same groups (the published procedure, not
+  calibrated) a second, non-primary row, as the c-index rows pair a calibrated and a
+  published interval.
 """
 
 from __future__ import annotations
@@ -38,13 +43,14 @@ from neurofeat.analysis.survival.concordance import (
 )
 from neurofeat.analysis.survival.kaplan_meier import KaplanMeierResult, kaplan_meier
 from neurofeat.analysis.survival.logrank import LogRankResult, logrank_test
+from neurofeat.analysis.survival.permutation import PermutationLogRankResult
 from neurofeat.analysis.survival.protocol import SurvivalCVResult
 from neurofeat.analysis.survival.risk_groups import RISK_GROUP_LABELS
 from neurofeat.analysis.survival.time_auc import integrated_brier, time_dependent_auc
 from neurofeat.analysis.survival.validation import SurvivalDataError
 
 __all__ = ["SurvivalEvaluation", "evaluate_survival", "subset_concordance", "DAYS_PER_YEAR",
-           "SubsetConcordance"]
+           "SubsetConcordance", "LOGRANK_CAVEAT", "LOGRANK_PUBLISHED", "site_subsets"]
 
 DAYS_PER_YEAR = 365.25
 
@@ -133,7 +139,11 @@ class SurvivalEvaluation:
         rare, warning. Harrell/Uno C come twice: ``calibrated-t`` (primary: mean
         per-fold C with the calibrated interval; estimand: expected C of the model
         trained on n_train patients) and the published percentile bootstrap of the
-        out-of-fold C (predictions treated as fixed).
+        out-of-fold C (predictions treated as fixed). ``logrank_p`` likewise: the
+        permutation p (primary; ``ci_method`` starts with ``permutation``) when a
+        permutation test was given, and the asymptotic chi-squared p of the median
+        split (``ci_method`` starts with ``median split``; the published procedure,
+        primary only when no permutation test was run).
     folds : DataFrame
         Per split: repeat, fold, fold_name, n_train, n_test, n_events_test, threshold,
         harrell_c.
@@ -142,6 +152,8 @@ class SurvivalEvaluation:
     logrank : dict of site -> LogRankResult
     concordance : dict of site -> SubsetConcordance
     tau : float
+    permutation : PermutationLogRankResult or None
+        The permutation test of the risk groups (None: not run).
     """
 
     metrics: pd.DataFrame
@@ -150,6 +162,7 @@ class SurvivalEvaluation:
     logrank: dict[str, LogRankResult]
     concordance: dict[str, SubsetConcordance] = field(repr=False)
     tau: float = float("nan")
+    permutation: PermutationLogRankResult | None = field(default=None, repr=False)
 
     def summary(self) -> str:
         """A few lines: pooled c-indices with CIs, then one line per site."""
@@ -161,7 +174,9 @@ class SurvivalEvaluation:
                     parts.append(f"{row['metric']} {row['estimate']:.3f} "
                                  f"[{row['ci_low']:.3f}, {row['ci_high']:.3f}]")
                 elif row["metric"] == "logrank_p":
-                    parts.append(f"log-rank p {row['estimate']:.3g}")
+                    kind = ("permutation" if row["ci_method"].startswith("permutation")
+                            else "chi-squared, not calibrated")
+                    parts.append(f"log-rank p {row['estimate']:.3g} ({kind})")
             lines.append(f"{site}: " + ", ".join(parts))
         return "\n".join(lines)
 
@@ -184,9 +199,14 @@ def _row(site, metric, estimate, n, n_pos, *, ci=None, ci_method="", tau=np.nan,
 #: What the median-split log-rank p of cross-validated risk groups is worth: the groups
 #: come from models fitted on the other folds' outcomes, so the statistic has no
 #: chi-square null (Simon et al., Brief Bioinform 2011, recommend a permutation test that
-#: refits every fold). Measured by benchmarks/bench_calibration.py on the survival null.
+#: refits every fold: analysis/survival/permutation.py). Measured by
+#: benchmarks/bench_calibration.py on the survival null.
 LOGRANK_CAVEAT = ("published procedure, not calibrated: rejected 12.6 % of true nulls at "
-                  "alpha = 0.05 in simulation; the calibrated c-index rows are the test")
+                  "alpha = 0.05 in simulation; use the permutation log-rank p (primary "
+                  "row, neurofeat survival --permutations) or the calibrated c-index rows")
+
+#: ``ci_method`` prefix of the published (asymptotic chi-squared) log-rank row.
+LOGRANK_PUBLISHED = "median split at training-fold median"
 
 #: Columns of the survival metrics table, in order.
 SURVIVAL_METRICS_COLUMNS = ("site", "metric", "estimate", "ci_low", "ci_high", "bca_low",
@@ -233,6 +253,8 @@ _SURV_ESTIMAND = {
                        "(mean over the R x k test folds)",
     "percentile": "{metric} of the out-of-fold risk, mean over repeats (predictions "
                   "treated as fixed)",
+    "permutation": "p of no association between survival and the cross-validated "
+                   "median-split risk groups (repeat 0), against the permutation null",
 }
 
 
@@ -253,8 +275,8 @@ def _finish(frame: pd.DataFrame, level: float, cv) -> pd.DataFrame:
                         "estimates are noisy and intervals wide" for k in frame["n_pos"]], "")
     frame["primary"] = False
     for _, group in frame.groupby(["site", "metric"], sort=False):
-        calibrated = group[(group["ci_method"] == DEFAULT_TEST)
-                           & group["ci_low"].notna()]
+        calibrated = group[((group["ci_method"] == DEFAULT_TEST) & group["ci_low"].notna())
+                           | group["ci_method"].str.startswith("permutation")]
         pick = calibrated if len(calibrated) else group
         frame.loc[pick.index[0], "primary"] = True
     return frame[list(SURVIVAL_METRICS_COLUMNS)]
@@ -272,6 +294,7 @@ def evaluate_survival(
     by_site: bool = True,
     min_site_patients: int = 10,
     bca_max_n: int = 1000,
+    permutation: PermutationLogRankResult | None = None,
 ) -> SurvivalEvaluation:
     """Score a :class:`SurvivalCVResult` pooled and per site.
 
@@ -292,6 +315,11 @@ def evaluate_survival(
         events are skipped).
     bca_max_n : int
         Skip the jackknife (BCa bounds NaN) above this many patients.
+    permutation : PermutationLogRankResult, optional
+        Permutation test of the same risk groups
+        (:func:`~neurofeat.analysis.survival.permutation.permutation_logrank_test` on
+        the data, model and fold settings of ``cv``): its p of each subset it tested
+        (``'all'``, sites) becomes the primary ``logrank_p`` row of that subset.
 
     Returns
     -------
@@ -300,19 +328,36 @@ def evaluate_survival(
     with threadpool_limits(limits=1, user_api="blas"):  # see protocol.py
         return _evaluate(cv, tau=tau, n_boot=n_boot, seed=seed, ci_level=ci_level,
                          horizons=horizons, horizon_names=horizon_names, by_site=by_site,
-                         min_site_patients=min_site_patients, bca_max_n=bca_max_n)
+                         min_site_patients=min_site_patients, bca_max_n=bca_max_n,
+                         permutation=permutation)
+
+
+def site_subsets(sites: np.ndarray, event: np.ndarray, *,
+                 min_site_patients: int = 10) -> dict[str, np.ndarray]:
+    """The sites :func:`evaluate_survival` scores on their own (rows per site).
+
+    Sites with at least ``min_site_patients`` patients and an event, when there is more
+    than one site; a permutation test's per-site subsets should be these.
+    """
+    sites = np.asarray(sites).astype(str)
+    event = np.asarray(event, bool)
+    out: dict[str, np.ndarray] = {}
+    if np.unique(sites).size < 2:
+        return out
+    for site in np.unique(sites):
+        rows = np.flatnonzero(sites == site)
+        if rows.size >= min_site_patients and event[rows].any():
+            out[str(site)] = rows
+    return out
 
 
 def _evaluate(cv, *, tau, n_boot, seed, ci_level, horizons, horizon_names, by_site,
-              min_site_patients, bca_max_n) -> SurvivalEvaluation:
+              min_site_patients, bca_max_n, permutation=None) -> SurvivalEvaluation:
     alpha = 1.0 - ci_level
     subsets = [("all", np.arange(cv.time.size))]
     if by_site:
-        for site in np.unique(cv.sites):
-            rows = np.flatnonzero(cv.sites == site)
-            if rows.size >= min_site_patients and cv.event[rows].any() and \
-                    np.unique(cv.sites).size > 1:
-                subsets.append((str(site), rows))
+        subsets += list(site_subsets(cv.sites, cv.event,
+                                     min_site_patients=min_site_patients).items())
     rows_out, km, lr, conc = [], {}, {}, {}
     pooled_tau = default_tau(cv.time) if tau is None else float(tau)
     ci_method = f"percentile (event-stratified bootstrap, B={n_boot})"
@@ -356,10 +401,13 @@ def _evaluate(cv, *, tau, n_boot, seed, ci_level, horizons, horizon_names, by_si
         if len(curves) == 2:
             test = logrank_test(time, event, groups)
             lr[site] = test
+            if permutation is not None and site in permutation.p_value:
+                rows_out.append(_row(site, "logrank_p", permutation.p_value[site], n, n_ev,
+                                     ci_method=permutation.method))
             rows_out.append(_row(site, "logrank_p", test.p_value, n, n_ev,
-                                 ci_method=f"median split at training-fold median, repeat "
-                                           f"{first}; {LOGRANK_CAVEAT}"))
+                                 ci_method=f"{LOGRANK_PUBLISHED}, repeat {first}, "
+                                           f"chi-squared; {LOGRANK_CAVEAT}"))
             rows_out.append(_row(site, "logrank_chisq", test.statistic, n, n_ev))
     metrics = _finish(pd.DataFrame(rows_out), ci_level, cv)
     return SurvivalEvaluation(metrics=metrics, folds=cv.splits.copy(), km=km, logrank=lr,
-                              concordance=conc, tau=pooled_tau)
+                              concordance=conc, tau=pooled_tau, permutation=permutation)

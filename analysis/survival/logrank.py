@@ -2,7 +2,8 @@
 
 A thin front over :func:`sksurv.compare.compare_survival`, returning one result object
 with a per-group table (n, observed and expected events) the way R's ``survdiff``
-prints it.
+prints it; and :func:`logrank_chisq`, the bare two-group chi-squared statistic (no
+checks, no table) that a permutation test evaluates thousands of times.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import pandas as pd
 
 from neurofeat.analysis.survival.validation import SurvivalDataError, check_survival_data
 
-__all__ = ["LogRankResult", "logrank_test"]
+__all__ = ["LogRankResult", "logrank_test", "logrank_chisq"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -110,3 +111,52 @@ def logrank_test(time: np.ndarray, event: np.ndarray, groups: np.ndarray) -> Log
         n=table["counts"].to_numpy(dtype=np.int64),
         observed=table["observed"].to_numpy(dtype=np.float64),
         expected=table["expected"].to_numpy(dtype=np.float64))
+
+
+def logrank_chisq(time: np.ndarray, event: np.ndarray, group: np.ndarray) -> float:
+    """Two-group log-rank chi-squared statistic (survdiff's), without input checks.
+
+    The statistic of :func:`logrank_test` for two groups, about 20x cheaper (numpy
+    only): ``(O1 - E1)^2 / V1`` summed over the distinct event times, with the
+    hypergeometric variance (ties as in R's ``survdiff``).
+
+    Parameters
+    ----------
+    time : ndarray of float, shape (n,)
+        Positive follow-up times (not checked).
+    event : ndarray of bool, shape (n,)
+    group : ndarray of bool, shape (n,)
+        Membership of the first group (e.g. high risk).
+
+    Returns
+    -------
+    float
+        The statistic; 0.0 when a group is empty or the variance is 0 (no evidence).
+
+    Examples
+    --------
+    >>> t = np.array([1, 2, 3, 4, 5, 6.0])
+    >>> round(logrank_chisq(t, np.array([1, 1, 1, 1, 0, 1], bool), t > 3), 4)
+    5.0517
+    """
+    time = np.asarray(time, np.float64)
+    group = np.asarray(group, bool)
+    n1_total = int(group.sum())
+    if n1_total == 0 or n1_total == group.size:
+        return 0.0
+    order = np.argsort(time, kind="stable")
+    t = time[order]
+    e = np.asarray(event, bool)[order].astype(np.float64)
+    g = group[order].astype(np.float64)
+    _, first = np.unique(t, return_index=True)
+    at_risk = (t.size - first).astype(np.float64)
+    at_risk1 = np.cumsum(g[::-1])[::-1][first]
+    deaths = np.add.reduceat(e, first)
+    deaths1 = np.add.reduceat(e * g, first)
+    keep = deaths > 0
+    n, n1, d, d1 = at_risk[keep], at_risk1[keep], deaths[keep], deaths1[keep]
+    observed_minus_expected = float(np.sum(d1 - n1 * d / n))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        var = np.where(n > 1, n1 * (n - n1) * d * (n - d) / (n * n * (n - 1)), 0.0)
+    variance = float(var.sum())
+    return observed_minus_expected ** 2 / variance if variance > 0 else 0.0

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from neurofeat.analysis.survival import (
+    DEFAULT_PERMUTATIONS,
     SurvivalCVResult,
     SurvivalDataError,
     SurvivalEvaluation,
@@ -24,8 +25,11 @@ from neurofeat.analysis.survival import (
     kaplan_meier,
     logrank_test,
     make_cox_model,
+    permutation_logrank_test,
+    site_subsets,
     survival_fold_plan,
 )
+from neurofeat.analysis.survival.evaluation import LOGRANK_CAVEAT
 from neurofeat.analysis.survival.plots import plot_km
 from neurofeat.runs.inputs import clinical_column, load_survival_data
 from neurofeat.runs.tables import inference_columns, provenance_columns, shape
@@ -103,12 +107,13 @@ def _slug(name: str) -> str:
     return "".join(ch if ch.isalnum() else "_" for ch in str(name)).strip("_").lower() or "x"
 
 
-def _extra_row(metric: str, estimate: float, n: int, n_pos: int, estimand: str) -> dict:
+def _extra_row(metric: str, estimate: float, n: int, n_pos: int, estimand: str, *,
+               ci_method: str = "", primary: bool = True) -> dict:
     nan = float("nan")
     return {"site": "all", "metric": metric, "estimate": float(estimate), "ci_low": nan,
-            "ci_high": nan, "bca_low": nan, "bca_high": nan, "ci_method": "", "n": n,
-            "n_pos": n_pos, "tau": nan, "horizon": nan, "primary": True, "estimand": estimand,
-            "rare": n_pos < 30, "warning": ""}
+            "ci_high": nan, "bca_low": nan, "bca_high": nan, "ci_method": ci_method, "n": n,
+            "n_pos": n_pos, "tau": nan, "horizon": nan, "primary": primary,
+            "estimand": estimand, "rare": n_pos < 30, "warning": ""}
 
 
 def survival_run(store: Store, backbone: str, task: str = "os", *, model: str = "coxnet",
@@ -116,7 +121,7 @@ def survival_run(store: Store, backbone: str, task: str = "os", *, model: str = 
                  n_repeats: int = 5, n_boot: int = 1000, seed: int = 0,
                  tau: float | None = None, by: str | None = None, within: str | None = None,
                  n_components: int = 10, l1_ratio: float = 0.5, min_patients: int = 20,
-                 write: bool = True, on_start: Callable[[int], None] | None = None,
+                 n_permutations: int = DEFAULT_PERMUTATIONS, write: bool = True, on_start: Callable[[int], None] | None = None,
                  progress: Callable[[int], None] | None = None) -> SurvivalRun:
     """Fit the Cox model of one backbone on a survival task and store the run.
 
@@ -138,6 +143,11 @@ def survival_run(store: Store, backbone: str, task: str = "os", *, model: str = 
     n_components, l1_ratio : model settings (pca-cox, coxnet).
     min_patients : int
         Refuse smaller cohorts.
+    n_permutations : int
+        Permutations of the log-rank test of the risk groups (outcomes permuted within
+        site, every fold of the first repeat refitted; :mod:`~neurofeat.analysis.survival.permutation`);
+        its p is the primary ``logrank_p`` row, pooled and per site (and of
+        ``within``). 0 = off: only the published (asymptotic, not calibrated) p.
     write : bool
     on_start, progress : callables, optional
         Progress hooks: the number of fits, then ``progress(k)`` after k more fits.
@@ -163,15 +173,44 @@ def survival_run(store: Store, backbone: str, task: str = "os", *, model: str = 
     plan = survival_fold_plan(data.patient_ids, event, data.sites, protocol=plan_protocol,
                               n_splits=n_splits, n_repeats=n_repeats, task=task_def.name,
                               seed=seed)
+    if n_permutations < 0:
+        raise ValueError(f"n_permutations must be >= 0 (0 = no permutation test), got "
+                         f"{n_permutations}")
+    within_rows = None
+    if within is not None:
+        values = clinical_column(store, within, data.patient_ids)
+        inside = np.array([v is True or v == 1 for v in values])
+        if inside.sum() < 2:
+            raise SurvivalDataError(f"only {int(inside.sum())} patient(s) with {within} = true "
+                                    "in the cohort; nothing to plot")
+        within_rows = np.flatnonzero(inside)
+    fits_per_permutation = int(sum(1 for s in plan.splits() if s.repeat == 0))
+    n_perm_tests = 0 if n_permutations == 0 else (
+        1 + int(within_rows is not None and bool(event[within_rows].any())))
     if on_start is not None:
-        on_start(sum(1 for _ in plan.splits()))
+        on_start(sum(1 for _ in plan.splits())
+                 + n_perm_tests * (n_permutations + 1) * fits_per_permutation)
     cv = cross_validated_risk(data.X, time, event, plan, model=estimator, model_name=model,
                               sites=data.sites, backbone=backbone, progress=progress)
-    ev = evaluate_survival(cv, tau=tau, n_boot=n_boot, seed=seed)
+    perm_progress = (None if progress is None
+                     else (lambda k: progress(k * fits_per_permutation)))
+    perm_settings = dict(patient_ids=data.patient_ids, model=estimator, sites=data.sites,
+                         protocol=plan_protocol, n_splits=n_splits, task=task_def.name,
+                         seed=seed, n_permutations=n_permutations, progress=perm_progress)
+    permutation = None
+    if n_permutations > 0:
+        permutation = permutation_logrank_test(data.X, time, event,
+                                               subsets=site_subsets(data.sites, event),
+                                               **perm_settings)
+    ev = evaluate_survival(cv, tau=tau, n_boot=n_boot, seed=seed, permutation=permutation)
+
+    def km_title(name: str, result) -> str:
+        p = "" if result is None or name not in result.p_value else (
+            f"; permutation p = {result.p_value[name]:.3g} (B = {result.n_permutations})")
+        return f"{backbone} / {task_def.name}: risk groups ({name}){p}"
 
     figures = {f"km_{_slug(name)}": plot_km(
-        curves, logrank=ev.logrank.get(name),
-        title=f"{backbone} / {task_def.name}: risk groups ({name})")
+        curves, logrank=ev.logrank.get(name), title=km_title(name, permutation))
         for name, curves in ev.km.items()}
     extra_rows: list[dict] = []
     km_by_frame = None
@@ -184,20 +223,37 @@ def survival_run(store: Store, backbone: str, task: str = "os", *, model: str = 
             extra_rows.append(_extra_row(f"logrank_p_by_{by}", test.p_value, data.n,
                                          int(event.sum()),
                                          f"log-rank p of survival by {by} (groups fixed)"))
-    if within is not None:
-        values = clinical_column(store, within, data.patient_ids)
-        inside = np.array([v is True or v == 1 for v in values])
-        if inside.sum() < 2:
-            raise SurvivalDataError(f"only {int(inside.sum())} patient(s) with {within} = true "
-                                    "in the cohort; nothing to plot")
+    if within_rows is not None:
+        inside = np.zeros(time.size, bool)
+        inside[within_rows] = True
         groups = np.where(cv.high_risk[0] == 1, "high risk", "low risk")
         curves, test = km_by_label(time[inside], event[inside], groups[inside], "risk")
-        figures[f"km_within_{_slug(within)}"] = plot_km(
-            curves, logrank=test, title=f"risk groups within {within} = true")
+        within_perm = None
+        if test is not None and n_perm_tests == 2:
+            # CV risk groups again, so a permutation p; outcomes permuted within site x
+            # the subgroup label, since survival may differ between the subgroup and the
+            # rest (pooled across them the outcomes are not exchangeable)
+            strata = np.char.add(np.asarray(data.sites).astype(str),
+                                 np.where(inside, f"|{within}", f"|not {within}"))
+            within_perm = permutation_logrank_test(
+                data.X, time, event, strata=strata, strata_name=f"site x {within}",
+                subsets={"within": within_rows}, **perm_settings)
+        title = f"risk groups within {within} = true"
+        if within_perm is not None:
+            title += (f"; permutation p = {within_perm.p_value['within']:.3g} "
+                      f"(B = {within_perm.n_permutations})")
+        figures[f"km_within_{_slug(within)}"] = plot_km(curves, logrank=test, title=title)
         if test is not None:
-            extra_rows.append(_extra_row(f"logrank_p_within_{within}", test.p_value,
-                                         int(inside.sum()), int(event[inside].sum()),
-                                         f"log-rank p of the risk groups within {within}"))
+            what = f"log-rank p of the cross-validated risk groups within {within}"
+            n_in, ev_in = int(inside.sum()), int(event[inside].sum())
+            if within_perm is not None:
+                extra_rows.append(_extra_row(
+                    f"logrank_p_within_{within}", within_perm.p_value["within"], n_in, ev_in,
+                    f"{what}, against the permutation null",
+                    ci_method=within_perm.method))
+            extra_rows.append(_extra_row(
+                f"logrank_p_within_{within}", test.p_value, n_in, ev_in, what,
+                ci_method=f"chi-squared; {LOGRANK_CAVEAT}", primary=within_perm is None))
     metrics = ev.metrics
     if extra_rows:
         metrics = pd.concat([metrics, pd.DataFrame(extra_rows)], ignore_index=True)
@@ -222,6 +278,7 @@ def survival_run(store: Store, backbone: str, task: str = "os", *, model: str = 
     params = {"backbone": backbone, "task": task_def.name, "model": model,
               "model_params": model_params, "protocol": protocol, "site": site,
               "folds": n_splits, "repeats": n_repeats, "bootstrap": n_boot, "seed": seed,
+              "permutations": n_permutations,
               "tau": ev.tau, "by": by, "within": within,
               "checkpoint_sha256": data.checkpoint_sha256,
               "preprocess_sha256": data.preprocess_sha256, "n_patients": data.n,

@@ -74,19 +74,60 @@ def test_survival_json_and_store(store_dir):
                      f"run_id = '{payload['run_id']}' AND metric = 'harrell_c' "
                      "AND site = 'all' AND \"primary\"").fetchall()[0][0]
     assert stored == pytest.approx(row["estimate"])
-    # the log-rank p is stored as the published procedure it is, with its measured level
-    method = con.sql("SELECT ci_method FROM results WHERE command = 'survival' AND "
-                     f"run_id = '{payload['run_id']}' AND metric = 'logrank_p' "
-                     "AND site = 'all'").fetchall()[0][0]
-    assert "not calibrated" in method and "12.6 %" in method
+    # two log-rank p rows: the permutation p (primary, calibrated) and the asymptotic
+    # chi-squared p, stored as the published procedure it is, with its measured level
+    stored = dict(con.sql("SELECT \"primary\", ci_method FROM results WHERE command = "
+                          f"'survival' AND run_id = '{payload['run_id']}' AND metric = "
+                          "'logrank_p' AND site = 'all'").fetchall())
+    assert stored[True].startswith("permutation (B=99, outcomes permuted within site")
+    assert "not calibrated" in stored[False] and "12.6 %" in stored[False]
+    assert "permutation log-rank p" in stored[False]
+    assert metrics[("all", "logrank_p")]["estimate"] >= 1 / 100
+    assert payload["params"]["permutations"] == 99
 
 
 def test_survival_table_output_and_loso(store_dir):
     result = _run(store_dir, "--protocol", "loso")
     assert result.exit_code == 0, result.output
     assert "Harrell C" in result.output and "log-rank p" in result.output
-    assert "not calibrated" in result.output
+    assert "published p*" in result.output and "not calibrated" in result.output
+    assert "permutation test of the high/low risk groups (B = 99" in result.output
     assert "loso: 1 repeat(s) x 3 fold(s)" in result.output
+
+
+def test_survival_permutations_option(store_dir):
+    """--permutations B sets B (p >= 1/(B+1)); 0 leaves only the published p, primary."""
+    payload = json.loads(_run(store_dir, "--json", "--permutations", "9", "--within",
+                              "cdkn2a").output)
+    rows = [m for m in payload["metrics"] if m["metric"] == "logrank_p" and m["site"] == "all"]
+    perm = next(m for m in rows if m["primary"])
+    assert perm["ci_method"].startswith("permutation (B=9,")
+    assert perm["estimate"] in {k / 10 for k in range(1, 11)}
+    # the risk groups within a subgroup are CV groups too: permuted within site x subgroup
+    within = [m for m in payload["metrics"] if m["metric"] == "logrank_p_within_cdkn2a"]
+    assert {m["primary"] for m in within} == {True, False}
+    assert "within site x cdkn2a" in next(m for m in within if m["primary"])["ci_method"]
+    assert "not calibrated" in next(m for m in within if not m["primary"])["ci_method"]
+    off = json.loads(_run(store_dir, "--json", "--permutations", "0").output)
+    rows = [m for m in off["metrics"] if m["metric"] == "logrank_p"]
+    assert rows and all(m["primary"] and "not calibrated" in m["ci_method"] for m in rows)
+    text = _run(store_dir, "--permutations", "0").output
+    assert "--permutations B gives the calibrated p" in text
+    bad = _run(store_dir, "--permutations", "-1")
+    assert bad.exit_code != 0 and "Traceback" not in bad.output
+
+
+def test_cli_default_permutations_is_the_analysis_default():
+    import inspect
+
+    from neurofeat.analysis.survival import DEFAULT_PERMUTATIONS
+    from neurofeat.runs import survival_run
+
+    result = runner.invoke(app, ["survival", "--help"])
+    assert "--permutations" in result.output
+    default = inspect.signature(survival_run).parameters["n_permutations"].default
+    assert default == DEFAULT_PERMUTATIONS
+    assert f"[default: {DEFAULT_PERMUTATIONS}]" in " ".join(result.output.split())
 
 
 @pytest.mark.parametrize("args, message", [
