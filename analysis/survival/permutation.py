@@ -70,7 +70,7 @@ from neurofeat.analysis.survival.risk_groups import median_split
 from neurofeat.analysis.survival.validation import SurvivalDataError, check_survival_data
 
 __all__ = ["PermutationLogRankResult", "permutation_logrank_test", "permutation_method",
-           "DEFAULT_PERMUTATIONS"]
+           "permutation_indices", "DEFAULT_PERMUTATIONS"]
 
 #: Default number of permutations: smallest p 1/100 = 0.01, Monte-Carlo s.e. of a p near
 #: 0.05 about 0.022 (the test is exact for any B; a larger B only sharpens p). Chosen
@@ -150,6 +150,33 @@ class PermutationLogRankResult:
             "null_q95": [float(np.quantile(self.null_statistics[k], 0.95))
                          if self.null_statistics[k].size else np.nan for k in self.statistic],
         })
+
+
+def permutation_indices(strata: np.ndarray | None, n: int, n_permutations: int,
+                        rng: np.random.Generator) -> np.ndarray:
+    """Random permutations of ``range(n)`` that stay within each stratum.
+
+    Parameters
+    ----------
+    strata : ndarray, shape (n,), or None
+        Labels; None = one stratum (all patients).
+    n : int
+    n_permutations : int
+    rng : numpy Generator
+
+    Returns
+    -------
+    ndarray of int, shape (n_permutations, n)
+        Row ``b``: patient ``i`` receives the outcome of patient ``perm[b, i]``, always a
+        patient of the same stratum.
+    """
+    blocks = ([np.arange(n)] if strata is None else
+              [np.flatnonzero(strata == s) for s in np.unique(strata)])
+    out = np.empty((int(n_permutations), n), dtype=np.int64)
+    for b in range(int(n_permutations)):
+        for block in blocks:
+            out[b, block] = block[rng.permutation(block.size)]
+    return out
 
 
 def _first_repeat_groups(X, y, time, event, patient_ids, sites, *, model, protocol,
@@ -298,12 +325,10 @@ def permutation_logrank_test(
         strata = np.asarray(strata).astype(str)
         if strata.size != n:
             raise ValueError(f"strata has {strata.size} values, time {n}")
-        blocks = [np.flatnonzero(strata == s) for s in np.unique(strata)]
-    else:
-        blocks = [np.arange(n)]
     rows = _check_subsets(subsets, n, event, time)
     common = dict(model=model, protocol=protocol, n_splits=n_splits, task=task, seed=seed)
     rng = np.random.default_rng(derive_seed("survival-permutation", seed, task))
+    perms = permutation_indices(strata, n, n_permutations, rng)
     null = {name: np.empty(int(n_permutations)) for name in rows}
     # one BLAS thread: the fits are small LAPACK calls (see protocol.py)
     with threadpool_limits(limits=1, user_api="blas"):
@@ -313,10 +338,7 @@ def permutation_logrank_test(
         observed = _statistics(time, event, high, rows)
         if progress is not None:
             progress(1)
-        perm = np.arange(n)
-        for b in range(int(n_permutations)):
-            for block in blocks:
-                perm[block] = block[rng.permutation(block.size)]
+        for b, perm in enumerate(perms):
             t_b, e_b = time[perm], event[perm]
             high_b = _first_repeat_groups(X, Surv.from_arrays(e_b, t_b), t_b, e_b,
                                           patient_ids, sites_arr, label=f"permutation {b + 1}",
@@ -330,4 +352,5 @@ def permutation_logrank_test(
     return PermutationLogRankResult(
         statistic=observed, p_value=p_value, null_statistics=null,
         n_permutations=int(n_permutations),
-        strata=None if strata is None else strata_name, n_strata=len(blocks), seed=int(seed))
+        strata=None if strata is None else strata_name,
+        n_strata=1 if strata is None else int(np.unique(strata).size), seed=int(seed))
