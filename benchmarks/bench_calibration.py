@@ -28,7 +28,12 @@ work gives the same numbers.
 
 Metrics: AUC and BA (binary; continuous tasks also Spearman and MAE, which ``stats
 compare`` reports on request), Harrell's and Uno's C and each backbone's median-split
-log-rank p (survival). Settings named ``(in a* only)`` put the site effects in the A
+log-rank p (survival): the published asymptotic chi-squared p (``median-split``, all 8
+backbones) and, with ``--permutations B`` (default 99; 0 = skip), the permutation p of
+``neurofeat survival`` (``permutation``; outcomes permuted within site, every fold of
+repeat 0 refitted) for the first ``--perm-backbones`` pairs' backbones (default 1: a1
+and b1; B + 1 refits of one repeat each, by far the dearest part of a survival
+replication). Settings named ``(in a* only)`` put the site effects in the A
 family only: an exact null whose sides are not exchangeable.
 
 Cost: a replication of 4 + 4 backbones at 5 x 5 CV takes about 0.35-0.45 CPU-s (fast
@@ -144,7 +149,7 @@ def _model_kwargs(kind: str, probe: str) -> dict:
 
 
 def replicate(spec: Spec, rep: int, *, probe: str, n_splits: int, n_repeats: int,
-              n_boot: int) -> pd.DataFrame:
+              n_boot: int, permutations: int = 0, perm_pairs: int = 1) -> pd.DataFrame:
     """One simulated cohort through the real comparison; the tests table's rows."""
     from neurofeat.analysis.compare import compare_probes
     from neurofeat.analysis.survival.compare import compare_survival_backbones
@@ -161,8 +166,10 @@ def replicate(spec: Spec, rep: int, *, probe: str, n_splits: int, n_repeats: int
                 cohort.embeddings, cohort.time, cohort.event, patient_ids=cohort.patient_ids,
                 pairs=pairs, task=task, n_splits=n_splits, n_repeats=n_repeats,
                 n_boot=n_boot, seed=rep, side_a="A", side_b="B", by_site=False, **kwargs)
-            frame = pd.concat([res.to_frame(), _logrank_rows(res, cohort)],
-                              ignore_index=True)
+            permuted = [x for pair in pairs[:perm_pairs] for x in pair] if permutations else []
+            frame = pd.concat([res.to_frame(), _logrank_rows(
+                res, cohort, permuted=permuted, permutations=permutations, task=task,
+                seed=rep, n_splits=n_splits, model_kwargs=kwargs)], ignore_index=True)
         else:
             res = compare_probes(
                 cohort.embeddings, cohort.y, patient_ids=cohort.patient_ids, pairs=pairs,
@@ -180,14 +187,22 @@ def replicate(spec: Spec, rep: int, *, probe: str, n_splits: int, n_repeats: int
     return frame
 
 
-def _logrank_rows(res, cohort) -> pd.DataFrame:
+def _logrank_rows(res, cohort, *, permuted=(), permutations=0, task="", seed=0,
+                  n_splits=5, model_kwargs=None) -> pd.DataFrame:
     """The median-split log-rank p of every backbone (``neurofeat survival``'s test).
 
     As :func:`~neurofeat.analysis.survival.evaluation.evaluate_survival`: high/low risk
     at each training fold's median risk, first repeat, log-rank test of the two groups.
-    One row per backbone (``backbone_a``), pair rows only.
+    One row per backbone (``backbone_a``), pair rows only: ``test = 'median-split'``
+    (asymptotic chi-squared, the published p) for every backbone, and ``test =
+    'permutation'`` (:func:`~neurofeat.analysis.survival.permutation.permutation_logrank_test`
+    with ``permutations`` permutations, the calibrated default of ``neurofeat
+    survival``) for the backbones in ``permuted``, on the same fold plan (task, seed),
+    model and, with sites, permuted within site.
     """
+    from neurofeat.analysis.survival.cox import make_cox_model
     from neurofeat.analysis.survival.logrank import logrank_test
+    from neurofeat.analysis.survival.permutation import permutation_logrank_test
     from neurofeat.analysis.survival.risk_groups import RISK_GROUP_LABELS
 
     rows = []
@@ -200,6 +215,16 @@ def _logrank_rows(res, cohort) -> pd.DataFrame:
             p = logrank_test(cohort.time[tested], cohort.event[tested], groups).p_value
         rows.append({"metric": "logrank", "pooled": False, "backbone_a": name,
                      "test": "median-split", "primary": False, "p_value": p, "rare": False})
+        if name in permuted:
+            sites = cohort.sites if np.unique(cohort.sites).size > 1 else None
+            perm = permutation_logrank_test(
+                cohort.embeddings[name], cohort.time, cohort.event,
+                patient_ids=cohort.patient_ids, sites=sites,
+                model=make_cox_model(model_kwargs["model"], **model_kwargs["model_params"]),
+                n_splits=n_splits, task=task, seed=seed, n_permutations=permutations)
+            rows.append({"metric": "logrank", "pooled": False, "backbone_a": name,
+                         "test": "permutation", "primary": True,
+                         "p_value": perm.p_value["all"], "rare": False})
     return pd.DataFrame(rows)
 
 
@@ -298,7 +323,9 @@ def summarise(spec: Spec, rows: pd.DataFrame, true: dict) -> pd.DataFrame:
         if metric == "logrank":  # one backbone's test of no association
             r, se = _rate(sig, g["rep"])
             what = "type-I error" if spec.scenario == "null" else "power"
-            out.append({**base, "row": "one", "quantity": f"{what} (median split)", "rate": r,
+            how = "median split, chi-squared" if test == "median-split" else \
+                "median split, permutation"
+            out.append({**base, "row": "one", "quantity": f"{what} ({how})", "rate": r,
                         "mcse": se})
             continue
         if spec.scenario == "null":
@@ -344,8 +371,10 @@ def _job(args):
 
 def run_spec(spec: Spec, *, reps: int, probe: str, n_splits: int, n_repeats: int,
              n_boot: int, workers: int, truth_draws: int, truth_test: int,
-             fold_dump: Path | None = None) -> pd.DataFrame:
-    kw = dict(probe=probe, n_splits=n_splits, n_repeats=n_repeats, n_boot=n_boot)
+             fold_dump: Path | None = None, permutations: int = 0,
+             perm_pairs: int = 1) -> pd.DataFrame:
+    kw = dict(probe=probe, n_splits=n_splits, n_repeats=n_repeats, n_boot=n_boot,
+              permutations=permutations, perm_pairs=perm_pairs)
     jobs = [(spec, rep, kw) for rep in range(reps)]
     t0 = time.perf_counter()
     if workers > 1:
@@ -424,6 +453,11 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     parser.add_argument("--bootstrap", type=int, default=500,
                         help="bootstrap resamples per comparison (published rows)")
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--permutations", type=int, default=99,
+                        help="survival: permutations of the log-rank test (0 = skip)")
+    parser.add_argument("--perm-backbones", type=int, default=1, metavar="PAIRS",
+                        help="survival: permutation test for the backbones of the first "
+                             "PAIRS pairs (1: a1 and b1)")
     parser.add_argument("--truth-draws", type=int, default=200)
     parser.add_argument("--truth-test", type=int, default=5000)
     parser.add_argument("--quick", action="store_true",
@@ -448,6 +482,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     if args.quick:
         specs = [s for s in specs if s.name in QUICK]
         args.reps, args.probe, args.repeats, args.truth_draws = 40, "fast", 2, 40
+        args.permutations = min(args.permutations, 19)
     elif args.only:
         specs = [s for s in specs if re.search(args.only, s.name)]
     tables = []
@@ -455,7 +490,8 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         table = run_spec(spec, reps=args.reps, probe=args.probe, n_splits=args.folds,
                          n_repeats=args.repeats, n_boot=args.bootstrap,
                          workers=args.workers, truth_draws=args.truth_draws,
-                         truth_test=args.truth_test,
+                         truth_test=args.truth_test, permutations=args.permutations,
+                         perm_pairs=args.perm_backbones,
                          fold_dump=None if args.dump_folds is None else
                          args.dump_folds / (re.sub(r"[^A-Za-z0-9.]+", "_", spec.name) + ".pkl"))
         tables.append(table)
