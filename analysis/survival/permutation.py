@@ -212,6 +212,26 @@ def _statistics(time, event, high, subsets) -> dict[str, float]:
     return out
 
 
+def _chunk_statistics(X, time, event, patient_ids, sites, perms, index, rows, common):
+    """Statistics of a chunk of permutations: (index, {subset: statistics})."""
+    from sksurv.util import Surv
+
+    out = {name: np.empty(len(index)) for name in rows}
+    for j, (b, perm) in enumerate(zip(index, perms)):
+        t_b, e_b = time[perm], event[perm]
+        high_b = _first_repeat_groups(X, Surv.from_arrays(e_b, t_b), t_b, e_b, patient_ids,
+                                      sites, label=f"permutation {b + 1}", **common)
+        for name, stat in _statistics(t_b, e_b, high_b, rows).items():
+            out[name][j] = stat
+    return index, out
+
+
+def _null_chunk(*args):
+    """:func:`_chunk_statistics` in a worker process, with one BLAS thread."""
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _chunk_statistics(*args)
+
+
 def _check_subsets(subsets, n, event, time) -> dict[str, np.ndarray]:
     out = {"all": np.arange(n)}
     for name, rows in (subsets or {}).items():
@@ -248,6 +268,7 @@ def permutation_logrank_test(
     task: str = "os",
     seed: int = 0,
     n_permutations: int = DEFAULT_PERMUTATIONS,
+    n_jobs: int = 1,
     progress: Callable[[int], None] | None = None,
 ) -> PermutationLogRankResult:
     """Permutation p of the median-split log-rank test of cross-validated risk groups.
@@ -277,9 +298,14 @@ def permutation_logrank_test(
         (only its first repeat is used).
     n_permutations : int
         ``B >= 1``; the smallest attainable p is ``1 / (B + 1)``.
+    n_jobs : int
+        Worker processes for the permutations (joblib; each uses one BLAS thread). The
+        permutations are drawn before they are shared out, so the result does not
+        depend on ``n_jobs``.
     progress : callable, optional
-        Called with 1 after the observed statistic and after each permutation
-        (``B + 1`` calls; for a progress bar).
+        Called with ``k`` after the observed statistic (``k = 1``) and after each
+        permutation, or each chunk of ``k`` permutations with ``n_jobs > 1`` (``B + 1``
+        in all; for a progress bar).
 
     Returns
     -------
@@ -330,6 +356,7 @@ def permutation_logrank_test(
     rng = np.random.default_rng(derive_seed("survival-permutation", seed, task))
     perms = permutation_indices(strata, n, n_permutations, rng)
     null = {name: np.empty(int(n_permutations)) for name in rows}
+    args = (X, time, event, patient_ids, sites_arr)
     # one BLAS thread: the fits are small LAPACK calls (see protocol.py)
     with threadpool_limits(limits=1, user_api="blas"):
         high = _first_repeat_groups(X, Surv.from_arrays(event, time), time, event,
@@ -338,15 +365,24 @@ def permutation_logrank_test(
         observed = _statistics(time, event, high, rows)
         if progress is not None:
             progress(1)
-        for b, perm in enumerate(perms):
-            t_b, e_b = time[perm], event[perm]
-            high_b = _first_repeat_groups(X, Surv.from_arrays(e_b, t_b), t_b, e_b,
-                                          patient_ids, sites_arr, label=f"permutation {b + 1}",
-                                          **common)
-            for name, stat in _statistics(t_b, e_b, high_b, rows).items():
-                null[name][b] = stat
+        if int(n_jobs) <= 1:
+            for b in range(int(n_permutations)):
+                _, stats = _chunk_statistics(*args, perms[b:b + 1], [b], rows, common)
+                for name in rows:
+                    null[name][b] = stats[name][0]
+                if progress is not None:
+                    progress(1)
+    if int(n_jobs) > 1:
+        from joblib import Parallel, delayed
+
+        chunks = np.array_split(np.arange(int(n_permutations)),
+                                min(int(n_permutations), 4 * int(n_jobs)))
+        tasks = (delayed(_null_chunk)(*args, perms[idx], idx, rows, common) for idx in chunks)
+        for idx, stats in Parallel(n_jobs=int(n_jobs), return_as="generator_unordered")(tasks):
+            for name in rows:
+                null[name][idx] = stats[name]
             if progress is not None:
-                progress(1)
+                progress(len(idx))
     p_value = {name: float((1 + np.sum(null[name] >= observed[name] * (1 - _TIE) - _TIE))
                            / (n_permutations + 1)) for name in rows}
     return PermutationLogRankResult(

@@ -58,6 +58,9 @@ def register(app: typer.Typer) -> None:
                  "within site, every fold of the first repeat refitted: an exact p, "
                  "smallest 1/(B+1)); costs B x folds model fits. 0 = off: only the "
                  "published chi-squared p (not calibrated).", min=0)] = 99,
+        jobs: Annotated[int, typer.Option(
+            "--jobs", help="Worker processes for the permutations (same result for any "
+                           "value).", min=1)] = 1,
         as_json: Annotated[bool, typer.Option("--json", help="Print results as JSON.")] = False,
         store_path: StoreOption = None,
     ) -> None:
@@ -74,7 +77,7 @@ def register(app: typer.Typer) -> None:
                                n_splits=folds, n_repeats=repeats, n_boot=bootstrap, seed=seed,
                                tau=tau, by=by, within=within, n_components=n_components,
                                l1_ratio=l1_ratio, min_patients=min_patients,
-                               n_permutations=permutations, on_start=on_start,
+                               n_permutations=permutations, n_jobs=jobs, on_start=on_start,
                                progress=on_step)
         if as_json:
             payload = {"run_id": run.info.run_id, "path": str(run.info.path),

@@ -121,7 +121,8 @@ def survival_run(store: Store, backbone: str, task: str = "os", *, model: str = 
                  n_repeats: int = 5, n_boot: int = 1000, seed: int = 0,
                  tau: float | None = None, by: str | None = None, within: str | None = None,
                  n_components: int = 10, l1_ratio: float = 0.5, min_patients: int = 20,
-                 n_permutations: int = DEFAULT_PERMUTATIONS, write: bool = True, on_start: Callable[[int], None] | None = None,
+                 n_permutations: int = DEFAULT_PERMUTATIONS, n_jobs: int = 1,
+                 write: bool = True, on_start: Callable[[int], None] | None = None,
                  progress: Callable[[int], None] | None = None) -> SurvivalRun:
     """Fit the Cox model of one backbone on a survival task and store the run.
 
@@ -148,6 +149,8 @@ def survival_run(store: Store, backbone: str, task: str = "os", *, model: str = 
         site, every fold of the first repeat refitted; :mod:`~neurofeat.analysis.survival.permutation`);
         its p is the primary ``logrank_p`` row, pooled and per site (and of
         ``within``). 0 = off: only the published (asymptotic, not calibrated) p.
+    n_jobs : int
+        Worker processes for the permutations (the result does not depend on it).
     write : bool
     on_start, progress : callables, optional
         Progress hooks: the number of fits, then ``progress(k)`` after k more fits.
@@ -196,7 +199,8 @@ def survival_run(store: Store, backbone: str, task: str = "os", *, model: str = 
                      else (lambda k: progress(k * fits_per_permutation)))
     perm_settings = dict(patient_ids=data.patient_ids, model=estimator, sites=data.sites,
                          protocol=plan_protocol, n_splits=n_splits, task=task_def.name,
-                         seed=seed, n_permutations=n_permutations, progress=perm_progress)
+                         seed=seed, n_permutations=n_permutations, n_jobs=n_jobs,
+                         progress=perm_progress)
     permutation = None
     if n_permutations > 0:
         permutation = permutation_logrank_test(data.X, time, event,

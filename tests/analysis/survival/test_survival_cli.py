@@ -98,7 +98,7 @@ def test_survival_table_output_and_loso(store_dir):
 def test_survival_permutations_option(store_dir):
     """--permutations B sets B (p >= 1/(B+1)); 0 leaves only the published p, primary."""
     payload = json.loads(_run(store_dir, "--json", "--permutations", "9", "--within",
-                              "cdkn2a").output)
+                              "cdkn2a", "--jobs", "2").output)
     rows = [m for m in payload["metrics"] if m["metric"] == "logrank_p" and m["site"] == "all"]
     perm = next(m for m in rows if m["primary"])
     assert perm["ci_method"].startswith("permutation (B=9,")

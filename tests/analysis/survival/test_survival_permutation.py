@@ -218,3 +218,17 @@ def test_progress_is_called_once_per_data_set(cohort):
     permutation_logrank_test(X, time, event, patient_ids=ids, sites=sites, model=MODEL,
                              n_splits=3, n_permutations=4, progress=calls.append)
     assert calls == [1] * 5
+
+
+def test_worker_processes_give_the_same_result(cohort, result):
+    X, time, event, ids, sites = cohort
+    calls = []
+    parallel = permutation_logrank_test(X, time, event, patient_ids=ids, sites=sites,
+                                        subsets=site_subsets(sites, event), model=MODEL,
+                                        n_splits=3, seed=4, n_permutations=19, n_jobs=2,
+                                        progress=calls.append)
+    assert sum(calls) == 20 and calls[0] == 1
+    for site in result.statistic:
+        np.testing.assert_array_equal(parallel.null_statistics[site],
+                                      result.null_statistics[site])
+        assert parallel.p_value[site] == result.p_value[site]
