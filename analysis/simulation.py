@@ -13,8 +13,10 @@ Every patient has a latent trait ``z ~ N(0, 1)``. The outcome depends on ``z`` o
   outcome the trait explains;
 - ``continuous``: ``y = z * sqrt(r) + e * sqrt(1 - r)`` (binarised at ``threshold`` by
   the comparison, as a continuous task is);
-- ``survival``: exponential event time with hazard ``exp(hazard_beta * z)``, independent
-  exponential censoring scaled so that about ``event_rate`` of patients have the event.
+- ``survival``: exponential event time with hazard ``exp(hazard_beta * z)`` (times
+  ``exp(site_hazard * (k - (n_sites - 1) / 2))`` at site ``k``: survival that differs by
+  site, 0 by default), independent exponential censoring scaled so that about
+  ``event_rate`` of patients have the event.
 
 A backbone's embedding is ``X = signal * z e_1 + N(0, I_d)`` plus, with sites, a site
 mean shift ``N(0, site_shift^2 I_d)`` per site (a batch effect unrelated to the
@@ -80,6 +82,12 @@ class SimulationSetting:
         exchangeable.
     threshold : float
         Continuous tasks: the label is ``y >= threshold``.
+    site_hazard : float
+        Survival with sites: log hazard ratio between neighbouring sites (site ``k``
+        multiplies the hazard by ``exp(site_hazard * (k - (n_sites - 1) / 2))``). With
+        ``site_shift > 0`` the embeddings then predict survival through the site alone:
+        a null for "no information beyond the site" (outcomes exchangeable within site
+        only).
     """
 
     kind: str = "binary"
@@ -93,6 +101,7 @@ class SimulationSetting:
     site_shift: float = 0.5
     threshold: float = 0.0
     site_prefix: str = ""
+    site_hazard: float = 0.0
 
     def __post_init__(self) -> None:
         if self.kind not in ("binary", "continuous", "survival"):
@@ -112,6 +121,8 @@ class SimulationSetting:
             sites += f" shift={self.site_shift:g}"
         if self.n_sites > 1 and self.site_prefix:
             sites += f" (in {self.site_prefix}* only)"
+        if self.n_sites > 1 and self.kind == "survival" and self.site_hazard:
+            sites += f" site-hazard={self.site_hazard:g}"
         return " ".join(x for x in (self.kind, extra, f"n={self.n}", f"d={self.d}") if x) \
             + sites
 
@@ -205,17 +216,24 @@ def draw_population(setting: SimulationSetting, signals: Mapping[str, float], n:
         r = setting.outcome_r2
         y = z * np.sqrt(r) + rng.normal(size=n) * np.sqrt(1 - r)
     else:
-        lam = np.exp(setting.hazard_beta * z)
-        t_event = rng.exponential(size=n) / lam
+        # unit-exponential draws first and the sites after them, in the order of the
+        # cohorts before site_hazard existed (same seeds, same cohorts)
+        raw_event = rng.exponential(size=n)
         c = _censoring_rate(setting)
         t_cens = rng.exponential(size=n) / c if c > 0 else np.full(n, np.inf)
-        event = t_event <= t_cens
-        time = np.minimum(t_event, t_cens)
     sites = np.array([f"S{i % setting.n_sites}" for i in range(n)])
     rng.shuffle(sites)
+    site_index = np.array([int(s[1:]) for s in sites])
+    if setting.kind == "survival":
+        lam = np.exp(setting.hazard_beta * z)
+        if setting.site_hazard and setting.n_sites > 1:
+            lam = lam * np.exp(setting.site_hazard * (site_index - (setting.n_sites - 1) / 2))
+        t_event = raw_event / lam
+        event = t_event <= t_cens
+        time = np.minimum(t_event, t_cens)
     if site_means is None:
         site_means = rng.normal(scale=setting.site_shift, size=(setting.n_sites, setting.d))
-    shift = site_means[np.array([int(s[1:]) for s in sites])] if setting.n_sites > 1 else 0.0
+    shift = site_means[site_index] if setting.n_sites > 1 else 0.0
     embeddings = {}
     for name, strength in signals.items():
         X = rng.normal(size=(n, setting.d))

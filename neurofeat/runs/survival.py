@@ -146,7 +146,8 @@ def survival_run(store: Store, backbone: str, task: str = "os", *, model: str = 
         Refuse smaller cohorts.
     n_permutations : int
         Permutations of the log-rank test of the risk groups (outcomes permuted within
-        site, every fold of the first repeat refitted; :mod:`~neurofeat.analysis.survival.permutation`);
+        site, every fold of the first repeat refitted;
+        :mod:`~neurofeat.analysis.survival.permutation`);
         its p is the primary ``logrank_p`` row, pooled and per site (and of
         ``within``). 0 = off: only the published (asymptotic, not calibrated) p.
     n_jobs : int
