@@ -121,6 +121,10 @@ def all_specs() -> list[Spec]:
                 specs.append(Spec(sim, "equal", EQUAL_SIGNAL, EQUAL_SIGNAL))
                 specs.append(Spec(sim, "diff", *DIFF_SIGNALS))
         specs.append(Spec(replace(base, n=120, d=16, n_sites=3), "null"))
+    # survival that differs by site, embeddings that encode the site: a null for "no
+    # information beyond the site" (the log-rank permutation test permutes within site)
+    specs.append(Spec(replace(kinds[4], n=120, d=16, n_sites=3, site_shift=1.0,
+                              site_hazard=1.0), "null"))
     # site effects in the A family only (a base family against site-invariant twins)
     specs.append(Spec(replace(kinds[1], n_sites=3, site_prefix="a"), "null"))
     specs.append(Spec(replace(kinds[1], n_sites=3, site_prefix="a", site_shift=1.0), "null"))
