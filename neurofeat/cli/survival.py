@@ -18,7 +18,7 @@ __all__ = ["register"]
 
 _EXAMPLE = (
     "Example: neurofeat survival --backbone dino_dro --task os --model coxnet "
-    "--protocol cv --bootstrap 1000 --by mgmt"
+    "--protocol cv --bootstrap 1000 --permutations 99 --by mgmt"
 )
 
 
@@ -27,7 +27,8 @@ def register(app: typer.Typer) -> None:
 
     @app.command("survival", help="Cox model on stored embeddings: out-of-fold risk, Harrell "
                  "and Uno c-index with bootstrap CIs, time-dependent AUC, IBS, and "
-                 "median-split Kaplan–Meier curves with log-rank tests, pooled and per "
+                 "median-split Kaplan–Meier curves with log-rank tests (permutation p, "
+                 "exact; the published chi-squared p next to it), pooled and per "
                  f"site.\n\n{_EXAMPLE}")
     def survival(
         backbone: Annotated[str, typer.Option("--backbone", "-b", help="Backbone in the store.")],
