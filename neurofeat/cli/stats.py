@@ -64,6 +64,9 @@ def compare(
              "(e.g. dino_s1; for a family one per member: byol_s1,dino_s1,...). Adds the "
              "same paired comparison A vs them and says whether A - B exceeds "
              "seed-to-seed variation.")] = None,
+    jobs: Annotated[int, typer.Option(
+        help="Worker processes for --task all, one task each at a time (the numbers do not "
+             "depend on it).", min=1)] = 1,
     as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
     csv: Annotated[Path | None, typer.Option(help="Also write the tests table to this CSV.")]
     = None,
@@ -97,7 +100,7 @@ def compare(
         run = compare_run(opened, side_a, side_b, task, metrics=metrics, test=test,
                           n_repeats=repeats, n_splits=folds, n_boot=bootstrap, seed=seed,
                           intersect=intersect, perturbation=perturbation, site=site,
-                          protocol=protocol, seed_reference=references,
+                          protocol=protocol, seed_reference=references, jobs=jobs,
                           on_start=on_start, on_split=on_step)
     if csv is not None:
         run.tests.to_csv(csv, index=False)

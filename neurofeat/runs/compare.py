@@ -228,7 +228,8 @@ def compare_run(store: Store, side_a: str, side_b: str, task: str, *,
                 n_repeats: int = 5, n_splits: int = 5, n_boot: int = 2000, seed: int = 0,
                 intersect: bool = False, perturbation: str = "none", site: str | None = None,
                 protocol: str = "cv", seed_reference: Sequence[str] = (),
-                write: bool = True, figures: bool = True, on_start: Callable[[int], None] | None = None,
+                write: bool = True, figures: bool = True, jobs: int = 1,
+                on_start: Callable[[int], None] | None = None,
                 on_split: Callable[[], None] | None = None) -> CompareRun:
     """Compare A with B on ``task`` (or every task with ``task='all'``) and store the run.
 
@@ -258,6 +259,9 @@ def compare_run(store: Store, side_a: str, side_b: str, task: str, *,
     figures : bool
         Draw the ``forest`` plot of the primary paired differences (every task, metric
         and, with LOSO, held-out site) and store it with the run as PNG and SVG.
+    jobs : int
+        Worker processes for ``task='all'``: each compares one task at a time (progress
+        then counts tasks, not fits). The stored numbers are the same for every ``jobs``.
 
     Raises
     ------
@@ -283,22 +287,22 @@ def compare_run(store: Store, side_a: str, side_b: str, task: str, *,
     pairs = tuple(pair_backbones(side_a, side_b, known))
     reference_pairs = tuple(seed_reference_pairs(side_a, seed_reference, known)) \
         if seed_reference else ()
+    if jobs < 1:
+        raise ValueError(f"jobs must be 1 or more, got {jobs}")
+    options = dict(metrics=metrics, test=test, n_repeats=n_repeats, n_splits=n_splits,
+                   n_boot=n_boot, seed=seed, intersect=intersect, perturbation=perturbation,
+                   site=site, protocol=protocol, reference_pairs=reference_pairs)
     comparisons, frames, skipped = [], [], []
-    for task_def in tasks:
-        try:
-            comparison, rows = compare_task(
-                store, side_a, side_b, task_def, pairs, metrics=metrics, test=test,
-                n_repeats=n_repeats, n_splits=n_splits, n_boot=n_boot, seed=seed,
-                intersect=intersect, perturbation=perturbation, site=site,
-                protocol=protocol, reference_pairs=reference_pairs,
-                on_split=on_split, on_start=on_start)
-        except PatientSetMismatch:
-            raise
-        except (ValueError, StoreError) as error:  # FoldError is a ValueError
+    for task_def, outcome in _each_task(store, side_a, side_b, tasks, pairs, options, jobs=jobs,
+                                        on_start=on_start, on_split=on_split):
+        if isinstance(outcome, PatientSetMismatch):
+            raise outcome
+        if isinstance(outcome, (ValueError, StoreError)):  # FoldError is a ValueError
             if len(tasks) == 1:
-                raise
-            skipped.append((task_def.name, str(error)))
+                raise outcome
+            skipped.append((task_def.name, str(outcome)))
             continue
+        comparison, rows = outcome
         comparisons.append(comparison)
         frames.append(rows)
     if not frames:
@@ -315,13 +319,61 @@ def compare_run(store: Store, side_a: str, side_b: str, task: str, *,
               "site": site or "all", "skipped": dict(skipped), "protocol": protocol,
               "seed_reference": list(seed_reference),
               "reference_pairs": [list(p) for p in reference_pairs],
-              "seed_reference_verdicts": list(verdicts)}
+              "seed_reference_verdicts": list(verdicts), "jobs": jobs}
     drawn = {"forest": forest_plot(tests, title=f"stats compare {side_a} vs {side_b} ({protocol})")} \
         if figures and write else {}
     info = write_run(store, "stats-compare", {"tests": tests}, params=params,
                      figures=drawn) if write else None
     return CompareRun(side_a, side_b, pairs, tuple(comparisons), tuple(skipped), tests,
                       params, info, verdicts)
+
+
+def _task_outcome(store: Store, side_a: str, side_b: str, task_def: Task, pairs,
+                  options: dict, on_start=None, on_split=None):
+    """``compare_task``'s result, or the user error that stops this task (returned, so a
+    worker process hands it back instead of dying)."""
+    try:
+        return compare_task(store, side_a, side_b, task_def, pairs, on_start=on_start,
+                            on_split=on_split, **options)
+    except (ValueError, StoreError) as error:  # PatientSetMismatch and FoldError included
+        return error
+
+
+def _each_task(store: Store, side_a: str, side_b: str, tasks: Sequence[Task], pairs,
+               options: dict, *, jobs: int, on_start, on_split):
+    """``(task, outcome)`` in task order: one process with per-split progress, or ``jobs``
+    worker processes, one task each at a time, with per-task progress.
+
+    Workers are spawned (not forked: the caller may hold torch's OpenMP threads) and use
+    one BLAS thread each; every task's folds and bootstrap come from ``seed`` alone, so
+    the numbers do not depend on ``jobs``.
+    """
+    if jobs == 1 or len(tasks) == 1:
+        for task_def in tasks:
+            yield task_def, _task_outcome(store, side_a, side_b, task_def, pairs, options,
+                                          on_start=on_start, on_split=on_split)
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    if on_start is not None:
+        on_start(len(tasks))
+    with ProcessPoolExecutor(max_workers=min(jobs, len(tasks)),
+                             mp_context=multiprocessing.get_context("spawn"),
+                             initializer=_single_thread_worker) as pool:
+        futures = [pool.submit(_task_outcome, store, side_a, side_b, task_def, pairs, options)
+                   for task_def in tasks]
+        for task_def, future in zip(tasks, futures):
+            outcome = future.result()
+            if on_split is not None:
+                on_split()
+            yield task_def, outcome
+
+
+def _single_thread_worker() -> None:
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=1)
 
 
 def _adjust(tests: pd.DataFrame, comparisons, protocol: str) -> pd.DataFrame:

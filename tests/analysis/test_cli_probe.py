@@ -199,3 +199,22 @@ def test_non_finite_embeddings_named():
     with pytest.raises(ValueError, match=r"backbone 'bad': 1 embedding\(s\) contain NaN or inf "
                                          r"\(patients P001\)"):
         check_finite(X, np.array(["P000", "P001", "P002"]), "bad")
+
+
+def test_stats_compare_jobs_gives_the_same_numbers(store_path):
+    from neurofeat.runs import compare_run
+
+    store = Store.open(store_path)
+    kwargs = dict(n_repeats=1, n_boot=50, write=False, figures=False)
+    one = compare_run(store, "dino", "dino_dro", "all", **kwargs)
+    started, done = [], []
+    two = compare_run(store, "dino", "dino_dro", "all", jobs=2, on_start=started.append,
+                      on_split=lambda: done.append(1), **kwargs)
+    assert len(one.comparisons) >= 2  # several tasks, so the workers really ran
+    assert [c.task.name for c in two.comparisons] == [c.task.name for c in one.comparisons]
+    assert two.skipped == one.skipped
+    pd.testing.assert_frame_equal(two.tests, one.tests)
+    assert started == [len(one.comparisons) + len(one.skipped)] and len(done) == started[0]
+    res = invoke("stats", "compare", "dino", "dino_dro", "--task", "idh1", "--jobs", "0",
+                 "--store", store_path)
+    assert res.exit_code != 0
