@@ -37,7 +37,9 @@ replication). Settings named ``(in a* only)`` put the site effects in the A
 family only: an exact null whose sides are not exchangeable.
 
 Cost: a replication of 4 + 4 backbones at 5 x 5 CV takes about 0.35-0.45 CPU-s (fast
-probe, binary, n = 120, d = 16), about 1 CPU-s (survival), 2-3 s with the default
+probe, binary, n = 120, d = 16), about 1 CPU-s (survival; 2 CPU-s with the default 99
+log-rank permutations of a1 and b1: 600 null replications took 26 min wall at nice 19
+on the shared machine), 2-3 s with the default
 probe's inner CV, more at d = 512 / n = 300. 1,000 replications of one binary setting
 took 16-40 min wall on the shared 2-core machine (load 8-18, nice 10, 2-3 workers). The full grid (``--list``: 95
 settings) at 200 replications with the fast probe is therefore about 10 CPU hours
