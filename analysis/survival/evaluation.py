@@ -324,6 +324,12 @@ def evaluate_survival(
     Returns
     -------
     SurvivalEvaluation
+
+    Raises
+    ------
+    ValueError
+        ``permutation`` was computed on other risk groups (its observed statistic differs
+        from this CV's).
     """
     with threadpool_limits(limits=1, user_api="blas"):  # see protocol.py
         return _evaluate(cv, tau=tau, n_boot=n_boot, seed=seed, ci_level=ci_level,
@@ -402,6 +408,12 @@ def _evaluate(cv, *, tau, n_boot, seed, ci_level, horizons, horizon_names, by_si
             test = logrank_test(time, event, groups)
             lr[site] = test
             if permutation is not None and site in permutation.p_value:
+                stat = permutation.statistic[site]
+                if not np.isclose(stat, test.statistic, rtol=1e-6, atol=1e-9):
+                    raise ValueError(
+                        f"{site}: the permutation test's observed log-rank chi-squared "
+                        f"({stat:.6g}) is not this CV's ({test.statistic:.6g}); run it on "
+                        "the same data, model, protocol, folds, task and seed as the CV")
                 rows_out.append(_row(site, "logrank_p", permutation.p_value[site], n, n_ev,
                                      ci_method=permutation.method))
             rows_out.append(_row(site, "logrank_p", test.p_value, n, n_ev,

@@ -232,3 +232,11 @@ def test_worker_processes_give_the_same_result(cohort, result):
         np.testing.assert_array_equal(parallel.null_statistics[site],
                                       result.null_statistics[site])
         assert parallel.p_value[site] == result.p_value[site]
+
+
+def test_evaluate_refuses_a_permutation_test_of_other_groups(cohort, result):
+    X, time, event, ids, sites = cohort
+    plan = survival_fold_plan(ids, event, sites, n_splits=3, n_repeats=1, seed=5)
+    cv = cross_validated_risk(X, time, event, plan, model=MODEL, sites=sites)
+    with pytest.raises(ValueError, match="all: the permutation test's observed log-rank"):
+        evaluate_survival(cv, n_boot=20, seed=5, permutation=result)  # result: seed 4
