@@ -51,6 +51,51 @@ def _run(args: tuple[str, ...], title: str) -> None:
             fail(f"demo step '{title}' failed (exit code {done.code}); see the message above")
 
 
+def _run_side_by_side(plan, clock, out_console) -> None:
+    """Run the plan ``settings.jobs`` commands at a time; a line per finished step and a
+    progress bar naming the running ones; stop at the first failure with its log."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from neurofeat.runs.demo_runner import run_plan
+
+    settings, total = plan.settings, len(plan.steps)
+    logs = settings.out / "logs"
+    out_console.print(f"{settings.jobs} commands at a time, one thread each; each command's output is in {logs}/")
+    running: dict[int, str] = {}
+    progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TimeElapsedColumn(), console=out_console, transient=True)
+
+    def describe() -> str:
+        return "running: " + ", ".join(running.values()) if running else "starting"
+
+    with progress:
+        bar = progress.add_task(describe(), total=total)
+
+        def started(index: int) -> None:
+            running[index] = plan.steps[index].title
+            progress.update(bar, description=describe())
+
+        def finished(outcome) -> None:
+            step = plan.steps[outcome.index]
+            running.pop(outcome.index, None)
+            clock.add(step.stage, outcome.wall, outcome.cpu)
+            mark = "[green]✓[/]" if outcome.ok else "[red]✗[/]"
+            out_console.print(f"{mark} [{outcome.index + 1}/{total}] {step.title}: {outcome.wall:.0f} s "
+                              f"(CPU {outcome.cpu:.0f} s)  [dim]{clock.elapsed_text()}[/]", soft_wrap=True)
+            progress.update(bar, advance=1, description=describe())
+
+        outcomes = run_plan(plan, settings.jobs, logs, on_start=started, on_finish=finished)
+    failed = [o for o in outcomes if not o.ok]
+    if failed:
+        for outcome in failed:
+            step = plan.steps[outcome.index]
+            out_console.print(f"[red]demo step '{step.title}' failed[/] (exit code {outcome.returncode}); "
+                              "the end of its output:")
+            out_console.print(f"$ {step.command_line()}\n{outcome.log_tail()}", soft_wrap=True, markup=False,
+                              highlight=False)
+        fail(f"the demo stopped at '{plan.steps[failed[0].index].title}'; its output is in {failed[0].log}")
+
+
 def demo(
     out: Annotated[Path, typer.Option(help="Folder for the cohort, the models, the store and the report.")] = Path("demo"),
     quick: Annotated[
@@ -87,6 +132,12 @@ def demo(
         int | None, typer.Option(help="Bootstrap resamples (default 500; --quick 200).", show_default=False)
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the cohort, the training and the statistics.")] = 0,
+    jobs: Annotated[
+        int | None,
+        typer.Option(help="Commands run side by side, each in a one-thread process with its output in OUT/logs "
+                     "(default: one per core; 1 runs them one after the other here, output shown).",
+                     show_default=False),
+    ] = None,
 ) -> None:
     """Run the whole workflow on a synthetic multi-site cohort with planted truth, on a CPU (--quick: a few minutes).
 
@@ -113,7 +164,7 @@ def demo(
 
     try:
         settings = demo_settings(out, quick=quick, n=n, shortcut=shortcut, methods=methods,
-                                 epochs=epochs, bootstrap=bootstrap, seed=seed)
+                                 epochs=epochs, bootstrap=bootstrap, seed=seed, jobs=jobs)
     except ValueError as error:
         fail(str(error))
     if (settings.store / "store.json").exists():
@@ -125,11 +176,14 @@ def demo(
     for what, why in plan.skipped:
         out_console.print(f"[yellow]left out:[/] {what}: {why}")
     clock = DemoClock()
-    for index, step in enumerate(plan.steps, start=1):
-        out_console.rule(f"[bold]{clock.heading(index, plan)}[/]")
-        out_console.print(f"[dim]$ {step.command_line()}[/]", soft_wrap=True)
-        with clock.stage(step.stage):
-            _run(step.args, step.title)
+    if settings.jobs > 1:
+        _run_side_by_side(plan, clock, out_console)
+    else:
+        for index, step in enumerate(plan.steps, start=1):
+            out_console.rule(f"[bold]{clock.heading(index, plan)}[/]")
+            out_console.print(f"[dim]$ {step.command_line()}[/]", soft_wrap=True)
+            with clock.stage(step.stage):
+                _run(step.args, step.title)
     out_console.rule("[bold]What was planted, what was found[/]")
     summary = demo_summary(settings.store, settings.cohort)
     for sentence in summary.sentences():

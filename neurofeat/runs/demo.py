@@ -34,6 +34,7 @@ import pandas as pd
 from neurofeat.store import Store, connect
 
 __all__ = [
+    "DEMO_EPOCHS",
     "DEMO_METHODS",
     "REFERENCE_BACKBONES",
     "SHORTCUT_STRENGTH",
@@ -50,6 +51,7 @@ __all__ = [
     "SiteSeparability",
     "StabilityChange",
     "SurvivalBySite",
+    "available_cores",
     "cpu_seconds",
     "demo_plan",
     "demo_settings",
@@ -75,6 +77,13 @@ RECIPE: str = "cpu-demo"
 EXPLAINED_PATIENT: str = "siteA-0001"
 #: Encoder and grid of the demo (the recipe's; also the random-init reference's).
 ARCH, WIDEN, SIZE, SPACING = "resnet10", 0.25, 32, 6.0
+#: Pretraining epochs of the full demo: 6 of the recipe's 8, so that the demo stays under
+#: 10 minutes on 2 cores (8 epochs add about 1.5 minutes there). BYOL's learning curve on
+#: the demo cohort (``--curve-every 1``; IDH1 AUC of a 5-fold probe at epochs 0-8): 0.63,
+#: 0.77, 0.79, 0.77, 0.79, 0.80, 0.80, 0.79, 0.80, and the site balanced accuracy 0.80,
+#: 0.94, 0.91, 0.82, 0.80, 0.66, 0.66, 0.62, 0.57: the marker is learnt by epoch 2, the
+#: site is forgotten from epoch 5 on, and ``--epochs 8`` goes a little further.
+DEMO_EPOCHS: int = 6
 
 
 # ----------------------------------------------------------------------------- settings
@@ -104,6 +113,9 @@ class DemoSettings:
         ``extract --perturb`` specification of the stability analysis.
     seed : int
         Seed of the cohort, the training and the statistics.
+    jobs : int
+        Commands run side by side, each in its own one-thread process (1: one after the
+        other in this process).
     """
 
     out: Path
@@ -117,6 +129,7 @@ class DemoSettings:
     bootstrap: int
     perturb: str
     seed: int
+    jobs: int = 1
 
     @property
     def cohort(self) -> Path:
@@ -157,13 +170,14 @@ class DemoSettings:
 def demo_settings(out: str | Path = "demo", *, quick: bool = False, n: int | None = None,
                   shortcut: bool = True, methods: Sequence[str] | str | None = None,
                   epochs: int | None = None, bootstrap: int | None = None,
-                  seed: int = 0) -> DemoSettings:
+                  seed: int = 0, jobs: int | None = None) -> DemoSettings:
     """The sizes of a full or ``--quick`` demo; an argument given explicitly wins.
 
-    Full: 240 patients, the four base/DRO pairs with the recipe's epochs (8), 2x5-fold
-    CV, 500 bootstrap resamples, three perturbations (Gibbs, bias field, contrast).
-    Quick: 120 patients, one pair (dino, dino_dro) for 1 epoch, 1x5-fold CV, 200
-    resamples, one perturbation (Gibbs).
+    Full: 240 patients, the four base/DRO pairs with the recipe for
+    :data:`DEMO_EPOCHS` of its 8 epochs, 2x5-fold CV, 500 bootstrap resamples, three
+    perturbations (Gibbs, bias field, contrast). Quick: 120 patients, one pair (dino,
+    dino_dro) for 1 epoch, 1x5-fold CV, 200 resamples, one perturbation (Gibbs). Both run
+    as many commands side by side as the machine has cores (``jobs``).
 
     Raises
     ------
@@ -187,14 +201,24 @@ def demo_settings(out: str | Path = "demo", *, quick: bool = False, n: int | Non
         raise ValueError(f"--epochs {epochs}: use 1 or more")
     if bootstrap is not None and bootstrap < 10:
         raise ValueError(f"--bootstrap {bootstrap}: use 10 or more")
+    if jobs is not None and jobs < 1:
+        raise ValueError(f"--jobs {jobs}: use 1 or more")
     return DemoSettings(
         out=Path(out), quick=quick, n=n_patients,
         shortcut=SHORTCUT_STRENGTH if shortcut else 0.0, methods=chosen,
-        epochs=epochs if epochs is not None else (1 if quick else None),
+        epochs=epochs if epochs is not None else (1 if quick else DEMO_EPOCHS),
         repeats=1 if quick else 2, folds=5,
         bootstrap=bootstrap if bootstrap is not None else (200 if quick else 500),
         perturb="gibbs:0.3" if quick else "gibbs:0.3,bias:0.3,contrast:1.5",
-        seed=seed)
+        seed=seed, jobs=jobs if jobs is not None else available_cores())
+
+
+def available_cores() -> int:
+    """The cores this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
 
 
 # ----------------------------------------------------------------------------- the plan
@@ -228,11 +252,17 @@ class DemoCapabilities:
 
 @dataclass(frozen=True)
 class DemoStep:
-    """One command of the demo: a stage name, a title and the arguments after ``neurofeat``."""
+    """One command of the demo: a stage name, a title and the arguments after ``neurofeat``.
+
+    ``after`` holds the indices (in the plan) of the steps whose output this one reads:
+    a step may start as soon as those have finished, which is what lets ``--jobs 2`` run
+    independent commands side by side.
+    """
 
     stage: str
     title: str
     args: tuple[str, ...]
+    after: tuple[int, ...] = ()
 
     def command_line(self) -> str:
         """The step as a user would type it."""
@@ -250,6 +280,14 @@ class DemoPlan:
     def stages(self) -> list[str]:
         """The distinct stages in order (for a progress line)."""
         return list(dict.fromkeys(step.stage for step in self.steps))
+
+    def ready(self, finished: Collection[int], started: Collection[int]) -> list[int]:
+        """Indices of the steps not yet started whose prerequisites have all finished,
+        in plan order (the order is the priority: the plan lists each encoder's extraction
+        right after its pretraining and the long comparisons before the short analyses)."""
+        done, begun = set(finished), set(started)
+        return [i for i, step in enumerate(self.steps)
+                if i not in begun and all(j in done for j in step.after)]
 
     def preamble(self) -> list[str]:
         """What the user is about to see: a synthetic cohort, what is planted, how long."""
@@ -275,7 +313,7 @@ class DemoPlan:
 
 
 def demo_plan(settings: DemoSettings, capabilities: DemoCapabilities | None = None) -> DemoPlan:
-    """The commands of the demo, in order.
+    """The commands of the demo, in order, each with the steps it must wait for.
 
     Parameters
     ----------
@@ -292,22 +330,30 @@ def demo_plan(settings: DemoSettings, capabilities: DemoCapabilities | None = No
     cache = ["--cache-dir", str(s.cache)]
     steps: list[DemoStep] = []
     skipped: list[tuple[str, str]] = []
+    made: dict[str, int] = {}  # what a step produces -> its index
 
-    def add(stage: str, title: str, *args: str) -> None:
-        steps.append(DemoStep(stage, title, tuple(args)))
+    def add(stage: str, title: str, *args: str, makes: str | None = None,
+            needs: Sequence[str] = ()) -> None:
+        after = tuple(sorted({made[name] for name in needs if name in made}))
+        if makes is not None:
+            made[makes] = len(steps)
+        steps.append(DemoStep(stage, title, tuple(args), after))
 
     synth = ["synth", "--out", str(s.cohort), "--n", str(s.n), "--size", str(SIZE),
              "--spacing", f"{SPACING:g}", *seed]
     if s.shortcut > 0:
         synth += ["--shortcut", f"{s.shortcut:g}", "--shortcut-markers", SHORTCUT_MARKER]
-    add("cohort", "synthetic cohort", *synth)
+    add("cohort", "synthetic cohort", *synth, makes="cohort")
     # --discover also registers the tumour segmentations (radiomics reads the tumour there)
     add("cohort", "ingest", "ingest", "--discover", str(s.cohort / "images"),
-        "--clinical", str(s.cohort / "clinical.csv"), *store)
+        "--clinical", str(s.cohort / "clinical.csv"), *store, makes="store", needs=["cohort"])
     add("references", "oracle (true latent traits, a ceiling)", "store", "import",
-        "--backbone", "oracle", "--table", str(s.cohort / "oracle_traits.csv"), *store)
+        "--backbone", "oracle", "--table", str(s.cohort / "oracle_traits.csv"), *store,
+        makes="emb:oracle", needs=["store"])
 
-    # learnt encoders: the recipe of issue 14 where it exists, else its settings spelled out
+    # learnt encoders: the recipe of issue 14 where it exists, else its settings spelled out;
+    # each extraction right after its pretraining (the plan order is the priority)
+    stable = set(s.stability_pair)
     for name in s.backbones:
         method, dro = name.removesuffix("_dro"), name.endswith("_dro")
         args = ["pretrain", "--method", method, *store, "--models-dir", str(s.models), *seed, *cache]
@@ -321,23 +367,22 @@ def demo_plan(settings: DemoSettings, capabilities: DemoCapabilities | None = No
             args += ["--epochs", str(s.epochs)]
         if dro:
             args += ["--dro", "--group-by", "site"]
-        add("pretrain", f"pretrain {name}", *args)
-    stable = set(s.stability_pair)
-    for name in s.backbones:
+        add("pretrain", f"pretrain {name}", *args, makes=f"model:{name}", needs=["store"])
         args = ["extract", "--backbone", name, *store, "--models-dir", str(s.models), *cache, *seed]
         if name in stable:
             args += ["--perturb", f"none,{s.perturb}"]
-        add("extract", f"extract {name}" + (" (clean and perturbed)" if name in stable else ""), *args)
+        add("extract", f"extract {name}" + (" (clean and perturbed)" if name in stable else ""), *args,
+            makes=f"emb:{name}", needs=[f"model:{name}"])
 
     references = ["oracle"]
     if cap.reference_backbones:
         add("references", "random-init encoder (a floor)", "extract", "--backbone", "random",
             "--arch", ARCH, "--widen-factor", f"{WIDEN:g}", "--input-size", str(SIZE),
-            "--spacing", f"{SPACING:g}", *store, *cache, *seed)
+            "--spacing", f"{SPACING:g}", *store, *cache, *seed, makes="emb:random", needs=["store"])
         references.append("random")
         if cap.radiomics_library:
             add("references", "IBSI radiomics (the classical baseline)", "extract", "--backbone",
-                "radiomics", *store)
+                "radiomics", *store, makes="emb:radiomics", needs=["store"])
             references.append("radiomics")
         else:
             skipped.append(("radiomics backbone",
@@ -345,57 +390,65 @@ def demo_plan(settings: DemoSettings, capabilities: DemoCapabilities | None = No
     else:
         skipped.append(("random and radiomics backbones",
                         "this neurofeat's extract has no reference backbones"))
+    learnt = [f"emb:{name}" for name in s.backbones]
+    every = learnt + [f"emb:{name}" for name in references]
 
+    # the long comparisons first, so they start as soon as the last encoder is extracted
     cv = ["--repeats", str(s.repeats), "--folds", str(s.folds), "--bootstrap", str(s.bootstrap), *seed]
     tasks = (HEADLINE_TASK, SHORTCUT_MARKER)
-    for name in references:
-        for task in tasks:
-            add("probe", f"probe {name} on {task}", "probe", "--backbone", name, "--task", task,
-                *cv, "--no-knn", "--fractions", "none", *store)
-            add("probe", f"probe {name} on {task}, leave one site out", "probe", "--backbone", name,
-                "--task", task, "--protocol", "loso", "--bootstrap", str(s.bootstrap), *seed,
-                "--no-knn", *store)
-
-    # one learnt encoder probed alone: ROC per site and the data-fraction curve
-    add("probe", f"probe {s.stability_pair[0]} on {HEADLINE_TASK} (ROC, data-fraction curve)", "probe",
-        "--backbone", s.stability_pair[0], "--task", HEADLINE_TASK, *cv, "--no-knn", *store)
-
     pairs = [("base", "dro")] if s.families else [(m, f"{m}_dro") for m in s.methods]
     compare_tasks = ["all"] if not s.quick else list(tasks)
     for a, b in pairs:
+        both = [f"emb:{x}" for x in s.backbones] if (a, b) == ("base", "dro") else [f"emb:{a}", f"emb:{b}"]
         for task in compare_tasks:
             add("compare", f"stats compare {a} {b} --task {task}", "stats", "compare", a, b,
-                "--task", task, *cv, *store)
+                "--task", task, *cv, *store, needs=both)
         if cap.loso_compare:
             for task in compare_tasks:
                 add("compare", f"stats compare {a} {b} --task {task}, leave one site out",
                     "stats", "compare", a, b, "--task", task, "--protocol", "loso",
-                    "--bootstrap", str(s.bootstrap), *seed, *store)
+                    "--bootstrap", str(s.bootstrap), *seed, *store, needs=both)
     if not cap.loso_compare:
         skipped.append(("leave-one-site-out comparison", "this neurofeat's stats compare has no --protocol"))
     if s.quick:
         add("compare", "stats compare on overall survival", "stats", "compare", *pairs[0],
-            "--task", "os", *cv, *store)
+            "--task", "os", *cv, *store, needs=[f"emb:{x}" for x in pairs[0]])
+
+    for name in references:
+        for task in tasks:
+            add("probe", f"probe {name} on {task}", "probe", "--backbone", name, "--task", task,
+                *cv, "--no-knn", "--fractions", "none", *store, needs=[f"emb:{name}"])
+            add("probe", f"probe {name} on {task}, leave one site out", "probe", "--backbone", name,
+                "--task", task, "--protocol", "loso", "--bootstrap", str(s.bootstrap), *seed,
+                "--no-knn", *store, needs=[f"emb:{name}"])
+
+    # one learnt encoder probed alone: ROC per site and the data-fraction curve
+    shown = s.stability_pair[0]
+    add("probe", f"probe {shown} on {HEADLINE_TASK} (ROC, data-fraction curve)", "probe",
+        "--backbone", shown, "--task", HEADLINE_TASK, *cv, "--no-knn", *store, needs=[f"emb:{shown}"])
 
     for name in (*s.stability_pair, "oracle"):
         add("survival", f"survival {name} (per site)", "survival", "--backbone", name, "--task", "os",
             "--repeats", str(s.repeats), "--bootstrap", str(s.bootstrap), "--min-patients", "10",
-            *seed, *store)
+            *seed, *store, needs=[f"emb:{name}"])
     add("trust", "site invariance of every backbone", "invariance", "--label", HEADLINE_TASK,
-        "--repeats", "1", "--bootstrap", str(s.bootstrap), *seed, *store)
-    add("trust", f"calibration of {s.stability_pair[0]} on {HEADLINE_TASK}", "calibrate", "--backbone",
-        s.stability_pair[0], "--task", HEADLINE_TASK, *cv, *store)
+        "--repeats", "1", "--bootstrap", str(s.bootstrap), *seed, *store, needs=every)
+    add("trust", f"calibration of {shown} on {HEADLINE_TASK}", "calibrate", "--backbone",
+        shown, "--task", HEADLINE_TASK, *cv, *store, needs=[f"emb:{shown}"])
     # synth names patients <site>-<number>: the first patient of the first site
-    add("trust", f"Grad-CAM of {s.stability_pair[0]} on {HEADLINE_TASK}", "explain", "--backbone",
-        s.stability_pair[0], "--task", HEADLINE_TASK, "--patient", EXPLAINED_PATIENT, "--models-dir",
-        str(s.models), "--random-maps", "50", *seed, *store)
+    add("trust", f"Grad-CAM of {shown} on {HEADLINE_TASK}", "explain", "--backbone",
+        shown, "--task", HEADLINE_TASK, "--patient", EXPLAINED_PATIENT, "--models-dir",
+        str(s.models), "--random-maps", "50", *seed, *store, needs=[f"emb:{shown}"])
     stability = ["stability"]
     for name in s.stability_pair:
         stability += ["--backbone", name]
-    add("trust", "perturbation stability", *stability, "--task", HEADLINE_TASK, *cv, *store)
+    add("trust", "perturbation stability", *stability, "--task", HEADLINE_TASK, *cv, *store,
+        needs=[f"emb:{name}" for name in s.stability_pair])
     if cap.report:
-        add("report", "HTML report", "report", *store, "--out", str(s.report), "--title",
-            f"neurofeat demo on a synthetic cohort ({s.n} patients)")
+        # the report reads every run: it waits for all the others
+        steps.append(DemoStep("report", "HTML report", ("report", *store, "--out", str(s.report), "--title",
+                                                        f"neurofeat demo on a synthetic cohort ({s.n} patients)"),
+                              tuple(range(len(steps)))))
     else:
         skipped.append(("HTML report", "this neurofeat has no report command"))
     return DemoPlan(settings=s, steps=tuple(steps), skipped=tuple(skipped))
@@ -420,10 +473,19 @@ class DemoClock:
 
     def heading(self, index: int, plan: DemoPlan) -> str:
         """``[i/N] title (elapsed, CPU so far)`` for step ``index`` (1-based)."""
-        step = plan.steps[index - 1]
+        return f"[{index}/{len(plan.steps)}] {plan.steps[index - 1].title}  ({self.elapsed_text()})"
+
+    def elapsed_text(self) -> str:
+        """``elapsed m min s s, CPU n s`` since the demo started."""
         elapsed, used = time.perf_counter() - self.started, cpu_seconds() - self.cpu_started
-        return (f"[{index}/{len(plan.steps)}] {step.title}  "
-                f"({elapsed // 60:.0f} min {elapsed % 60:02.0f} s, CPU {used:.0f} s)")
+        return f"{elapsed // 60:.0f} min {elapsed % 60:02.0f} s, CPU {used:.0f} s"
+
+    def add(self, name: str, wall: float, cpu: float) -> None:
+        """Add one command's wall and CPU time to stage ``name`` (commands run side by
+        side: a stage's wall time is then the sum over its commands)."""
+        spent = self.stages.setdefault(name, [0.0, 0.0])
+        spent[0] += wall
+        spent[1] += cpu
 
     @contextlib.contextmanager
     def stage(self, name: str) -> Iterator[None]:

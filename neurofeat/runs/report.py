@@ -495,6 +495,11 @@ def _data_fraction(probes: pd.DataFrame, prov: _Provenance) -> Section | None:
     return Section("data_fraction", SECTION_TITLES["data_fraction"], tuple(blocks))
 
 
+def _permutation(row) -> bool:
+    """A stored log-rank row holds the permutation p (not the chi-squared one)."""
+    return str(row.ci_method or "").startswith("permutation")
+
+
 def _survival(cat: _Catalog, prov: _Provenance) -> Section | None:
     frame = cat.frame("SELECT * FROM results WHERE command = 'survival' AND \"primary\" "
                       "AND perturbation = 'none' AND metric IN ('harrell_c', 'uno_c', "
@@ -521,11 +526,17 @@ def _survival(cat: _Catalog, prov: _Provenance) -> Section | None:
                                _count(first.n_pos), "–" if h is None else
                                _ci(h.estimate, h.ci_low, h.ci_high),
                                "–" if u is None else _ci(u.estimate, u.ci_low, u.ci_high),
-                               "–" if lr is None else _p(lr.estimate), first.run_id))
+                               "–" if lr is None else _p(lr.estimate) + ("" if _permutation(lr) else " †"),
+                               first.run_id))
         notes = [f"estimand: {e}" for e in sorted({e for e in rows["estimand"].dropna()
                                                    if e})[:2]]
-        notes.append("log-rank p: median split of the out-of-fold risk at the training-fold "
-                     "median.")
+        notes.append("log-rank p: permutation test of high vs low risk (median split of the "
+                     "out-of-fold risk at the training-fold median, first repeat; outcomes permuted "
+                     "within site and every fold refitted, so the p is exact).")
+        logrank = rows[rows["metric"] == "logrank_p"]
+        if any(not _permutation(r) for r in logrank.itertuples()):
+            notes.append("† asymptotic chi-squared p (published procedure, not calibrated: 12.6 % "
+                         "type-I error in simulation); rerun neurofeat survival with --permutations B.")
         blocks.append(Table(f"{task} ({protocol}): c-index with calibrated 95 % interval",
                             ("backbone", "model", "site", "n", "events", "Harrell's C",
                              "Uno's C", "log-rank p", "run"), tuple(table_rows),

@@ -125,7 +125,8 @@ def test_demo_prints_every_step_its_command_and_the_summary(tmp_path, monkeypatc
             Store.open(tmp_path / "demo" / "store", create=True)
 
     monkeypatch.setattr(demo_cli, "_run", fake_run)
-    result = CliRunner().invoke(app, ["demo", "--quick", "--out", str(tmp_path / "demo")], env={"COLUMNS": "250"})
+    result = CliRunner().invoke(app, ["demo", "--quick", "--out", str(tmp_path / "demo"), "--jobs", "1"],
+                                env={"COLUMNS": "250"})
     assert result.exit_code == 0, result.output
     assert ran[0][:3] == ("synth", "--out", str(tmp_path / "demo" / "cohort"))
     assert f"[1/{len(ran)}] synthetic cohort" in result.output and f"[{len(ran)}/{len(ran)}]" in result.output

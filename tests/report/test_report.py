@@ -88,6 +88,25 @@ def test_numbers_are_the_stored_primary_rows(full_store, full_report):
     harrell = con.execute("SELECT estimate FROM results WHERE command = 'survival' AND site = "
                       "'all' AND metric = 'harrell_c' AND \"primary\"").fetchone()[0]
     assert next(r for r in cindex.rows if r[2] == "all")[5].startswith(f"{harrell:.3f} [")
+    # the log-rank p shown is the stored primary one: the permutation p (exact), no dagger
+    logrank, method = con.execute(
+        "SELECT estimate, ci_method FROM results WHERE command = 'survival' AND site = 'all' "
+        "AND metric = 'logrank_p' AND \"primary\"").fetchone()
+    assert method.startswith("permutation")
+    cell = next(r for r in cindex.rows if r[2] == "all")[7]
+    assert cell == ("< 0.001" if logrank < 0.001 else f"{logrank:.3f}")
+    assert any("permutation test" in note for note in cindex.notes)
+    assert not any(note.startswith("†") for note in cindex.notes)
+
+
+def test_a_chi_squared_log_rank_row_is_marked():
+    from types import SimpleNamespace
+
+    from neurofeat.runs.report import _permutation
+
+    assert _permutation(SimpleNamespace(ci_method="permutation (B=99, outcomes permuted within site)"))
+    assert not _permutation(SimpleNamespace(ci_method="median split at training-fold median, repeat 0"))
+    assert not _permutation(SimpleNamespace(ci_method=None))
 
 
 def test_leave_one_site_out_probe_has_a_held_out_site_table(full_store, full_report):
