@@ -31,7 +31,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from neurofeat.store import Store, connect
+from neurofeat.store import RunInfo, Store, connect
 
 __all__ = [
     "DEMO_EPOCHS",
@@ -56,6 +56,7 @@ __all__ = [
     "demo_plan",
     "demo_settings",
     "demo_summary",
+    "write_summary",
 ]
 
 #: The study's SSL methods; each is pretrained as ``<method>`` and ``<method>_dro``.
@@ -77,12 +78,14 @@ RECIPE: str = "cpu-demo"
 EXPLAINED_PATIENT: str = "siteA-0001"
 #: Encoder and grid of the demo (the recipe's; also the random-init reference's).
 ARCH, WIDEN, SIZE, SPACING = "resnet10", 0.25, 32, 6.0
-#: Pretraining epochs of the full demo: 6 of the recipe's 8, so that the demo stays under
-#: 10 minutes on 2 cores (8 epochs add about 1.5 minutes there). BYOL's learning curve on
-#: the demo cohort (``--curve-every 1``; IDH1 AUC of a 5-fold probe at epochs 0-8): 0.63,
-#: 0.77, 0.79, 0.77, 0.79, 0.80, 0.80, 0.79, 0.80, and the site balanced accuracy 0.80,
-#: 0.94, 0.91, 0.82, 0.80, 0.66, 0.66, 0.62, 0.57: the marker is learnt by epoch 2, the
-#: site is forgotten from epoch 5 on, and ``--epochs 8`` goes a little further.
+#: Pretraining epochs of the full demo: 6 of the recipe's 8, so that it stays well under 10
+#: minutes on 2 cores (measured on an idle 2-core machine with two commands at a time:
+#: 6 min 09 s, 713 s of CPU; with 8 epochs 9 min 34 s while other jobs shared the machine,
+#: pretraining 642 s of CPU, about 8 minutes idle). BYOL's learning curve on the demo cohort
+#: (``--curve-every 1``; IDH1 AUC of a 5-fold probe at epochs 0-8): 0.63, 0.77, 0.79, 0.77,
+#: 0.79, 0.80, 0.80, 0.79, 0.80; site balanced accuracy 0.80, 0.94, 0.91, 0.82, 0.80,
+#: 0.66, 0.66, 0.62, 0.57: the marker is learnt by epoch 2, the site fades from epoch 5 on.
+#: ``--epochs 8`` runs the recipe's full schedule.
 DEMO_EPOCHS: int = 6
 
 
@@ -173,11 +176,11 @@ def demo_settings(out: str | Path = "demo", *, quick: bool = False, n: int | Non
                   seed: int = 0, jobs: int | None = None) -> DemoSettings:
     """The sizes of a full or ``--quick`` demo; an argument given explicitly wins.
 
-    Full: 240 patients, the four base/DRO pairs with the recipe for
-    :data:`DEMO_EPOCHS` of its 8 epochs, 2x5-fold CV, 500 bootstrap resamples, three
-    perturbations (Gibbs, bias field, contrast). Quick: 120 patients, one pair (dino,
-    dino_dro) for 1 epoch, 1x5-fold CV, 200 resamples, one perturbation (Gibbs). Both run
-    as many commands side by side as the machine has cores (``jobs``).
+    Full: 240 patients, the four base/DRO pairs with the recipe for :data:`DEMO_EPOCHS` (6)
+    of its 8 epochs, 2x5-fold CV, 500 bootstrap resamples, three perturbations (Gibbs, bias
+    field, contrast). Quick: 120 patients, one pair (dino, dino_dro) for 1 epoch, 1x5-fold
+    CV, 200 resamples, one perturbation (Gibbs). Both run as many commands side by side as
+    the machine has cores (``jobs``).
 
     Raises
     ------
@@ -307,8 +310,10 @@ class DemoPlan:
                 "cross-validation and fails at the held-out site.")
         else:
             lines.append("No site shortcut planted (--no-shortcut).")
-        budget = "a few minutes" if s.quick else "10 minutes or more (pretraining eight encoders is most of it)"
-        lines.append(f"{len(self.steps)} commands, {budget} on an idle 2-core CPU; everything lands in {s.out}.")
+        budget = ("about a minute" if s.quick else
+                  "about 6 minutes (pretraining eight encoders is most of it)")
+        lines.append(f"{len(self.steps)} commands, {s.jobs} at a time: {budget} on an idle 2-core CPU; "
+                     f"everything lands in {s.out}.")
         return lines
 
 
@@ -675,16 +680,26 @@ class DemoSummary:
         return sum(values) / len(values) if values else None
 
     # ------------------------------------------------------------------ words
+    def sections(self) -> list[tuple[str, str]]:
+        """``(topic, sentence)`` in reading order; every number is one of the attributes."""
+        return [("cohort", self._cohort_sentence()),
+                *(("headline", s) for s in self._headline_sentences()),
+                *(("shortcut", s) for s in self._shortcut_sentences()),
+                *(("separability", s) for s in self._separability_sentences()),
+                *(("difference", s) for s in self._difference_sentences()),
+                *(("survival", s) for s in self._survival_sentences()),
+                *(("stability", s) for s in self._stability_sentences())]
+
     def sentences(self) -> list[str]:
         """The summary in words; every number is one of the attributes."""
-        out = [self._cohort_sentence()]
-        out += self._headline_sentences()
-        out += self._shortcut_sentences()
-        out += self._separability_sentences()
-        out += self._difference_sentences()
-        out += self._survival_sentences()
-        out += self._stability_sentences()
-        return out
+        return [sentence for _, sentence in self.sections()]
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per sentence: position, topic, sentence (the stored ``summary`` table)."""
+        rows = self.sections()
+        return pd.DataFrame({"position": list(range(1, len(rows) + 1)),
+                             "topic": [topic for topic, _ in rows],
+                             "sentence": [sentence for _, sentence in rows]})
 
     def render(self) -> str:
         """The sentences as one text, a bullet per line."""
@@ -978,6 +993,21 @@ def _planted(cohort: Path | None, con) -> dict:
                 rows.append(SurvivalBySite("truth", str(site), float(c), math.nan, math.nan, len(group)))
         found["survival"] = rows
     return found
+
+
+def write_summary(store: Store | str | Path, summary: DemoSummary, settings: DemoSettings) -> RunInfo:
+    """Store the summary as a ``demo`` run (table ``summary``, view ``run_summary``), so
+    the report can show it and SQL can query it."""
+    from neurofeat.runs.tables import shape
+    from neurofeat.store import write_run
+
+    store = store if isinstance(store, Store) else Store.open(store)
+    table = shape(summary.to_frame(), "demo", "summary", seed=settings.seed)
+    params = {"n": settings.n, "methods": list(settings.methods), "epochs": settings.epochs,
+              "repeats": settings.repeats, "folds": settings.folds, "bootstrap": settings.bootstrap,
+              "shortcut": settings.shortcut, "quick": settings.quick, "seed": settings.seed,
+              "jobs": settings.jobs, "synthetic": summary.synthetic}
+    return write_run(store, "demo", {"summary": table}, params=params)
 
 
 def demo_summary(store: Store | str | Path, cohort: str | Path | None = None) -> DemoSummary:

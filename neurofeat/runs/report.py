@@ -43,6 +43,7 @@ __all__ = ["ReportRun", "build_report", "report_run", "SECTION_TITLES"]
 
 #: Section keys in page order, with their titles.
 SECTION_TITLES: dict[str, str] = {
+    "findings": "What was planted, what was found (neurofeat demo)",
     "cohort": "Cohort",
     "performance": "Performance per task (probes) and paired tests",
     "forest": "Forest plots of paired differences",
@@ -495,6 +496,19 @@ def _data_fraction(probes: pd.DataFrame, prov: _Provenance) -> Section | None:
     return Section("data_fraction", SECTION_TITLES["data_fraction"], tuple(blocks))
 
 
+def _findings(cat: _Catalog) -> Section | None:
+    """The newest ``neurofeat demo`` summary, sentence by sentence."""
+    table = cat.run_table("summary", "demo")
+    if table.empty:
+        return None
+    newest = table[table["created_at"] == table["created_at"].max()].sort_values("position")
+    run_id = str(newest["run_id"].iloc[0])
+    blocks: list = [Paragraph(str(sentence)) for sentence in newest["sentence"]]
+    blocks.append(Paragraph(f"Summary written by neurofeat demo (run {run_id}) from the runs below; every "
+                            "number in it is one of theirs or of the synthetic cohort's card.", "note"))
+    return Section("findings", SECTION_TITLES["findings"], tuple(blocks))
+
+
 def _permutation(row) -> bool:
     """A stored log-rank row holds the permutation p (not the chi-squared one)."""
     return str(row.ci_method or "").startswith("permutation")
@@ -791,6 +805,7 @@ def build_report(store: Store, *, title: str | None = None) -> Report:
     prov = _Provenance()
     probes = _probe_rows(cat)
     tests = _comparison_rows(cat)
+    findings = _findings(cat)
     built = {
         "cohort": _cohort(cat),
         "performance": _performance(cat, probes, tests, prov),
@@ -803,7 +818,8 @@ def build_report(store: Store, *, title: str | None = None) -> Report:
         "explain": _explain(cat, prov),
         "calibration": _calibration(cat, prov),
     }
-    sections = [s for s in built.values() if s is not None]
+    # the demo's summary leads when there is one; other stores simply have none (not "absent")
+    sections = [s for s in (findings, *built.values()) if s is not None]
     sections.append(_provenance(cat, prov))
     absent = [Absent(key, SECTION_TITLES[key], *_ADDED_BY[key])
               for key, section in built.items() if section is None]

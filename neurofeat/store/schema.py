@@ -372,6 +372,18 @@ RUN_TABLE_SCHEMAS["extract"]["radiomics"] = _run_schema(
     "any sequence, no segmentation registered), its file(s), size, and the feature count.")
 
 
+# ------------------------------------------------------------------ the demo's summary (issue 18)
+RUN_TABLE_SCHEMAS["demo"] = {
+    "summary": _run_schema(
+        [("position", _I64), ("topic", _STR), ("sentence", _STR), ("seed", _I64)],
+        "neurofeat demo's closing summary, one sentence per row in reading order: what the "
+        "synthetic cohort planted against what the stored analyses found (topic: cohort, "
+        "headline, shortcut, separability, difference, survival, stability). Every number in "
+        "a sentence is a stored number of the runs before it (results, comparisons, "
+        "run_invariance, run_stability) or of the cohort card."),
+}
+
+
 def run_table_schema(command: str, table: str) -> pa.Schema:
     """The declared schema of ``table`` written by ``command``.
 

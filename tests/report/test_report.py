@@ -40,10 +40,11 @@ def _table(report: Report, caption_start: str) -> Table:
 
 # ------------------------------------------------------------------------- full store
 def test_full_store_has_every_section(full_report):
-    assert full_report.sections == tuple(SECTION_TITLES)
+    analyses = {k: t for k, t in SECTION_TITLES.items() if k != "findings"}  # findings: demo stores
+    assert full_report.sections == tuple(analyses)
     assert full_report.absent == ()
     page = full_report.html
-    for key, title in SECTION_TITLES.items():
+    for key, title in analyses.items():
         assert f'<section id="{key}"><h2>{html.escape(title)}</h2>' in page
     assert "Not in this store" not in page
     images = _images(page)
@@ -200,7 +201,7 @@ def test_store_without_analyses_or_patients(tmp_path):
     store = Store.open(tmp_path / "empty", create=True)
     run = report_run(store, tmp_path / "empty.html")
     assert run.sections == ("provenance",)
-    assert run.absent[0] == "cohort" and len(run.absent) == len(SECTION_TITLES) - 1
+    assert run.absent[0] == "cohort" and len(run.absent) == len(SECTION_TITLES) - 2  # - provenance, findings
     write_tables(store, {"patients": pa.table({"patient_id": ["A1", "A2"],
                                                "site": ["<i>X&Y</i>", "Z"]})})
     run = report_run(store, tmp_path / "patients.html")
@@ -272,3 +273,25 @@ def test_a_failed_write_keeps_the_previous_report(probe_only, tmp_path, monkeypa
         report_run(store, out)
     assert out.read_text() == "previous"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["report.html"]
+
+
+def test_the_demo_summary_leads_the_report_and_is_queryable(tmp_path):
+    from neurofeat.runs.demo import DemoSummary, demo_settings, write_summary
+    from neurofeat.runs.report import build_report
+
+    store = Store.open(tmp_path / "store", create=True)
+    summary = DemoSummary(synthetic=True, n_patients=0, sites=())
+    info = write_summary(store, summary, demo_settings(tmp_path, jobs=1))
+    stored = connect(store).execute(
+        "SELECT position, topic, sentence, seed FROM run_summary ORDER BY position").fetchall()
+    assert [row[2] for row in stored] == summary.sentences() and stored[0][:2] == (1, "cohort")
+    assert {row[3] for row in stored} == {0}
+    report = build_report(store)
+    first = report.sections[0]
+    assert first.key == "findings"
+    texts = [block.text for block in first.blocks]
+    assert texts[:-1] == summary.sentences() and info.run_id in texts[-1]
+    assert "findings" not in {a.key for a in report.absent}
+    # a store without a demo run has no such section, and does not list it as missing
+    other = build_report(Store.open(tmp_path / "other", create=True))
+    assert "findings" not in other.section_keys and "findings" not in {a.key for a in other.absent}
