@@ -664,7 +664,10 @@ def _explain(cat: _Catalog, prov: _Provenance) -> Section | None:
         return None
     blocks: list = [Paragraph(
         "Share of the attribution inside the tumour mask against random smooth maps over "
-        "the brain; the montages are the figures explain stored with each run.", "note")]
+        "the brain; the montages are the figures explain stored with each run, and their titles "
+        "name the patient explain was asked to explain (--patient): the one patient identifier "
+        "this page can show. Share the page accordingly, or explain a patient whose identifier "
+        "may be shown.", "note")]
     rows = tuple((r.run_id, r.backbone, r.task, r.method, _fmt(r.probability),
                   _fmt(r.fraction_inside), _ci(r.baseline_mean, r.baseline_ci_low,
                                                r.baseline_ci_high),
