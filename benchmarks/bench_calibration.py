@@ -47,7 +47,9 @@ settings) at 200 replications with the fast probe is therefore about 10 CPU hour
 machine or run the settings of interest with ``--only``. ``--quick`` runs 3 settings x
 40 replications (a few minutes). ``--dump-folds`` keeps every replication's per-fold
 metrics so that other tests can be evaluated offline; ``--needed-factors`` turns the
-null dumps into the correction factors of ``CALIBRATED_CORRECTION``.
+null dumps into the correction factors of ``CALIBRATED_CORRECTION`` (with bootstrap
+intervals over replications); ``--first-rep`` starts the replication index later, for
+fresh cohorts.
 
 Examples
 --------
@@ -386,10 +388,10 @@ def _job(args):
 def run_spec(spec: Spec, *, reps: int, probe: str, n_splits: int, n_repeats: int,
              n_boot: int, workers: int, truth_draws: int, truth_test: int,
              fold_dump: Path | None = None, permutations: int = 0,
-             perm_pairs: int = 1) -> pd.DataFrame:
+             perm_pairs: int = 1, first_rep: int = 0) -> pd.DataFrame:
     kw = dict(probe=probe, n_splits=n_splits, n_repeats=n_repeats, n_boot=n_boot,
               permutations=permutations, perm_pairs=perm_pairs)
-    jobs = [(spec, rep, kw) for rep in range(reps)]
+    jobs = [(spec, rep, kw) for rep in range(first_rep, first_rep + reps)]
     t0 = time.perf_counter()
     if workers > 1:
         import multiprocessing as mp
@@ -423,16 +425,47 @@ def run_spec(spec: Spec, *, reps: int, probe: str, n_splits: int, n_repeats: int
     return table
 
 
-def needed_factors(dump_dir: Path) -> pd.DataFrame:
+def _factor(diffs: np.ndarray, k: int) -> float:
+    """``c`` solving Var(mean of the J fold values) = (1/J + c/(k-1)) E[s^2]."""
+    j = diffs.shape[1]
+    factor = diffs.mean(axis=1).var() / diffs.var(axis=1, ddof=1).mean()
+    return (factor - 1 / j) * (k - 1)
+
+
+def _rejection_rate(diffs: np.ndarray, c: float, k: int) -> float:
+    from scipy import special
+
+    j = diffs.shape[1]
+    t = diffs.mean(axis=1) / np.sqrt((1 / j + c / (k - 1)) * diffs.var(axis=1, ddof=1))
+    return float((2 * special.stdtr(j - 1, -np.abs(t)) < 0.05).mean())
+
+
+def _factor_at_level(diffs: np.ndarray, k: int) -> float:
+    """The ``c`` at which the calibrated t rejects exactly 5 % of these nulls."""
+    from scipy import optimize
+
+    try:
+        return float(optimize.brentq(lambda c: _rejection_rate(diffs, c, k) - 0.05, 0.05, 8.0,
+                                     xtol=1e-3))
+    except ValueError:
+        return float("nan")
+
+
+def needed_factors(dump_dir: Path, n_boot: int = 200, seed: int = 0) -> pd.DataFrame:
     """How :data:`~neurofeat.analysis.paired_tests.CALIBRATED_CORRECTION` was derived.
 
     For every null-setting dump (``--dump-folds``): the variance over replications of the
     mean of the R x k per-fold differences, divided by the mean within-replication
     variance of those fold values, is the factor the corrected variance
-    ``(1/J + c n_test/n_train) s^2`` must reach; ``c`` solves it.
+    ``(1/J + c n_test/n_train) s^2`` must reach; ``c`` solves it. ``c_5`` is the factor at
+    which the calibrated t rejects exactly 5 % of the dump's nulls (it also absorbs the
+    fold values' tails: with rare positives it can differ from ``c`` by 0.1-0.3).
+    ``c_low``/``c_high`` and ``c_5_low``/``c_5_high``: 95 % percentile intervals of a
+    bootstrap over replications (the pairs of one replication resampled together).
     """
     import pickle
 
+    rng = np.random.default_rng(seed)
     out = []
     for path in sorted(Path(dump_dir).glob("*null.pkl")):
         with open(path, "rb") as fh:
@@ -445,14 +478,30 @@ def needed_factors(dump_dir: Path) -> pd.DataFrame:
                 if len(recs) < 20:
                     continue
                 diffs = np.array([r["a"] - r["b"] for r in recs]).reshape(len(recs), -1)
-                diffs = diffs[np.isfinite(diffs).all(axis=1)]
+                reps = np.array([r["rep"] for r in recs])
+                ok = np.isfinite(diffs).all(axis=1)
+                diffs, reps = diffs[ok], reps[ok]
                 j = diffs.shape[1]
-                factor = diffs.mean(axis=1).var() / diffs.var(axis=1, ddof=1).mean()
                 n_ratio = 1.0 / (k - 1)  # n_test / n_train of k-fold CV
+                ids = np.unique(reps)
+                members = [np.flatnonzero(reps == i) for i in ids]
+                boot_c, boot_c5 = [], []
+                for b in range(n_boot):
+                    rows = np.concatenate([members[i] for i in
+                                           rng.integers(0, ids.size, ids.size)])
+                    boot_c.append(_factor(diffs[rows], k))
+                    if b < min(n_boot, 100):   # the root search is the slow part
+                        boot_c5.append(_factor_at_level(diffs[rows], k))
+                factor = diffs.mean(axis=1).var() / diffs.var(axis=1, ddof=1).mean()
                 out.append({"setting": dump["spec"], "metric": metric,
-                            "row": "pooled" if pooled else "pair", "rows": len(diffs),
-                            "needed_factor": factor, "nadeau_bengio": 1 / j + n_ratio,
-                            "c": (factor - 1 / j) / n_ratio})
+                            "row": "pooled" if pooled else "pair", "reps": ids.size,
+                            "rows": len(diffs), "needed_factor": factor,
+                            "nadeau_bengio": 1 / j + n_ratio, "c": (factor - 1 / j) / n_ratio,
+                            "c_low": np.nanpercentile(boot_c, 2.5),
+                            "c_high": np.nanpercentile(boot_c, 97.5),
+                            "c_5": _factor_at_level(diffs, k),
+                            "c_5_low": np.nanpercentile(boot_c5, 2.5),
+                            "c_5_high": np.nanpercentile(boot_c5, 97.5)})
     return pd.DataFrame(out)
 
 
@@ -461,6 +510,10 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     parser.add_argument("--only", default=None,
                         help="regex on setting names (see --list)")
     parser.add_argument("--reps", type=int, default=1000, help="replications per setting")
+    parser.add_argument("--first-rep", type=int, default=0,
+                        help="index of the first replication (replications are seeded by "
+                             "setting and index: a later index gives fresh cohorts, e.g. to "
+                             "validate a factor on data it was not measured on)")
     parser.add_argument("--probe", choices=("default", "fast"), default="default")
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=5)
@@ -505,7 +558,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
                          n_repeats=args.repeats, n_boot=args.bootstrap,
                          workers=args.workers, truth_draws=args.truth_draws,
                          truth_test=args.truth_test, permutations=args.permutations,
-                         perm_pairs=args.perm_backbones,
+                         perm_pairs=args.perm_backbones, first_rep=args.first_rep,
                          fold_dump=None if args.dump_folds is None else
                          args.dump_folds / (re.sub(r"[^A-Za-z0-9.]+", "_", spec.name) + ".pkl"))
         tables.append(table)
