@@ -85,6 +85,32 @@ METRIC_BOUNDS: dict[str, tuple[float, float]] = {
 #: The factor the data need varies with n, the probe and the design (1.4-1.9 for the AUC),
 #: so a fixed table is a compromise: see the measured type-I errors in the README table.
 #:
+#: Design dependence, binary fast probe (``--needed-factors``: ``c_5``, the factor at
+#: which the calibrated t rejects exactly 5 % of the pairs' exact nulls, 95 % bootstrap
+#: interval over replications; AUC / BA): n = 80, d = 16 (300 replications) 1.44
+#: [1.25, 1.61] / 0.84 [0.73, 1.00]; n = 80, d = 512 (300) 1.60 [1.43, 1.83] / 1.00
+#: [0.88, 1.13]; n = 120, d = 16 (1,000) 1.55 [1.46, 1.70] / 1.05 [1.01, 1.17] and on
+#: 400 fresh replications 1.41 [1.29, 1.63] / 0.91 [0.81, 1.00]; n = 120, d = 512
+#: (inverted from the 1,000-replication rates) 1.65 [1.55, 1.75] / 1.04 [0.96, 1.11];
+#: n = 300, d = 16 (same) 1.62 [1.52, 1.72] / 1.10 [1.03, 1.18]; n = 300, d = 512 (300)
+#: 1.42 [1.24, 1.66] / 0.84 [0.75, 0.94]; 10 % positives, n = 120, d = 16 (1,000; 400
+#: fresh) 1.84 / 1.72, 0.83 [0.75, 0.91] / 0.81 [0.73, 0.94]; n = 300 (300; 400 fresh)
+#: 1.66 / 1.71, 0.95 / 0.96; n = 120, d = 4 (300) 1.95 [1.63, 2.25] / 1.19 [1.02, 1.29].
+#: No few-parameter rule in n, d and the class counts fits all of these, so the table
+#: stays design-free: in d / n_train the balanced settings are not monotone (n = 300 and
+#: n = 80 at d = 16 need different factors, as do n = 120 and n = 300 at d = 512); a rule
+#: in the smaller class count m alone (``c_BA = 1.15 m / (m + 4.6)``: a fold's BA carries
+#: test noise from few minority patients that inflates ``s^2`` but not the variance of
+#: the mean) fitted every d = 16 / 512 setting and held on fresh cohorts (10 % positives:
+#: 4.9 % / 4.8 % pairs), but at d = 4 with m = 12 it rejected 9.0 % (0.8) of the BA pairs
+#: (needed 1.19, against 0.83 at d = 16): the class-balance effect depends on the probe's
+#: dimension too. Two runs of one setting (n = 120, d = 16) differed by 0.14 in the
+#: needed BA factor, about twice the bootstrap s.e.: differences between settings of
+#: that size are at the resolution of 300-1,000 replications. The table's factors are
+#: at the upper end of the balanced settings' range (conservative there, 2.3-3.9 % at
+#: n = 80, d = 16 and n = 300, d = 512); rare positives at low d are the one measured
+#: setting above it (AUC 6.0 % (0.7), one-backbone coverage of 0.5 91.9 % at d = 4).
+#:
 #: Pooled family rows use the same factor on the pooled per-fold series (the mean over
 #: the member pairs of each fold's difference), whose ``s^2`` already carries the
 #: members' correlation. At 1,000 exact-null replications with all backbones sharing
