@@ -1,0 +1,60 @@
+"""The harness's ``--needed-factors`` (how the correction factors were measured) recovers a
+known factor from per-fold values with a known variance structure.
+
+Fold values ``D_r + e_rj`` (``D_r ~ N(0, tau^2)`` shared by the J folds of replication r,
+``e_rj ~ N(0, sigma^2)``): Var(mean) = tau^2 + sigma^2 / J and E[s^2] = sigma^2, so the
+corrected variance ``(1/J + c/(k-1)) s^2`` is right at ``c = (k-1) tau^2 / sigma^2``; with
+normal values the calibrated t is then exactly t(J-1), so the factor at which it rejects 5 %
+is the same ``c``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import pickle
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+HARNESS = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_calibration.py"
+
+
+def _harness():
+    spec = importlib.util.spec_from_file_location("bench_calibration", HARNESS)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("bench_calibration", module)   # its dataclasses look it up
+    spec.loader.exec_module(module)
+    return module
+
+
+def _dump(path: Path, reps: int, ratio: float, k: int = 5, r: int = 5, seed: int = 0) -> None:
+    rng = np.random.default_rng(seed)
+    folds = []
+    for rep in range(reps):
+        for pooled, members in ((False, 4), (True, 1)):
+            for _ in range(members):
+                d = rng.normal(0, np.sqrt(ratio)) + rng.normal(0, 1, size=(r, k))
+                folds.append({"rep": rep, "metric": "auc", "pooled": pooled, "a": d,
+                              "b": np.zeros((r, k)), "n_train": 96.0})
+    with open(path / "synthetic_null.pkl", "wb") as fh:
+        pickle.dump({"spec": "synthetic null", "n_splits": k, "n_repeats": r,
+                     "folds": folds}, fh)
+
+
+@pytest.mark.slow
+def test_needed_factors_recover_a_known_factor(tmp_path):
+    ratio = 0.4                        # tau^2 / sigma^2  ->  c = 4 * 0.4 = 1.6
+    _dump(tmp_path, reps=1500, ratio=ratio)
+    table = _harness().needed_factors(tmp_path, n_boot=60).set_index("row")
+    pair = table.loc["pair"]
+    assert pair["reps"] == 1500 and pair["rows"] == 6000
+    assert pair["c_low"] < 1.6 < pair["c_high"], pair
+    assert pair["c_low"] < pair["c"] < pair["c_high"]
+    assert pair["c_5"] == pytest.approx(1.6, abs=0.2), pair
+    assert pair["c_5_low"] < pair["c_5"] < pair["c_5_high"]
+    pooled = table.loc["pooled"]
+    assert pooled["c_low"] < 1.6 < pooled["c_high"], pooled
+    # a wrong factor is detected: twice the data-set variance is outside the interval
+    assert not pair["c_low"] < 3.2 < pair["c_high"]
