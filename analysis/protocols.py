@@ -153,40 +153,36 @@ def out_of_fold(X: np.ndarray, y: np.ndarray, plan: FoldPlan,
         raise ValueError(f"X has {X.shape[0]} rows, y {y.shape[0]}, the fold plan "
                          f"{plan.patient_ids.size}; they must be the same patients")
     strata = y if strata is None else np.asarray(strata)
+    scores = np.full(plan.fold_ids.shape, np.nan)
+    params = []
     # one BLAS thread: the fits are small (n <= a few thousand), and OpenBLAS threads that
     # wait for a busy core (torch's threads, another command) made `stats compare --task
     # all` on the demo's 240 patients take > 10 min instead of ~40 s of CPU
     with threadpool_limits(limits=1, user_api="blas"):
-        return _out_of_fold(X, y, plan, make_estimator, output, fraction, strata, on_split)
-
-
-def _out_of_fold(X, y, plan, make_estimator, output, fraction, strata, on_split) -> OutOfFold:
-    scores = np.full(plan.fold_ids.shape, np.nan)
-    params = []
-    for split in plan.splits():
-        train = split.train
-        if fraction < 1.0:
-            train = fraction_subsample(train, strata, fraction, patient_ids=plan.patient_ids,
-                                       task=plan.task, seed=plan.seed, repeat=split.repeat,
-                                       fold=split.fold)
-        model = make_estimator().fit(X[train], y[train])
-        if output == "proba":
-            pred = model.predict_proba(X[split.test])[:, 1]
-        elif output == "decision":
-            pred = model.decision_function(X[split.test])
-        elif output == "predict":
-            pred = model.predict(X[split.test])
-        else:
-            raise ValueError(f"output must be 'proba', 'predict' or 'decision', got {output!r}")
-        scores[split.repeat, split.test] = pred
-        info = {"repeat": split.repeat, "fold": split.fold, "fold_name": split.name,
-                "n_train": int(train.size), "n_test": int(split.test.size)}
-        for attr in ("C_", "alpha_"):
-            if hasattr(model, attr):
-                info[attr.rstrip("_")] = float(getattr(model, attr))
-        params.append(info)
-        if on_split is not None:
-            on_split()
+        for split in plan.splits():
+            train = split.train
+            if fraction < 1.0:
+                train = fraction_subsample(train, strata, fraction, patient_ids=plan.patient_ids,
+                                           task=plan.task, seed=plan.seed, repeat=split.repeat,
+                                           fold=split.fold)
+            model = make_estimator().fit(X[train], y[train])
+            if output == "proba":
+                pred = model.predict_proba(X[split.test])[:, 1]
+            elif output == "decision":
+                pred = model.decision_function(X[split.test])
+            elif output == "predict":
+                pred = model.predict(X[split.test])
+            else:
+                raise ValueError(f"output must be 'proba', 'predict' or 'decision', got {output!r}")
+            scores[split.repeat, split.test] = pred
+            info = {"repeat": split.repeat, "fold": split.fold, "fold_name": split.name,
+                    "n_train": int(train.size), "n_test": int(split.test.size)}
+            for attr in ("C_", "alpha_"):
+                if hasattr(model, attr):
+                    info[attr.rstrip("_")] = float(getattr(model, attr))
+            params.append(info)
+            if on_split is not None:
+                on_split()
     return OutOfFold(scores, plan, float(fraction), tuple(params))
 
 

@@ -492,11 +492,11 @@ def needed_factors(dump_dir: Path, n_boot: int = 200, seed: int = 0) -> pd.DataF
                     boot_c.append(_factor(diffs[rows], k))
                     if b < min(n_boot, 100):   # the root search is the slow part
                         boot_c5.append(_factor_at_level(diffs[rows], k))
-                factor = diffs.mean(axis=1).var() / diffs.var(axis=1, ddof=1).mean()
+                c = _factor(diffs, k)
                 out.append({"setting": dump["spec"], "metric": metric,
                             "row": "pooled" if pooled else "pair", "reps": ids.size,
-                            "rows": len(diffs), "needed_factor": factor,
-                            "nadeau_bengio": 1 / j + n_ratio, "c": (factor - 1 / j) / n_ratio,
+                            "rows": len(diffs), "needed_factor": 1 / j + c * n_ratio,
+                            "nadeau_bengio": 1 / j + n_ratio, "c": c,
                             "c_low": np.nanpercentile(boot_c, 2.5),
                             "c_high": np.nanpercentile(boot_c, 97.5),
                             "c_5": _factor_at_level(diffs, k),

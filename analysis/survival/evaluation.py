@@ -43,7 +43,8 @@ from neurofeat.analysis.survival.concordance import (
 )
 from neurofeat.analysis.survival.kaplan_meier import KaplanMeierResult, kaplan_meier
 from neurofeat.analysis.survival.logrank import LogRankResult, logrank_test
-from neurofeat.analysis.survival.permutation import PermutationLogRankResult
+from neurofeat.analysis.survival.permutation import (PermutationLogRankResult,
+                                                     is_permutation_method)
 from neurofeat.analysis.survival.protocol import SurvivalCVResult
 from neurofeat.analysis.survival.risk_groups import RISK_GROUP_LABELS
 from neurofeat.analysis.survival.time_auc import integrated_brier, time_dependent_auc
@@ -174,7 +175,7 @@ class SurvivalEvaluation:
                     parts.append(f"{row['metric']} {row['estimate']:.3f} "
                                  f"[{row['ci_low']:.3f}, {row['ci_high']:.3f}]")
                 elif row["metric"] == "logrank_p":
-                    kind = ("permutation" if row["ci_method"].startswith("permutation")
+                    kind = ("permutation" if is_permutation_method(row["ci_method"])
                             else "chi-squared, not calibrated")
                     parts.append(f"log-rank p {row['estimate']:.3g} ({kind})")
             lines.append(f"{site}: " + ", ".join(parts))
@@ -276,7 +277,7 @@ def _finish(frame: pd.DataFrame, level: float, cv) -> pd.DataFrame:
     frame["primary"] = False
     for _, group in frame.groupby(["site", "metric"], sort=False):
         calibrated = group[((group["ci_method"] == DEFAULT_TEST) & group["ci_low"].notna())
-                           | group["ci_method"].str.startswith("permutation")]
+                           | group["ci_method"].map(is_permutation_method)]
         pick = calibrated if len(calibrated) else group
         frame.loc[pick.index[0], "primary"] = True
     return frame[list(SURVIVAL_METRICS_COLUMNS)]

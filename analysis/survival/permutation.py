@@ -70,7 +70,7 @@ from neurofeat.analysis.survival.risk_groups import median_split
 from neurofeat.analysis.survival.validation import SurvivalDataError, check_survival_data
 
 __all__ = ["PermutationLogRankResult", "permutation_logrank_test", "permutation_method",
-           "permutation_indices", "DEFAULT_PERMUTATIONS"]
+           "is_permutation_method", "permutation_indices", "DEFAULT_PERMUTATIONS"]
 
 #: Default number of permutations: smallest p 1/100 = 0.01, Monte-Carlo s.e. of a p near
 #: 0.05 about 0.022 (the test is exact for any B; a larger B only sharpens p). Chosen
@@ -86,6 +86,12 @@ def permutation_method(n_permutations: int, within: str | None) -> str:
     where = f"within {within}" if within else "across all patients"
     return (f"permutation (B={n_permutations}, outcomes permuted {where}; refits every "
             "fold of repeat 0, fold plan recomputed; exact; Simon et al. 2011)")
+
+
+def is_permutation_method(ci_method: object) -> bool:
+    """Whether a stored ``ci_method`` is :func:`permutation_method`'s (a permutation p, not
+    the published chi-squared one)."""
+    return isinstance(ci_method, str) and ci_method.startswith("permutation")
 
 
 @dataclass(frozen=True, eq=False)
@@ -232,7 +238,7 @@ def _null_chunk(*args):
         return _chunk_statistics(*args)
 
 
-def _check_subsets(subsets, n, event, time) -> dict[str, np.ndarray]:
+def _check_subsets(subsets, n, event) -> dict[str, np.ndarray]:
     out = {"all": np.arange(n)}
     for name, rows in (subsets or {}).items():
         rows = np.asarray(rows)
@@ -351,7 +357,7 @@ def permutation_logrank_test(
         strata = np.asarray(strata).astype(str)
         if strata.size != n:
             raise ValueError(f"strata has {strata.size} values, time {n}")
-    rows = _check_subsets(subsets, n, event, time)
+    rows = _check_subsets(subsets, n, event)
     common = dict(model=model, protocol=protocol, n_splits=n_splits, task=task, seed=seed)
     rng = np.random.default_rng(derive_seed("survival-permutation", seed, task))
     perms = permutation_indices(strata, n, n_permutations, rng)

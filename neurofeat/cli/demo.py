@@ -196,7 +196,7 @@ def demo(
     if settings.jobs > 1:
         _run_side_by_side(work, clock, out_console, total=len(plan.steps))
     else:
-        for index, step in enumerate(work.steps, start=1):
+        for index in range(1, len(work.steps) + 1):
             _run_step(plan, index, clock, out_console)
     summary = demo_summary(settings.store, settings.cohort)
     write_summary(settings.store, summary, settings)
@@ -210,7 +210,7 @@ def demo(
         f"{clock.closing()} Explore it:\n"
         f"  neurofeat store info --store {settings.store}\n"
         f"  neurofeat sql \"SELECT * FROM comparisons WHERE \\\"primary\\\"\" --store {settings.store}\n"
-        + (f"  open {settings.report}\n" if any(step.stage == "report" for step in plan.steps) else "")
+        + (f"  open {settings.report}\n" if has_report else "")
         + f"  figures: {settings.store}/runs/*/*.png"
     )
 

@@ -98,6 +98,8 @@ def _print_results(run) -> None:
     import numpy as np
     import pandas as pd
 
+    from neurofeat.runs.survival import is_permutation_method
+
     metrics, cv, backbone, data, model, tau = (run.metrics, run.cv, run.backbone, run.data,
                                                run.model, run.tau)
 
@@ -116,7 +118,7 @@ def _print_results(run) -> None:
         discrimination.append(row)
         row = {"site": site}
         lr = by_metric.get("logrank_p")
-        permuted = lr is not None and str(lr.ci_method).startswith("permutation")
+        permuted = lr is not None and is_permutation_method(lr.ci_method)
         chisq = published.get("logrank_p", None if permuted else lr)
         for key, name in (("td_auc_1y", "AUC 1y"), ("td_auc_2y", "AUC 2y"),
                           ("td_auc_3y", "AUC 3y"), ("ibs", "IBS")):
@@ -128,7 +130,7 @@ def _print_results(run) -> None:
             if not k.startswith("logrank_p_"):
                 continue
             line = f"{site}: {k} = {m.estimate:.3g} (n={int(m.n)})"
-            if str(m.ci_method).startswith("permutation"):
+            if is_permutation_method(m.ci_method):
                 line += " permutation p"
                 if k in published:
                     line += f"; published chi-squared p* {published[k].estimate:.3g}"

@@ -404,7 +404,7 @@ def demo_plan(settings: DemoSettings, capabilities: DemoCapabilities | None = No
     pairs = [("base", "dro")] if s.families else [(m, f"{m}_dro") for m in s.methods]
     compare_tasks = ["all"] if not s.quick else list(tasks)
     for a, b in pairs:
-        both = [f"emb:{x}" for x in s.backbones] if (a, b) == ("base", "dro") else [f"emb:{a}", f"emb:{b}"]
+        both = learnt if (a, b) == ("base", "dro") else [f"emb:{a}", f"emb:{b}"]
         for task in compare_tasks:
             add("compare", f"stats compare {a} {b} --task {task}", "stats", "compare", a, b,
                 "--task", task, *cv, *store, needs=both)
@@ -499,9 +499,7 @@ class DemoClock:
         try:
             yield
         finally:
-            spent = self.stages.setdefault(name, [0.0, 0.0])
-            spent[0] += time.perf_counter() - wall
-            spent[1] += cpu_seconds() - cpu
+            self.add(name, time.perf_counter() - wall, cpu_seconds() - cpu)
 
     def closing(self) -> str:
         """Total and per-stage wall/CPU time, and the load average now."""

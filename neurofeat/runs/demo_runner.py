@@ -117,11 +117,11 @@ def run_plan(plan: DemoPlan, jobs: int, log_dir: str | os.PathLike, *,
     width = len(str(len(plan.steps)))
     running: dict[int, tuple[subprocess.Popen, float, Path]] = {}  # index -> process, start, log
     finished: set[int] = set()
-    started: set[int] = set()
     outcomes: list[StepOutcome] = []
     failed = False
     while True:
         if not failed:
+            started = finished | running.keys()
             for index in plan.ready(finished, started)[:max(0, jobs - len(running))]:
                 step = plan.steps[index]
                 log = log_dir / f"{index + 1:0{width}d}-{_slug(step.title)}.log"
@@ -132,7 +132,6 @@ def run_plan(plan: DemoPlan, jobs: int, log_dir: str | os.PathLike, *,
                                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                                env=env)
                 running[index] = (process, time.perf_counter(), log)
-                started.add(index)
                 if on_start is not None:
                     on_start(index)
         if not running:

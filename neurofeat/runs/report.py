@@ -511,7 +511,9 @@ def _findings(cat: _Catalog) -> Section | None:
 
 def _permutation(row) -> bool:
     """A stored log-rank row holds the permutation p (not the chi-squared one)."""
-    return str(row.ci_method or "").startswith("permutation")
+    from neurofeat.analysis.survival.permutation import is_permutation_method
+
+    return is_permutation_method(row.ci_method)
 
 
 def _survival(cat: _Catalog, prov: _Provenance) -> Section | None:

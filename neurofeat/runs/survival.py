@@ -30,13 +30,15 @@ from neurofeat.analysis.survival import (
     survival_fold_plan,
 )
 from neurofeat.analysis.survival.evaluation import LOGRANK_CAVEAT
+from neurofeat.analysis.survival.permutation import is_permutation_method
 from neurofeat.analysis.survival.plots import plot_km
 from neurofeat.runs.inputs import clinical_column, load_survival_data
 from neurofeat.runs.tables import inference_columns, provenance_columns, shape
 from neurofeat.store import RunInfo, Store, TaskData, write_run
 from neurofeat.tasks import get_task
 
-__all__ = ["SURVIVAL_PROTOCOLS", "SurvivalRun", "survival_run", "km_by_label"]
+__all__ = ["SURVIVAL_PROTOCOLS", "SurvivalRun", "survival_run", "km_by_label",
+           "is_permutation_method"]
 
 SURVIVAL_PROTOCOLS: tuple[str, ...] = ("cv", "loso", "site")
 
