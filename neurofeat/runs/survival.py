@@ -30,7 +30,7 @@ from neurofeat.analysis.survival import (
     survival_fold_plan,
 )
 from neurofeat.analysis.survival.evaluation import LOGRANK_CAVEAT
-from neurofeat.analysis.survival.permutation import is_permutation_method
+from neurofeat.analysis.survival.permutation import DEFAULT_STOP_AFTER, is_permutation_method
 from neurofeat.analysis.survival.plots import plot_km
 from neurofeat.runs.inputs import clinical_column, load_survival_data
 from neurofeat.runs.tables import inference_columns, provenance_columns, shape
@@ -123,7 +123,8 @@ def survival_run(store: Store, backbone: str, task: str = "os", *, model: str = 
                  n_repeats: int = 5, n_boot: int = 1000, seed: int = 0,
                  tau: float | None = None, by: str | None = None, within: str | None = None,
                  n_components: int = 10, l1_ratio: float = 0.5, min_patients: int = 20,
-                 n_permutations: int = DEFAULT_PERMUTATIONS, n_jobs: int = 1,
+                 n_permutations: int = DEFAULT_PERMUTATIONS,
+                 stop_after: int | None = DEFAULT_STOP_AFTER, n_jobs: int = 1,
                  write: bool = True, on_start: Callable[[int], None] | None = None,
                  progress: Callable[[int], None] | None = None) -> SurvivalRun:
     """Fit the Cox model of one backbone on a survival task and store the run.
@@ -152,6 +153,9 @@ def survival_run(store: Store, backbone: str, task: str = "os", *, model: str = 
         :mod:`~neurofeat.analysis.survival.permutation`);
         its p is the primary ``logrank_p`` row, pooled and per site (and of
         ``within``). 0 = off: only the published (asymptotic, not calibrated) p.
+    stop_after : int or None
+        Besag-Clifford sequential stopping of the permutations (exact too; None or 0:
+        draw all ``n_permutations``).
     n_jobs : int
         Worker processes for the permutations (the result does not depend on it).
     write : bool
@@ -202,7 +206,8 @@ def survival_run(store: Store, backbone: str, task: str = "os", *, model: str = 
                      else (lambda k: progress(k * fits_per_permutation)))
     perm_settings = dict(patient_ids=data.patient_ids, model=estimator, sites=data.sites,
                          protocol=plan_protocol, n_splits=n_splits, task=task_def.name,
-                         seed=seed, n_permutations=n_permutations, n_jobs=n_jobs,
+                         seed=seed, n_permutations=n_permutations,
+                         stop_after=stop_after or None, n_jobs=n_jobs,
                          progress=perm_progress)
     permutation = None
     if n_permutations > 0:
@@ -285,7 +290,8 @@ def survival_run(store: Store, backbone: str, task: str = "os", *, model: str = 
     params = {"backbone": backbone, "task": task_def.name, "model": model,
               "model_params": model_params, "protocol": protocol, "site": site,
               "folds": n_splits, "repeats": n_repeats, "bootstrap": n_boot, "seed": seed,
-              "permutations": n_permutations,
+              "permutations": n_permutations, "stop_after": stop_after or 0,
+              "permutations_drawn": None if permutation is None else permutation.n_drawn,
               "tau": ev.tau, "by": by, "within": within,
               "checkpoint_sha256": data.checkpoint_sha256,
               "preprocess_sha256": data.preprocess_sha256, "n_patients": data.n,

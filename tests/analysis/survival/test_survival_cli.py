@@ -79,11 +79,13 @@ def test_survival_json_and_store(store_dir):
     stored = dict(con.sql("SELECT \"primary\", ci_method FROM results WHERE command = "
                           f"'survival' AND run_id = '{payload['run_id']}' AND metric = "
                           "'logrank_p' AND site = 'all'").fetchall())
-    assert stored[True].startswith("permutation (B=99, outcomes permuted within site")
+    assert stored[True].startswith("permutation (B=99, sequential: stops at 10 exceedances "
+                                   "(Besag-Clifford), outcomes permuted within site")
     assert "not calibrated" in stored[False] and "12.6 %" in stored[False]
     assert "permutation log-rank p" in stored[False]
     assert metrics[("all", "logrank_p")]["estimate"] >= 1 / 100
-    assert payload["params"]["permutations"] == 99
+    assert payload["params"]["permutations"] == 99 and payload["params"]["stop_after"] == 10
+    assert 10 <= payload["params"]["permutations_drawn"] <= 99
 
 
 def test_survival_table_output_and_loso(store_dir):
@@ -128,6 +130,24 @@ def test_cli_default_permutations_is_the_analysis_default():
     default = inspect.signature(survival_run).parameters["n_permutations"].default
     assert default == DEFAULT_PERMUTATIONS
     assert f"[default: {DEFAULT_PERMUTATIONS}]" in " ".join(result.output.split())
+    from neurofeat.analysis.survival.permutation import DEFAULT_STOP_AFTER
+
+    assert inspect.signature(survival_run).parameters["stop_after"].default == \
+        DEFAULT_STOP_AFTER
+    assert "--stop-after" in result.output
+    flat = " ".join(result.output.replace("│", " ").split())
+    assert f"draw all B. [default: {DEFAULT_STOP_AFTER}]" in flat
+
+
+def test_survival_stop_after_zero_draws_all(store_dir):
+    """--stop-after 0: the plain p over all B permutations, (1 + g) / (B + 1)."""
+    payload = json.loads(_run(store_dir, "--json", "--permutations", "19", "--stop-after",
+                              "0").output)
+    perm = next(m for m in payload["metrics"] if m["metric"] == "logrank_p"
+                and m["site"] == "all" and m["primary"])
+    assert perm["ci_method"].startswith("permutation (B=19, outcomes permuted")
+    assert perm["estimate"] in {k / 20 for k in range(1, 21)}
+    assert payload["params"]["permutations_drawn"] == 19
 
 
 @pytest.mark.parametrize("args, message", [

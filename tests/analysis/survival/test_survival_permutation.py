@@ -25,7 +25,7 @@ from neurofeat.analysis.survival import (
     site_subsets,
     survival_fold_plan,
 )
-from neurofeat.analysis.survival.permutation import permutation_indices
+from neurofeat.analysis.survival.permutation import permutation_indices, sequential_p_value
 
 MODEL = PCACoxRisk(n_components=3)
 
@@ -77,7 +77,15 @@ def result(cohort):
     X, time, event, ids, sites = cohort
     return permutation_logrank_test(X, time, event, patient_ids=ids, sites=sites,
                                     subsets=site_subsets(sites, event), model=MODEL,
-                                    n_splits=3, seed=4, n_permutations=19)
+                                    n_splits=3, seed=4, n_permutations=19, stop_after=None)
+
+
+@pytest.fixture(scope="module")
+def sequential(cohort):
+    X, time, event, ids, sites = cohort
+    return permutation_logrank_test(X, time, event, patient_ids=ids, sites=sites,
+                                    subsets=site_subsets(sites, event), model=MODEL,
+                                    n_splits=3, seed=4, n_permutations=19, stop_after=2)
 
 
 def test_observed_statistic_is_the_published_rows(cohort, result):
@@ -121,7 +129,7 @@ def test_p_values_are_permutation_p_values(result):
 def test_reproducible_under_a_seed(cohort, result):
     X, time, event, ids, sites = cohort
     kwargs = dict(patient_ids=ids, sites=sites, subsets=site_subsets(sites, event),
-                  model=MODEL, n_splits=3, n_permutations=19)
+                  model=MODEL, n_splits=3, n_permutations=19, stop_after=None)
     again = permutation_logrank_test(X, time, event, seed=4, **kwargs)
     for site in result.statistic:
         np.testing.assert_array_equal(again.null_statistics[site],
@@ -183,6 +191,7 @@ def test_planted_strong_effect_gives_the_smallest_p():
                                    model=MODEL, n_splits=3, n_permutations=19)
     assert res.p_value["all"] == pytest.approx(1 / 20)
     assert res.statistic["all"] > res.null_statistics["all"].max()
+    assert res.n_drawn == 19  # sequential stopping never stops a clear effect early
 
 
 def test_site_without_events_is_named(cohort):
@@ -216,22 +225,80 @@ def test_progress_is_called_once_per_data_set(cohort):
     X, time, event, ids, sites = cohort
     calls = []
     permutation_logrank_test(X, time, event, patient_ids=ids, sites=sites, model=MODEL,
-                             n_splits=3, n_permutations=4, progress=calls.append)
+                             n_splits=3, n_permutations=4, progress=calls.append,
+                             stop_after=None)
     assert calls == [1] * 5
 
 
-def test_worker_processes_give_the_same_result(cohort, result):
+def test_sequential_p_is_besag_clifford_on_the_same_permutations(result, sequential):
+    """Same permutations, drawn in the same order: the sequential test's null statistics
+    are the plain test's first ones, and each subset's p is h / l at its h-th
+    exceedance (or (1 + g) / (B + 1) when it never reaches h)."""
+    assert sequential.stop_after == 2 and sequential.n_drawn < 19
+    assert "sequential: stops at 2 exceedances" in sequential.method
+    assert f"h = 2: {sequential.n_drawn} drawn" in sequential.summary()
+    for site, stat in result.statistic.items():
+        assert sequential.statistic[site] == stat
+        null = sequential.null_statistics[site]
+        np.testing.assert_array_equal(null, result.null_statistics[site][:null.size])
+        exceed = np.flatnonzero(result.null_statistics[site] >= stat - 1e-9)
+        expected = (2 / (exceed[1] + 1) if exceed.size >= 2
+                    else (1 + exceed.size) / 20)
+        assert sequential.p_value[site] == pytest.approx(expected, rel=1e-12), site
+    assert sequential.n_drawn == max(
+        sequential_p_value(result.null_statistics[s] >= result.statistic[s] - 1e-9, 19, 2)[1]
+        for s in result.statistic)
+
+
+def test_sequential_p_value_rules():
+    assert sequential_p_value(np.array([0, 1, 0, 1], bool), 99, 2) == (0.5, 4)
+    assert sequential_p_value(np.array([0, 1, 0], bool), 99, 2)[1] == 3
+    assert np.isnan(sequential_p_value(np.array([0, 1, 0], bool), 99, 2)[0])  # not yet
+    assert sequential_p_value(np.r_[np.ones(3), np.zeros(96)].astype(bool), 99, 10) == \
+        (0.04, 99)
+    assert sequential_p_value(np.ones(99, bool), 99, None) == (1.0, 99)
+
+
+def test_sequential_p_value_is_exact_under_the_null():
+    """Besag & Clifford (1991): P(p <= a) <= a at every a, and = a at the attainable
+    values h / l and (g + 1) / (B + 1). Simulated: the observed statistic and B = 99
+    permuted ones are exchangeable (iid continuous), 200,000 sequences; the p of each
+    is computed by :func:`sequential_p_value` for a sample and vectorised for all."""
+    rng = np.random.default_rng(0)
+    m, B, h = 200_000, 99, 10
+    stats = rng.random((m, B + 1))
+    exceed = stats[:, 1:] >= stats[:, :1]
+    count = np.cumsum(exceed, axis=1)
+    reached = count[:, -1] >= h
+    l_h = np.argmax(count >= h, axis=1) + 1
+    p = np.where(reached, h / l_h, (1 + count[:, -1]) / (B + 1))
+    for i in range(200):
+        assert sequential_p_value(exceed[i], B, h)[0] == pytest.approx(p[i], rel=1e-15)
+    se = lambda a: 4 * np.sqrt(a * (1 - a) / m)  # noqa: E731
+    for a in (0.01, 0.02, 0.05, 0.1, 10 / 97, 0.25, 0.5, 10 / 11):
+        assert (p <= a + 1e-12).mean() <= a + se(a)
+    for a in (0.01, 0.05, 0.1, 10 / 99, 0.5, 10 / 11):  # attainable: level exactly a
+        assert abs((p <= a + 1e-12).mean() - a) <= se(a), a
+    # the saving: a null sequence stops after 2 h / (1 + ...) permutations on average
+    used = np.where(reached, l_h, B)
+    assert used.mean() < 40
+
+
+@pytest.mark.parametrize("stop_after", [None, 2])
+def test_worker_processes_give_the_same_result(cohort, result, sequential, stop_after):
     X, time, event, ids, sites = cohort
     calls = []
     parallel = permutation_logrank_test(X, time, event, patient_ids=ids, sites=sites,
                                         subsets=site_subsets(sites, event), model=MODEL,
                                         n_splits=3, seed=4, n_permutations=19, n_jobs=2,
-                                        progress=calls.append)
-    assert sum(calls) == 20 and calls[0] == 1
-    for site in result.statistic:
+                                        progress=calls.append, stop_after=stop_after)
+    assert sum(calls) == 20 and calls[0] == 1  # a stopped test completes the bar
+    serial = result if stop_after is None else sequential
+    assert parallel.n_drawn == serial.n_drawn
+    for site in serial.statistic:
         np.testing.assert_array_equal(parallel.null_statistics[site],
-                                      result.null_statistics[site])
-        assert parallel.p_value[site] == result.p_value[site]
+                                      serial.null_statistics[site])
+        assert parallel.p_value[site] == serial.p_value[site]
 
 
 def test_evaluate_refuses_a_permutation_test_of_other_groups(cohort, result):
