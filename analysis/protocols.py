@@ -393,7 +393,10 @@ def evaluate_probe(oof: OutOfFold, labels: np.ndarray, sites: np.ndarray, *,
                 cal = corrected_resampled_interval(per_fold, n_train=n_train, n_test=n_test,
                                                    level=1 - alpha, metric=scorer.name,
                                                    kind=kind, n_folds=oof.plan.n_folds,
-                                                   bounds=METRIC_BOUNDS.get(scorer.name))
+                                                   bounds=METRIC_BOUNDS.get(scorer.name),
+                                                   minority_per_fold=min(
+                                                       n_pos, members.size - n_pos)
+                                                   / oof.plan.n_folds, single=True)
                 rows.append({**base, "estimate": cal.estimate, "ci_low": cal.ci_low,
                              "ci_high": cal.ci_high, "ci_method": DEFAULT_TEST})
         if not emit:

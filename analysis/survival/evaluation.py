@@ -241,7 +241,7 @@ def _calibrated_rows(cv, site, rows, tau, ci_level) -> list[dict]:
         ci = corrected_resampled_interval(per_fold, n_train=n_train, n_test=n_test,
                                           level=ci_level, metric=scorer.name,
                                           kind="survival", n_folds=cv.plan.n_folds,
-                                          bounds=METRIC_BOUNDS.get(scorer.name))
+                                          bounds=METRIC_BOUNDS.get(scorer.name), single=True)
         row = _row(site, scorer.name, ci.estimate, rows.size, int(cv.event[rows].sum()),
                    ci_method=DEFAULT_TEST, tau=target.tau if scorer is UNO else np.nan)
         row.update({"ci_low": ci.ci_low, "ci_high": ci.ci_high, "n_train": n_train})

@@ -548,7 +548,8 @@ def _survival(cat: _Catalog, prov: _Provenance) -> Section | None:
                                                    if e})[:2]]
         notes.append("log-rank p: permutation test of high vs low risk (median split of the "
                      "out-of-fold risk at the training-fold median, first repeat; outcomes permuted "
-                     "within site and every fold refitted, so the p is exact).")
+                     "within site and every fold refitted, so the p is exact; by default the "
+                     "permutations stop once the p is clearly large, Besag-Clifford).")
         logrank = rows[rows["metric"] == "logrank_p"]
         if any(not _permutation(r) for r in logrank.itertuples()):
             notes.append("† asymptotic chi-squared p (published procedure, not calibrated: 12.6 % "

@@ -158,3 +158,36 @@ def test_cv_primary_stays_calibrated_t(cohort):
     primary = res.metrics[res.metrics.primary & (res.metrics.site == "all")]
     assert set(primary.ci_method) == {"calibrated-t"}
     assert "loso-z" not in set(res.metrics.ci_method)
+
+
+def test_sparse_folds_interval_uses_the_sparse_factor():
+    """12 positives of 90 at 3 folds (4 per test fold) keep the table's factor; 9 (3 per
+    test fold) get the sparse AUC factor. The primary interval is the calibrated t on
+    the per-fold values either way (BA keeps its factor)."""
+    from scipy import stats
+
+    from neurofeat.analysis.paired_tests import calibrated_correction
+
+    rng = np.random.default_rng(0)
+    n = 90
+    latent = rng.normal(size=n)
+    X = np.outer(latent, rng.normal(size=12)) + 2 * rng.normal(size=(n, 12))
+    ids = np.array([f"P{i:02d}" for i in range(n)])
+    sites = np.array(["A", "B", "C"])[np.arange(n) % 3]
+    for n_pos in (12, 9):
+        y = np.zeros(n)
+        y[np.argsort(latent)[-n_pos:]] = 1
+        res = run_probe(X, y, patient_ids=ids, sites=sites, task="idh1", n_splits=3,
+                        n_repeats=2, n_boot=50, fractions=None, knn=False)
+        for metric in ("auc", "ba"):
+            row = res.metrics[(res.metrics.site == "all") & (res.metrics.metric == metric)
+                              & (res.metrics.ci_method == "calibrated-t")].iloc[0]
+            assert row.rare
+            values = res.folds[res.folds.metric == metric]["value"].to_numpy()
+            c = calibrated_correction(metric, "binary", minority_per_fold=n_pos / 3)
+            half = stats.t.ppf(0.975, 5) * np.sqrt((1 / 6 + c * 30 / 60) * values.var(ddof=1))
+            assert row.estimate == pytest.approx(values.mean())
+            assert row.ci_high == pytest.approx(min(1.0, values.mean() + half), rel=1e-10)
+            assert row.ci_low == pytest.approx(max(0.0, values.mean() - half), rel=1e-10)
+    assert calibrated_correction("auc", "binary", minority_per_fold=3) > \
+        calibrated_correction("auc", "binary", minority_per_fold=4)

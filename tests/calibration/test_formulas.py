@@ -8,8 +8,9 @@ from scipy import stats
 
 from neurofeat.analysis.compare import RARE_ENDPOINT, bootstrap_p_value, compare_scores
 from neurofeat.analysis.folds import stratified_kfold_plan
-from neurofeat.analysis.paired_tests import (CALIBRATED_CORRECTION, DEFAULT_TEST,
-                                             adjust_pvalues,
+from neurofeat.analysis.paired_tests import (CALIBRATED_CORRECTION,
+                                             CALIBRATED_CORRECTION_SPARSE, DEFAULT_TEST,
+                                             adjust_pvalues, calibrated_correction,
                                              corrected_resampled_interval,
                                              corrected_resampled_ttest)
 from neurofeat.analysis.scoring import get_scorer
@@ -104,14 +105,19 @@ def test_adjust_pvalues_equals_statsmodels(method):
     assert np.isnan(out[1]) and out[0] == pytest.approx(0.02) and out[2] == pytest.approx(0.04)
 
 
-def _rare_comparison(n_pos: int):
+def _rare_cohort(n_pos: int):
+    """100 patients, ``n_pos`` positives, 5 x 2 folds, two backbones' scores."""
     n = 100
     ids = np.array([f"P{i:03d}" for i in range(n)])
     y = np.zeros(n, bool)
     y[:n_pos] = True
     plan = stratified_kfold_plan(ids, y, n_splits=5, n_repeats=2, task="rare", seed=0)
     rng = np.random.default_rng(3)
-    scores = {b: rng.normal(size=(2, n)) + y for b in ("a", "b")}
+    return y, plan, {b: rng.normal(size=(2, n)) + y for b in ("a", "b")}
+
+
+def _rare_comparison(n_pos: int):
+    y, plan, scores = _rare_cohort(n_pos)
     return compare_scores([get_scorer("auc")], y, y, scores, [("a", "b")], plan.fold_ids,
                           task="rare", n_train=80, n_test=20, n_boot=50, n_folds=5).to_frame()
 
@@ -121,6 +127,43 @@ def test_rare_endpoint_is_flagged():
     assert frame["rare"].all()
     assert frame["warning"].str.contains(f"12 patients.*< {RARE_ENDPOINT}").all()
     assert not _rare_comparison(40)["rare"].any()
+
+
+def test_sparse_test_folds_use_the_sparse_factor_where_measured():
+    """Fewer than 4 minority patients per test fold: the AUC rows use the sparse factor
+    (p and intervals); BA and c-indices keep theirs; a rare endpoint with 5 per fold
+    keeps the table's."""
+    sparse = CALIBRATED_CORRECTION_SPARSE[("binary", "auc")]
+    assert calibrated_correction("auc", "binary", minority_per_fold=2.4) == sparse
+    assert sparse > CALIBRATED_CORRECTION[("binary", "auc")]
+    assert calibrated_correction("auc", "binary", minority_per_fold=4.0) == \
+        CALIBRATED_CORRECTION[("binary", "auc")]
+    assert calibrated_correction("ba", "binary", minority_per_fold=2.4) == \
+        CALIBRATED_CORRECTION[("binary", "ba")]
+    assert calibrated_correction("harrell_c", minority_per_fold=1.0) == \
+        CALIBRATED_CORRECTION[("survival", "harrell_c")]
+    for n_pos, is_sparse in ((12, True), (25, False), (40, False)):
+        frame = _rare_comparison(n_pos)
+        row = frame[frame["test"] == DEFAULT_TEST].iloc[0]
+        assert row["rare"] == (n_pos < RARE_ENDPOINT)
+        c = sparse if is_sparse else CALIBRATED_CORRECTION[("binary", "auc")]
+        t = corrected_resampled_ttest(_rare_fold_diffs(n_pos), n_train=80, n_test=20,
+                                      correction=c)
+        assert row["p_value"] == pytest.approx(t.p_value, rel=1e-12), n_pos
+
+
+def _rare_fold_diffs(n_pos: int) -> np.ndarray:
+    """The per-fold AUC differences behind :func:`_rare_comparison`, by hand (sklearn)."""
+    from sklearn.metrics import roc_auc_score
+
+    y, plan, scores = _rare_cohort(n_pos)
+    out = []
+    for r in range(2):
+        for f in range(5):
+            m = plan.fold_ids[r] == f
+            out.append(roc_auc_score(y[m], scores["a"][r, m])
+                       - roc_auc_score(y[m], scores["b"][r, m]))
+    return np.array(out)
 
 
 def test_every_row_states_estimand_level_and_one_primary():
