@@ -186,3 +186,36 @@ def test_simulation_null_is_exact_and_prevalence_exact():
     surv = simulate_cohort(SimulationSetting(kind="survival", n=2000, d=2, event_rate=0.6),
                            {"a": 0.0}, np.random.default_rng(1))
     assert surv.event.mean() == pytest.approx(0.6, abs=0.04)
+
+
+def test_one_backbone_interval_uses_the_single_factor():
+    """Continuous BA: each side's interval uses CALIBRATED_CORRECTION_SINGLE, the
+    difference and its p the pair factor (both by hand from the per-fold values)."""
+    from neurofeat.analysis.paired_tests import CALIBRATED_CORRECTION_SINGLE
+
+    rng = np.random.default_rng(5)
+    n = 100
+    ids = np.array([f"P{i:03d}" for i in range(n)])
+    y = rng.normal(size=n)
+    labels = y >= 0
+    plan = stratified_kfold_plan(ids, labels, n_splits=5, n_repeats=2, task="c", seed=0)
+    scores = {b: 0.5 * y[None] + rng.normal(size=(2, n)) for b in ("a", "b")}
+    frame = compare_scores([get_scorer("ba", 0.0)], labels, labels, scores, [("a", "b")],
+                           plan.fold_ids, task="c", n_train=80, n_test=20, n_boot=20,
+                           n_folds=5, kind="continuous", bca=False).to_frame()
+    row = frame[frame["test"] == DEFAULT_TEST].iloc[0]
+    from neurofeat.analysis.scoring import score_folds
+
+    per_fold = {b: score_folds(get_scorer("ba", 0.0), labels, scores[b], plan.fold_ids,
+                               5).reshape(-1) for b in scores}
+    single = CALIBRATED_CORRECTION_SINGLE[("continuous", "ba")]
+    assert single > CALIBRATED_CORRECTION[("continuous", "ba")]
+    side = corrected_resampled_interval(per_fold["a"], n_train=80, n_test=20, metric="ba",
+                                        kind="continuous", single=True, bounds=(0, 1))
+    assert side.ci_low == pytest.approx(row["ci_low_a"], rel=1e-12)
+    se = np.sqrt((1 / 10 + single * 20 / 80) * per_fold["a"].var(ddof=1))
+    assert row["ci_high_a"] == pytest.approx(min(1, per_fold["a"].mean()
+                                                 + stats.t.ppf(0.975, 9) * se), rel=1e-12)
+    t = corrected_resampled_ttest(per_fold["a"] - per_fold["b"], n_train=80, n_test=20,
+                                  correction=CALIBRATED_CORRECTION[("continuous", "ba")])
+    assert row["p_value"] == pytest.approx(t.p_value, rel=1e-12)
