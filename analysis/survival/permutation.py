@@ -448,9 +448,16 @@ def permutation_logrank_test(
     def exceeds(name: str, upto: int) -> np.ndarray:
         return null[name][:upto] >= observed[name] * (1 - _TIE) - _TIE
 
-    def settled(upto: int) -> bool:
-        return all(np.isfinite(sequential_p_value(exceeds(name, upto), n_perm, stop_after)[0])
-                   for name in rows)
+    def done(upto: int) -> bool:
+        return upto >= n_perm or bool(stop_after and upto and all(
+            np.isfinite(sequential_p_value(exceeds(name, upto), n_perm, stop_after)[0])
+            for name in rows))
+
+    def record(idx: np.ndarray, stats: dict[str, np.ndarray]) -> None:
+        for name in rows:
+            null[name][idx] = stats[name]
+        if progress is not None:
+            progress(len(idx))
 
     drawn = 0
     # one BLAS thread: the fits are small LAPACK calls (see protocol.py)
@@ -461,32 +468,22 @@ def permutation_logrank_test(
         observed = _statistics(time, event, high, rows)
         if progress is not None:
             progress(1)
-        if int(n_jobs) <= 1:
-            for b in range(n_perm):
-                _, stats = _chunk_statistics(*args, perms[b:b + 1], [b], rows, common)
-                for name in rows:
-                    null[name][b] = stats[name][0]
-                drawn = b + 1
-                if progress is not None:
-                    progress(1)
-                if stop_after and settled(drawn):
-                    break
+        while int(n_jobs) <= 1 and not done(drawn):
+            record(*_chunk_statistics(*args, perms[drawn:drawn + 1], np.array([drawn]),
+                                      rows, common))
+            drawn += 1
     if int(n_jobs) > 1:
         from joblib import Parallel, delayed
 
         # waves of one chunk per worker, in drawing order, so a settled test stops early
         wave = max(1, min(4 * int(n_jobs), stop_after or n_perm))
         with Parallel(n_jobs=int(n_jobs), return_as="generator_unordered") as parallel:
-            while drawn < n_perm and not (stop_after and drawn and settled(drawn)):
+            while not done(drawn):
                 idx_all = np.arange(drawn, min(n_perm, drawn + wave))
                 chunks = np.array_split(idx_all, min(idx_all.size, int(n_jobs)))
-                tasks = (delayed(_null_chunk)(*args, perms[idx], idx, rows, common)
-                         for idx in chunks)
-                for idx, stats in parallel(tasks):
-                    for name in rows:
-                        null[name][idx] = stats[name]
-                    if progress is not None:
-                        progress(len(idx))
+                for idx, stats in parallel(delayed(_null_chunk)(*args, perms[idx], idx, rows,
+                                                                common) for idx in chunks):
+                    record(idx, stats)
                 drawn = int(idx_all[-1]) + 1
     p_value, used = {}, 0
     for name in rows:

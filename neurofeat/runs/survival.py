@@ -207,7 +207,7 @@ def survival_run(store: Store, backbone: str, task: str = "os", *, model: str = 
     perm_settings = dict(patient_ids=data.patient_ids, model=estimator, sites=data.sites,
                          protocol=plan_protocol, n_splits=n_splits, task=task_def.name,
                          seed=seed, n_permutations=n_permutations,
-                         stop_after=stop_after or None, n_jobs=n_jobs,
+                         stop_after=stop_after, n_jobs=n_jobs,
                          progress=perm_progress)
     permutation = None
     if n_permutations > 0:
