@@ -41,7 +41,7 @@ probe, binary, n = 120, d = 16), about 1 CPU-s (survival; 2 CPU-s with the defau
 log-rank permutations of a1 and b1: 600 null replications took 26 min wall at nice 19
 on the shared machine), 2-3 s with the default
 probe's inner CV, more at d = 512 / n = 300. 1,000 replications of one binary setting
-took 16-40 min wall on the shared 2-core machine (load 8-18, nice 10, 2-3 workers). The full grid (``--list``: 95
+took 16-40 min wall on the shared 2-core machine (load 8-18, nice 10, 2-3 workers). The full grid (``--list``: 97
 settings) at 200 replications with the fast probe is therefore about 10 CPU hours
 (``--workers 2``: ~5 h); at the 1,000 replications the claims need, plan a dedicated
 machine or run the settings of interest with ``--only``. ``--quick`` runs 3 settings x
@@ -129,6 +129,10 @@ def all_specs() -> list[Spec]:
     # information beyond the site" (the log-rank permutation test permutes within site)
     specs.append(Spec(replace(kinds[4], n=120, d=16, n_sites=3, site_shift=1.0,
                               site_hazard=1.0), "null"))
+    # a rare survival endpoint (about 24 events at n = 120: fewer than RARE_ENDPOINT)
+    rare_survival = replace(kinds[4], event_rate=0.2, n=120, d=16)
+    specs.append(Spec(rare_survival, "null"))
+    specs.append(Spec(rare_survival, "equal", EQUAL_SIGNAL, EQUAL_SIGNAL))
     # site effects in the A family only (a base family against site-invariant twins)
     specs.append(Spec(replace(kinds[1], n_sites=3, site_prefix="a"), "null"))
     specs.append(Spec(replace(kinds[1], n_sites=3, site_prefix="a", site_shift=1.0), "null"))
