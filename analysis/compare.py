@@ -676,9 +676,10 @@ def _pair(metric: str, site: str, name_a: str, name_b: str, da: MetricDraws, db:
     method = test if test in ("wilcoxon", "ttest") else "auto"
     k = n_folds or da.folds.shape[1]
     per_fold = rare_count / k if rare_count >= 0 else None
-    correction = calibrated_correction(metric, kind, minority_per_fold=per_fold)
+    correction = calibrated_correction(metric, kind, minority_per_fold=per_fold,
+                                       n_train=n_train)
     single_correction = calibrated_correction(metric, kind, minority_per_fold=per_fold,
-                                              single=True)
+                                              single=True, n_train=n_train)
     nan = float("nan")
     if fold_diff.size >= 2:
         fold_test = paired_test(fold_diff, method=method)

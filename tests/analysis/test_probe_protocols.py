@@ -166,10 +166,11 @@ def test_sparse_folds_interval_uses_the_sparse_factor():
     the per-fold values either way (BA keeps its factor)."""
     from scipy import stats
 
-    from neurofeat.analysis.paired_tests import calibrated_correction
+    from neurofeat.analysis.paired_tests import (CALIBRATED_CORRECTION_SPARSE,
+                                                 calibrated_correction)
 
     rng = np.random.default_rng(0)
-    n = 90
+    n = 150  # 3 folds train on 100: above the small-sample sizes
     latent = rng.normal(size=n)
     X = np.outer(latent, rng.normal(size=12)) + 2 * rng.normal(size=(n, 12))
     ids = np.array([f"P{i:02d}" for i in range(n)])
@@ -184,8 +185,12 @@ def test_sparse_folds_interval_uses_the_sparse_factor():
                               & (res.metrics.ci_method == "calibrated-t")].iloc[0]
             assert row.rare
             values = res.folds[res.folds.metric == metric]["value"].to_numpy()
-            c = calibrated_correction(metric, "binary", minority_per_fold=n_pos / 3)
-            half = stats.t.ppf(0.975, 5) * np.sqrt((1 / 6 + c * 30 / 60) * values.var(ddof=1))
+            c = calibrated_correction(metric, "binary", minority_per_fold=n_pos / 3,
+                                      n_train=100, single=True)
+            assert c == (CALIBRATED_CORRECTION_SPARSE[("binary", "auc")]
+                         if (metric, n_pos) == ("auc", 9) else
+                         calibrated_correction(metric, "binary"))
+            half = stats.t.ppf(0.975, 5) * np.sqrt((1 / 6 + c * 50 / 100) * values.var(ddof=1))
             assert row.estimate == pytest.approx(values.mean())
             assert row.ci_high == pytest.approx(min(1.0, values.mean() + half), rel=1e-10)
             assert row.ci_low == pytest.approx(max(0.0, values.mean() - half), rel=1e-10)

@@ -9,7 +9,9 @@ from scipy import stats
 from neurofeat.analysis.compare import RARE_ENDPOINT, bootstrap_p_value, compare_scores
 from neurofeat.analysis.folds import stratified_kfold_plan
 from neurofeat.analysis.paired_tests import (CALIBRATED_CORRECTION,
+                                             CALIBRATED_CORRECTION_SMALL,
                                              CALIBRATED_CORRECTION_SPARSE, DEFAULT_TEST,
+                                             SMALL_SAMPLE_N_TRAIN,
                                              adjust_pvalues, calibrated_correction,
                                              corrected_resampled_interval,
                                              corrected_resampled_ttest)
@@ -142,14 +144,84 @@ def test_sparse_test_folds_use_the_sparse_factor_where_measured():
         CALIBRATED_CORRECTION[("binary", "ba")]
     assert calibrated_correction("harrell_c", minority_per_fold=1.0) == \
         CALIBRATED_CORRECTION[("survival", "harrell_c")]
+    # 100 patients at 5 folds train on 80: between the small-sample sizes, so the
+    # non-sparse rows take the interpolated factor (a quarter of the way down to 2.0 ...)
+    low, high = SMALL_SAMPLE_N_TRAIN
+    small = CALIBRATED_CORRECTION_SMALL[("binary", "auc")][0]
+    table = CALIBRATED_CORRECTION[("binary", "auc")]
+    at_80 = table + (high - 80) / (high - low) * (small - table)
+    assert sparse > at_80 > table
     for n_pos, is_sparse in ((12, True), (25, False), (40, False)):
         frame = _rare_comparison(n_pos)
         row = frame[frame["test"] == DEFAULT_TEST].iloc[0]
         assert row["rare"] == (n_pos < RARE_ENDPOINT)
-        c = sparse if is_sparse else CALIBRATED_CORRECTION[("binary", "auc")]
+        c = sparse if is_sparse else at_80
         t = corrected_resampled_ttest(_rare_fold_diffs(n_pos), n_train=80, n_test=20,
                                       correction=c)
         assert row["p_value"] == pytest.approx(t.p_value, rel=1e-12), n_pos
+
+
+def test_small_training_sets_use_the_small_sample_factor():
+    """Below SMALL_SAMPLE_N_TRAIN[1] training patients per fold the binary factors rise
+    linearly to CALIBRATED_CORRECTION_SMALL's at SMALL_SAMPLE_N_TRAIN[0], and stay
+    there below it; a difference and one backbone's interval each have theirs; the
+    larger of the sparse-fold and the small-sample factor wins; continuous and survival
+    factors do not depend on n_train."""
+    low, high = SMALL_SAMPLE_N_TRAIN
+    for metric in ("auc", "ba"):
+        table = CALIBRATED_CORRECTION[("binary", metric)]
+        pair, one = CALIBRATED_CORRECTION_SMALL[("binary", metric)]
+        assert pair > table and one >= pair
+        for n_train in (high, 200.0, 1000.0):
+            assert calibrated_correction(metric, "binary", n_train=n_train) == table
+            assert calibrated_correction(metric, "binary", n_train=n_train,
+                                         single=True) == table
+        for n_train in (low, 40.0, 20.0):
+            assert calibrated_correction(metric, "binary", n_train=n_train) == pair
+            assert calibrated_correction(metric, "binary", n_train=n_train,
+                                         single=True) == one
+        middle = (low + high) / 2
+        assert calibrated_correction(metric, "binary", n_train=middle) == \
+            pytest.approx((table + pair) / 2)
+        assert calibrated_correction(metric, "binary", n_train=middle, single=True) == \
+            pytest.approx((table + one) / 2)
+    sparse = CALIBRATED_CORRECTION_SPARSE[("binary", "auc")]
+    assert calibrated_correction("auc", "binary", n_train=high, minority_per_fold=2) == sparse
+    assert calibrated_correction("auc", "binary", n_train=low, minority_per_fold=2,
+                                 single=True) == max(
+        sparse, CALIBRATED_CORRECTION_SMALL[("binary", "auc")][1])
+    for key in (("continuous", "ba"), ("survival", "harrell_c")):
+        assert calibrated_correction(key[1], key[0], n_train=20.0) == \
+            calibrated_correction(key[1], key[0], n_train=500.0) == CALIBRATED_CORRECTION[key]
+
+
+def test_the_comparison_applies_the_small_sample_factor():
+    """compare_scores passes its n_train to the factor: the calibrated p of a 40-patient
+    design equals the corrected t at the small-sample factor, computed by hand."""
+    from sklearn.metrics import roc_auc_score
+
+    n = 40
+    ids = np.array([f"P{i:03d}" for i in range(n)])
+    y = np.arange(n) % 2 == 0
+    plan = stratified_kfold_plan(ids, y, n_splits=5, n_repeats=2, task="small", seed=0)
+    rng = np.random.default_rng(4)
+    scores = {b: rng.normal(size=(2, n)) + y for b in ("a", "b")}
+    frame = compare_scores([get_scorer("auc")], y, y, scores, [("a", "b")], plan.fold_ids,
+                           task="small", n_train=32, n_test=8, n_boot=20,
+                           n_folds=5).to_frame()
+    row = frame[frame["test"] == DEFAULT_TEST].iloc[0]
+    diffs = [roc_auc_score(y[plan.fold_ids[r] == f], scores["a"][r][plan.fold_ids[r] == f])
+             - roc_auc_score(y[plan.fold_ids[r] == f], scores["b"][r][plan.fold_ids[r] == f])
+             for r in range(2) for f in range(5)]
+    small = CALIBRATED_CORRECTION_SMALL[("binary", "auc")]
+    t = corrected_resampled_ttest(np.array(diffs), n_train=32, n_test=8, correction=small[0])
+    assert row["p_value"] == pytest.approx(t.p_value, rel=1e-12)
+    one = corrected_resampled_interval(np.array([
+        [roc_auc_score(y[plan.fold_ids[r] == f], scores["a"][r][plan.fold_ids[r] == f])
+         for f in range(5)] for r in range(2)]), n_train=32, n_test=8, correction=small[1],
+        bounds=(0.0, 1.0))
+    assert (row["ci_low_a"], row["ci_high_a"]) == pytest.approx((one.ci_low, one.ci_high),
+                                                                rel=1e-12)
 
 
 def _rare_fold_diffs(n_pos: int) -> np.ndarray:
