@@ -78,7 +78,11 @@ Sparse test folds (fewer than 4 minority patients per fold) raise the binary AUC
 2.1 (:data:`~neurofeat.analysis.paired_tests.CALIBRATED_CORRECTION_SPARSE`); one
 backbone's interval uses
 :data:`~neurofeat.analysis.paired_tests.CALIBRATED_CORRECTION_SINGLE` where it needs
-more than a difference (continuous BA 2.5, c-index 2.6). Nested CV (Bates et al.) and refitting bootstraps cost
+more than a difference (continuous BA 2.5, c-index 2.6); binary tasks with fewer than 96
+training patients per fold move towards
+:data:`~neurofeat.analysis.paired_tests.CALIBRATED_CORRECTION_SMALL` (AUC 2.0, one
+backbone 2.5; BA 1.3 / 1.6 at 64 and below), which two equally informative backbones
+need at n = 80. Nested CV (Bates et al.) and refitting bootstraps cost
 10-100x more fits and were not needed to reach the band; label permutation is exact
 only against chance, not for A vs B; ``k - 1`` df (an option of the corrected t) held
 the AUC's level but was conservative for BA (1.2 %).

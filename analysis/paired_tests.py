@@ -246,9 +246,12 @@ def calibrated_correction(metric: str | None, kind: str | None = None, *,
     largest applicable factor is used: ``minority_per_fold`` (patients of the smaller
     class per test fold, smaller class / k) below :data:`SPARSE_FOLD_MINORITY` brings in
     :data:`CALIBRATED_CORRECTION_SPARSE`; ``n_train`` (training patients per fold) below
-    ``SMALL_SAMPLE_N_TRAIN[1]`` brings in :data:`CALIBRATED_CORRECTION_SMALL`
-    (interpolated linearly from the table's factor at ``SMALL_SAMPLE_N_TRAIN[1]`` to the
-    small-sample factor at ``SMALL_SAMPLE_N_TRAIN[0]`` and below).
+    ``SMALL_SAMPLE_N_TRAIN[1]`` brings in :data:`CALIBRATED_CORRECTION_SMALL`: the
+    difference's factor is linear in ``n_train`` through the table's factor at
+    ``SMALL_SAMPLE_N_TRAIN[1]`` and the small-sample factor at ``SMALL_SAMPLE_N_TRAIN[0]``,
+    and keeps that slope below it; one backbone's factor rises the same way to its
+    small-sample factor at ``SMALL_SAMPLE_N_TRAIN[0]`` and stays there (never below
+    the difference's).
     """
     if kind is None:
         kind = "survival" if metric in ("harrell_c", "uno_c") else "binary"
@@ -263,9 +266,13 @@ def calibrated_correction(metric: str | None, kind: str | None = None, *,
         factors.append(CALIBRATED_CORRECTION_SPARSE[key])
     if n_train is not None and key in CALIBRATED_CORRECTION_SMALL:
         low, high = SMALL_SAMPLE_N_TRAIN
-        small = CALIBRATED_CORRECTION_SMALL[key][1 if single else 0]
-        weight = min(1.0, max(0.0, (high - float(n_train)) / (high - low)))
-        factors.append(base + weight * (small - base))
+        table = CALIBRATED_CORRECTION[key]
+        pair, one = CALIBRATED_CORRECTION_SMALL[key]
+        step = max(0.0, (high - float(n_train)) / (high - low))
+        factor = table + step * (pair - table)  # the pair's need kept rising below `low`
+        if single:
+            factor = max(factor, table + min(step, 1.0) * (one - table))
+        factors.append(factor)
     return max(factors)
 
 

@@ -163,10 +163,10 @@ def test_sparse_test_folds_use_the_sparse_factor_where_measured():
 
 def test_small_training_sets_use_the_small_sample_factor():
     """Below SMALL_SAMPLE_N_TRAIN[1] training patients per fold the binary factors rise
-    linearly to CALIBRATED_CORRECTION_SMALL's at SMALL_SAMPLE_N_TRAIN[0], and stay
-    there below it; a difference and one backbone's interval each have theirs; the
-    larger of the sparse-fold and the small-sample factor wins; continuous and survival
-    factors do not depend on n_train."""
+    linearly to CALIBRATED_CORRECTION_SMALL's at SMALL_SAMPLE_N_TRAIN[0]; below it the
+    difference's factor keeps rising at the same slope, one backbone's stays (but never
+    falls below the difference's); the larger of the sparse-fold and the small-sample
+    factor wins; continuous and survival factors do not depend on n_train."""
     low, high = SMALL_SAMPLE_N_TRAIN
     for metric in ("auc", "ba"):
         table = CALIBRATED_CORRECTION[("binary", metric)]
@@ -176,10 +176,17 @@ def test_small_training_sets_use_the_small_sample_factor():
             assert calibrated_correction(metric, "binary", n_train=n_train) == table
             assert calibrated_correction(metric, "binary", n_train=n_train,
                                          single=True) == table
-        for n_train in (low, 40.0, 20.0):
-            assert calibrated_correction(metric, "binary", n_train=n_train) == pair
-            assert calibrated_correction(metric, "binary", n_train=n_train,
-                                         single=True) == one
+        assert calibrated_correction(metric, "binary", n_train=low) == pytest.approx(pair)
+        assert calibrated_correction(metric, "binary", n_train=low, single=True) == \
+            pytest.approx(one)
+        below = low - (high - low) / 2  # half a step further down
+        assert calibrated_correction(metric, "binary", n_train=below) == \
+            pytest.approx(pair + (pair - table) / 2)
+        assert calibrated_correction(metric, "binary", n_train=below, single=True) == \
+            pytest.approx(max(one, pair + (pair - table) / 2))
+        for n_train in (1.0, 10.0, 30.0, 70.0):
+            assert calibrated_correction(metric, "binary", n_train=n_train, single=True) >= \
+                calibrated_correction(metric, "binary", n_train=n_train)
         middle = (low + high) / 2
         assert calibrated_correction(metric, "binary", n_train=middle) == \
             pytest.approx((table + pair) / 2)
@@ -214,11 +221,15 @@ def test_the_comparison_applies_the_small_sample_factor():
              - roc_auc_score(y[plan.fold_ids[r] == f], scores["b"][r][plan.fold_ids[r] == f])
              for r in range(2) for f in range(5)]
     small = CALIBRATED_CORRECTION_SMALL[("binary", "auc")]
-    t = corrected_resampled_ttest(np.array(diffs), n_train=32, n_test=8, correction=small[0])
+    low, high = SMALL_SAMPLE_N_TRAIN
+    table = CALIBRATED_CORRECTION[("binary", "auc")]
+    pair = table + (high - 32) / (high - low) * (small[0] - table)  # 2.25: two steps down
+    t = corrected_resampled_ttest(np.array(diffs), n_train=32, n_test=8, correction=pair)
     assert row["p_value"] == pytest.approx(t.p_value, rel=1e-12)
     one = corrected_resampled_interval(np.array([
         [roc_auc_score(y[plan.fold_ids[r] == f], scores["a"][r][plan.fold_ids[r] == f])
-         for f in range(5)] for r in range(2)]), n_train=32, n_test=8, correction=small[1],
+         for f in range(5)] for r in range(2)]), n_train=32, n_test=8,
+        correction=max(small[1], pair),
         bounds=(0.0, 1.0))
     assert (row["ci_low_a"], row["ci_high_a"]) == pytest.approx((one.ci_low, one.ci_high),
                                                                 rel=1e-12)
