@@ -120,10 +120,12 @@ from neurofeat.analysis.bootstrap import BootstrapCI, bootstrap_ci, stratified_b
 from neurofeat.analysis.folds import derive_seed
 from scipy import special
 
-from neurofeat.analysis.paired_tests import (DEFAULT_TEST, METRIC_BOUNDS, RARE_ENDPOINT,
+from neurofeat.analysis.paired_tests import (DEFAULT_TEST, DEGENERATE_FOLD_METRICS,
+                                             METRIC_BOUNDS, RARE_ENDPOINT,
                                              TEST_CHOICES, PairedTestResult,
                                              adjust_pvalues, calibrated_correction, is_rare,
                                              corrected_resampled_interval,
+                                             degenerate_fold_variance,
                                              corrected_resampled_ttest, paired_test)
 from neurofeat.analysis.scoring import (AUC, Scorer, score_folds, score_jackknife, score_point,
                                         score_resamples)
@@ -638,10 +640,12 @@ def _t_inference(test: str, fa: np.ndarray, fb: np.ndarray, result: PairedTestRe
                  n_train: float, n_test: float, n_folds: int | None, df, level: float,
                  naive: bool = False, correction: float = 1.0,
                  single_correction: float | None = None,
-                 bounds: tuple[float, float] | None = None) -> Inference:
+                 bounds: tuple[float, float] | None = None,
+                 single_extra: tuple[float, float] = (0.0, 0.0)) -> Inference:
     """Estimates = mean per-fold values; intervals from the same variance as the test
-    (each side's interval with ``single_correction`` when given)."""
-    def interval(v, bounds=None, correction=correction):
+    (each side's interval with ``single_correction`` when given, plus ``single_extra``
+    on its variance)."""
+    def interval(v, bounds=None, correction=correction, extra=0.0):
         if naive:  # plain t over folds: se = s / sqrt(J), J - 1 df
             v = v[np.isfinite(v)]
             nan = float("nan")
@@ -652,14 +656,14 @@ def _t_inference(test: str, fa: np.ndarray, fb: np.ndarray, result: PairedTestRe
             return float(v.mean()), float(v.mean() - half), float(v.mean() + half)
         ci = corrected_resampled_interval(v, n_train=n_train, n_test=n_test, level=level,
                                           df=df, n_folds=n_folds, correction=correction,
-                                          bounds=bounds)
+                                          bounds=bounds, extra_variance=extra)
         return ci.estimate, ci.ci_low, ci.ci_high
 
     ok = np.isfinite(fa) & np.isfinite(fb)
     span = None if bounds is None else (bounds[0] - bounds[1], bounds[1] - bounds[0])
     side = correction if single_correction is None else single_correction
-    ea = interval(np.where(ok, fa, np.nan).reshape(-1), bounds, side)
-    eb = interval(np.where(ok, fb, np.nan).reshape(-1), bounds, side)
+    ea = interval(np.where(ok, fa, np.nan).reshape(-1), bounds, side, single_extra[0])
+    eb = interval(np.where(ok, fb, np.nan).reshape(-1), bounds, side, single_extra[1])
     ed = interval((fa - fb).reshape(-1), span)
     return Inference(test, *ea, *eb, *ed, result.statistic, result.p_value, result.df)
 
@@ -684,6 +688,12 @@ def _pair(metric: str, site: str, name_a: str, name_b: str, da: MetricDraws, db:
                                        n_train=n_train)
     single_correction = calibrated_correction(metric, kind, minority_per_fold=per_fold,
                                               single=True, n_train=n_train)
+    single_extra = (0.0, 0.0)
+    if (kind, metric) in DEGENERATE_FOLD_METRICS and 0 < n_pos < n:
+        at = DEGENERATE_FOLD_METRICS[(kind, metric)]
+        single_extra = tuple(degenerate_fold_variance(
+            folds, n_pos=n_pos / k, n_neg=(n - n_pos) / k, n_folds=k, at=at)
+            for folds in (da.folds, db.folds))
     nan = float("nan")
     if fold_diff.size >= 2:
         fold_test = paired_test(fold_diff, method=method)
@@ -698,7 +708,8 @@ def _pair(metric: str, site: str, name_a: str, name_b: str, da: MetricDraws, db:
     inferences = [
         _t_inference(DEFAULT_TEST, da.folds, db.folds, calibrated, df="J",
                      correction=correction, single_correction=single_correction,
-                     bounds=METRIC_BOUNDS.get(metric), **common),
+                     bounds=METRIC_BOUNDS.get(metric), single_extra=single_extra,
+                     **common),
         _t_inference("corrected-t", da.folds, db.folds, corrected, df="J", **common),
         _t_inference(fold_test.test, da.folds, db.folds, fold_test, df="J", naive=True,
                      **common),

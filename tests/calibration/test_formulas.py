@@ -272,8 +272,10 @@ def test_simulation_null_is_exact_and_prevalence_exact():
 
 
 def test_one_backbone_interval_uses_the_single_factor():
-    """Continuous BA: each side's interval uses CALIBRATED_CORRECTION_SINGLE, the
-    difference and its p the pair factor (both by hand from the per-fold values)."""
+    """Continuous BA: each side's interval uses CALIBRATED_CORRECTION_SINGLE plus the
+    test noise its degenerate folds lack (folds where the probe predicted one class, BA
+    exactly 0.5), the difference and its p the pair factor (all by hand from the
+    per-fold values)."""
     from neurofeat.analysis.paired_tests import CALIBRATED_CORRECTION_SINGLE
 
     rng = np.random.default_rng(5)
@@ -283,6 +285,9 @@ def test_one_backbone_interval_uses_the_single_factor():
     labels = y >= 0
     plan = stratified_kfold_plan(ids, labels, n_splits=5, n_repeats=2, task="c", seed=0)
     scores = {b: 0.5 * y[None] + rng.normal(size=(2, n)) for b in ("a", "b")}
+    # backbone a's probe "collapsed" in three folds of repeat 0: one class predicted
+    collapsed = np.isin(plan.fold_ids[0], [0, 1, 2])
+    scores["a"][0, collapsed] = -1.0
     frame = compare_scores([get_scorer("ba", 0.0)], labels, labels, scores, [("a", "b")],
                            plan.fold_ids, task="c", n_train=80, n_test=20, n_boot=20,
                            n_folds=5, kind="continuous", bca=False).to_frame()
@@ -292,13 +297,21 @@ def test_one_backbone_interval_uses_the_single_factor():
     per_fold = {b: score_folds(get_scorer("ba", 0.0), labels, scores[b], plan.fold_ids,
                                5).reshape(-1) for b in scores}
     single = CALIBRATED_CORRECTION_SINGLE[("continuous", "ba")]
-    assert single > CALIBRATED_CORRECTION[("continuous", "ba")]
+    assert single != CALIBRATED_CORRECTION[("continuous", "ba")]
+    # b has one fold at exactly 0.5 by chance: counted too (the rule sees values only)
+    assert (per_fold["a"] == 0.5).sum() == 3 and (per_fold["b"] == 0.5).sum() == 1
+    n_pos = labels.sum()
+    extra = 3 / 10 * (1 / (n_pos / 5) + 1 / ((n - n_pos) / 5)) / 16 / 5
     side = corrected_resampled_interval(per_fold["a"], n_train=80, n_test=20, metric="ba",
-                                        kind="continuous", single=True, bounds=(0, 1))
+                                        kind="continuous", single=True, bounds=(0, 1),
+                                        extra_variance=extra)
     assert side.ci_low == pytest.approx(row["ci_low_a"], rel=1e-12)
-    se = np.sqrt((1 / 10 + single * 20 / 80) * per_fold["a"].var(ddof=1))
+    se = np.sqrt((1 / 10 + single * 20 / 80) * per_fold["a"].var(ddof=1) + extra)
     assert row["ci_high_a"] == pytest.approx(min(1, per_fold["a"].mean()
                                                  + stats.t.ppf(0.975, 9) * se), rel=1e-12)
     t = corrected_resampled_ttest(per_fold["a"] - per_fold["b"], n_train=80, n_test=20,
                                   correction=CALIBRATED_CORRECTION[("continuous", "ba")])
     assert row["p_value"] == pytest.approx(t.p_value, rel=1e-12)
+    se_b = np.sqrt((1 / 10 + single * 20 / 80) * per_fold["b"].var(ddof=1) + extra / 3)
+    assert row["ci_low_b"] == pytest.approx(max(0, per_fold["b"].mean()
+                                                - stats.t.ppf(0.975, 9) * se_b), rel=1e-12)
