@@ -78,7 +78,10 @@ Sparse test folds (fewer than 4 minority patients per fold) raise the binary AUC
 2.1 (:data:`~neurofeat.analysis.paired_tests.CALIBRATED_CORRECTION_SPARSE`); one
 backbone's interval uses
 :data:`~neurofeat.analysis.paired_tests.CALIBRATED_CORRECTION_SINGLE` where it needs
-more than a difference (continuous BA 2.5, c-index 2.6); binary tasks with fewer than 96
+its own (continuous BA 1.1, c-index 1.5, each plus the test noise of its degenerate
+folds, where a constant prediction scores exactly 0.5:
+:func:`~neurofeat.analysis.paired_tests.degenerate_fold_variance`); binary tasks with
+fewer than 96
 training patients per fold move towards
 :data:`~neurofeat.analysis.paired_tests.CALIBRATED_CORRECTION_SMALL` (AUC 2.0, one
 backbone 2.5; BA 1.3 / 1.6 at 64 and below), which two equally informative backbones
@@ -371,9 +374,11 @@ METHODS: dict[str, str] = {
     "calibrated-t": "corrected resampled t, variance (1/J + c n_test/n_train) s^2 with the "
                     "simulation-calibrated factor c of the task kind and metric (the larger "
                     "of what the exact null and equal planted signal need), J-1 df "
-                    "(default; measured type-I with the default probes at 1,000 "
-                    "replications per setting: binary 2.9-4.9 % pairs, 3.6-4.8 % pooled; "
-                    "continuous and c-index 3.0-5.6 % with equal signal, 0.3-5.6 % at the "
+                    "(default; larger below 96 training patients per fold for binary "
+                    "tasks; measured type-I with the default probes at 1,000 "
+                    "replications per setting: binary 3.9-5.2 % pairs with equal signal "
+                    "(n = 48-120), 2.1-4.9 % at exact nulls (conservative at n = 80); "
+                    "continuous and c-index 1.9-5.2 % with equal signal, 0.3-5.6 % at the "
                     "exact null, where BA, MAE and the c-index are conservative)",
     "corrected-t": "Nadeau-Bengio corrected resampled t, variance (1/J + n_test/n_train) "
                    "s^2, J-1 df (published; measured type-I AUC 10-11 %, c-index 6.5-13 %, "
@@ -692,7 +697,7 @@ def _pair(metric: str, site: str, name_a: str, name_b: str, da: MetricDraws, db:
     if (kind, metric) in DEGENERATE_FOLD_METRICS and 0 < n_pos < n:
         at = DEGENERATE_FOLD_METRICS[(kind, metric)]
         single_extra = tuple(degenerate_fold_variance(
-            folds, n_pos=n_pos / k, n_neg=(n - n_pos) / k, n_folds=k, at=at)
+            folds, metric=metric, n_pos=n_pos / k, n_neg=(n - n_pos) / k, n_folds=k, at=at)
             for folds in (da.folds, db.folds))
     nan = float("nan")
     if fold_diff.size >= 2:

@@ -393,7 +393,8 @@ def evaluate_probe(oof: OutOfFold, labels: np.ndarray, sites: np.ndarray, *,
                 per_fold = score_folds(scorer, target, oof.scores, fold_ids, oof.plan.n_folds)
                 k = oof.plan.n_folds
                 extra = (degenerate_fold_variance(
-                    per_fold, n_pos=n_pos / k, n_neg=(members.size - n_pos) / k, n_folds=k,
+                    per_fold, metric=scorer.name, n_pos=n_pos / k,
+                    n_neg=(members.size - n_pos) / k, n_folds=k,
                     at=DEGENERATE_FOLD_METRICS[(kind, scorer.name)])
                     if (kind, scorer.name) in DEGENERATE_FOLD_METRICS
                     and 0 < n_pos < members.size else 0.0)

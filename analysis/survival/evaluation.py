@@ -217,8 +217,9 @@ SURVIVAL_METRICS_COLUMNS = ("site", "metric", "estimate", "ci_low", "ci_high", "
 
 def _calibrated_rows(cv, site, rows, tau, ci_level) -> list[dict]:
     """Mean per-fold Harrell/Uno C with the calibrated corrected interval: primary rows."""
-    from neurofeat.analysis.paired_tests import (DEFAULT_TEST, METRIC_BOUNDS,
-                                                 corrected_resampled_interval)
+    from neurofeat.analysis.paired_tests import (DEFAULT_TEST, DEGENERATE_FOLD_METRICS,
+                                                 METRIC_BOUNDS, corrected_resampled_interval,
+                                                 degenerate_fold_variance)
     from neurofeat.analysis.scoring import score_folds
     from neurofeat.analysis.survival.compare import HARRELL, UNO, survival_target
 
@@ -235,13 +236,19 @@ def _calibrated_rows(cv, site, rows, tau, ci_level) -> list[dict]:
     fold_ids = np.where(in_rows[None], cv.plan.fold_ids, -1)
     scores = np.where(np.isfinite(cv.risk), cv.risk, 0.0)
     out = []
+    k = cv.plan.n_folds
+    events = int(cv.event[rows].sum())
     for scorer in (HARRELL, UNO):
         with np.errstate(invalid="ignore", divide="ignore"):
-            per_fold = score_folds(scorer, target, scores, fold_ids, cv.plan.n_folds)
+            per_fold = score_folds(scorer, target, scores, fold_ids, k)
+        extra = degenerate_fold_variance(
+            per_fold, metric=scorer.name, n_pos=events / k, n_neg=(rows.size - events) / k,
+            n_folds=k, at=DEGENERATE_FOLD_METRICS[("survival", scorer.name)])
         ci = corrected_resampled_interval(per_fold, n_train=n_train, n_test=n_test,
                                           level=ci_level, metric=scorer.name,
-                                          kind="survival", n_folds=cv.plan.n_folds,
-                                          bounds=METRIC_BOUNDS.get(scorer.name), single=True)
+                                          kind="survival", n_folds=k,
+                                          bounds=METRIC_BOUNDS.get(scorer.name), single=True,
+                                          extra_variance=extra)
         row = _row(site, scorer.name, ci.estimate, rows.size, int(cv.event[rows].sum()),
                    ci_method=DEFAULT_TEST, tau=target.tau if scorer is UNO else np.nan)
         row.update({"ci_low": ci.ci_low, "ci_high": ci.ci_high, "n_train": n_train})

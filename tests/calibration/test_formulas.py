@@ -315,3 +315,71 @@ def test_one_backbone_interval_uses_the_single_factor():
     se_b = np.sqrt((1 / 10 + single * 20 / 80) * per_fold["b"].var(ddof=1) + extra / 3)
     assert row["ci_low_b"] == pytest.approx(max(0, per_fold["b"].mean()
                                                 - stats.t.ppf(0.975, 9) * se_b), rel=1e-12)
+
+
+def test_random_fold_variance_matches_simulation():
+    """The test noise a degenerate fold lacks: the variance of a fold's BA (random 50/50
+    predictions) and AUC (unrelated scores) by Monte Carlo on fixed labels (vectorised,
+    checked against sklearn on the first draws); for Harrell's C (scikit-survival) the
+    Mann-Whitney variance is an approximation of the right size."""
+    from scipy.stats import rankdata
+    from sklearn.metrics import balanced_accuracy_score, roc_auc_score
+    from sksurv.metrics import concordance_index_censored
+
+    from neurofeat.analysis.paired_tests import random_fold_variance
+
+    rng = np.random.default_rng(11)
+    y = np.r_[np.ones(9, bool), np.zeros(15, bool)]
+    pred = rng.random((40000, y.size)) < 0.5
+    ba = 0.5 * (pred[:, y].mean(1) + (~pred[:, ~y]).mean(1))
+    scores = rng.random((40000, y.size))
+    auc = (rankdata(scores, axis=1)[:, y].sum(1) - 9 * 10 / 2) / (9 * 15)
+    for i in range(3):
+        assert ba[i] == pytest.approx(balanced_accuracy_score(y, pred[i]))
+        assert auc[i] == pytest.approx(roc_auc_score(y, scores[i]))
+    assert np.var(ba) == pytest.approx(random_fold_variance("ba", 9, 15), rel=0.03)
+    assert np.var(auc) == pytest.approx(random_fold_variance("auc", 9, 15), rel=0.03)
+    for n_events in (5, 14):
+        time = rng.exponential(size=24)
+        event = np.zeros(24, bool)
+        event[rng.choice(24, n_events, replace=False)] = True
+        c = [concordance_index_censored(event, time, rng.random(24))[0] for _ in range(1000)]
+        ratio = np.var(c) / random_fold_variance("harrell_c", n_events, 24 - n_events)
+        assert 0.4 < ratio < 1.4, (n_events, ratio)
+
+
+def test_survival_interval_adds_the_degenerate_folds_variance():
+    """A Cox model that picked the null model in a fold (constant risk: C = 0.5 exactly)
+    adds the Mann-Whitney test noise of that fold to its backbone's c-index interval."""
+    from neurofeat.analysis.folds import survival_kfold_plan
+    from neurofeat.analysis.paired_tests import (CALIBRATED_CORRECTION_SINGLE,
+                                                 degenerate_fold_variance)
+    from neurofeat.analysis.scoring import score_folds
+    from neurofeat.analysis.survival.compare import (HARRELL, compare_survival_scores,
+                                                     survival_target)
+
+    rng = np.random.default_rng(8)
+    n = 100
+    ids = np.array([f"P{i:03d}" for i in range(n)])
+    risk = rng.normal(size=n)
+    time = rng.exponential(np.exp(-0.7 * risk))
+    event = rng.random(n) < 0.7
+    plan = survival_kfold_plan(ids, event, n_splits=5, n_repeats=2, task="os")
+    scores = {"a": risk[None] + rng.normal(size=(2, n)), "b": risk[None] + rng.normal(size=(2, n))}
+    scores["a"][0, np.isin(plan.fold_ids[0], [0, 1])] = 0.0  # null model in two folds
+    _, frame, _ = compare_survival_scores(scores, time, event, plan.fold_ids, [("a", "b")],
+                                          task="os", n_train=80.0, n_test=20.0, n_folds=5,
+                                          n_boot=10, seed=0, side_a="A", side_b="B",
+                                          by_site=False)
+    row = frame[(frame["metric"] == "harrell_c") & (frame["test"] == DEFAULT_TEST)].iloc[0]
+    per_fold = score_folds(HARRELL, survival_target(time, event), scores["a"], plan.fold_ids,
+                           5).reshape(-1)
+    assert (per_fold == 0.5).sum() == 2
+    extra = degenerate_fold_variance(per_fold, metric="harrell_c", n_pos=event.sum() / 5,
+                                     n_neg=(n - event.sum()) / 5, n_folds=5)
+    assert extra == pytest.approx(0.2 * (n / 5 + 1) / (12 * event.sum() / 5
+                                                        * (n - event.sum()) / 5) / 5)
+    single = CALIBRATED_CORRECTION_SINGLE[("survival", "harrell_c")]
+    se = np.sqrt((1 / 10 + single * 20 / 80) * per_fold.var(ddof=1) + extra)
+    assert row["ci_low_a"] == pytest.approx(per_fold.mean() - stats.t.ppf(0.975, 9) * se,
+                                            rel=1e-10)
