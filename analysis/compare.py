@@ -123,13 +123,12 @@ from neurofeat.analysis.bootstrap import BootstrapCI, bootstrap_ci, stratified_b
 from neurofeat.analysis.folds import derive_seed
 from scipy import special
 
-from neurofeat.analysis.paired_tests import (DEFAULT_TEST, DEGENERATE_FOLD_METRICS,
-                                             METRIC_BOUNDS, RARE_ENDPOINT,
+from neurofeat.analysis.paired_tests import (DEFAULT_TEST, METRIC_BOUNDS, RARE_ENDPOINT,
                                              TEST_CHOICES, PairedTestResult,
                                              adjust_pvalues, calibrated_correction, is_rare,
                                              corrected_resampled_interval,
-                                             degenerate_fold_variance,
-                                             corrected_resampled_ttest, paired_test)
+                                             corrected_resampled_ttest, paired_test,
+                                             single_extra_variance)
 from neurofeat.analysis.scoring import (AUC, Scorer, score_folds, score_jackknife, score_point,
                                         score_resamples)
 
@@ -693,12 +692,9 @@ def _pair(metric: str, site: str, name_a: str, name_b: str, da: MetricDraws, db:
                                        n_train=n_train)
     single_correction = calibrated_correction(metric, kind, minority_per_fold=per_fold,
                                               single=True, n_train=n_train)
-    single_extra = (0.0, 0.0)
-    if (kind, metric) in DEGENERATE_FOLD_METRICS and 0 < n_pos < n:
-        at = DEGENERATE_FOLD_METRICS[(kind, metric)]
-        single_extra = tuple(degenerate_fold_variance(
-            folds, metric=metric, n_pos=n_pos / k, n_neg=(n - n_pos) / k, n_folds=k, at=at)
-            for folds in (da.folds, db.folds))
+    single_extra = tuple(single_extra_variance(folds, metric=metric, kind=kind, n=n,
+                                               n_pos=n_pos, n_folds=k)
+                         for folds in (da.folds, db.folds))
     nan = float("nan")
     if fold_diff.size >= 2:
         fold_test = paired_test(fold_diff, method=method)

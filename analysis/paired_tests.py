@@ -58,6 +58,7 @@ __all__ = [
     "DEGENERATE_FOLD_METRICS",
     "degenerate_fold_variance",
     "random_fold_variance",
+    "single_extra_variance",
     "SPARSE_FOLD_MINORITY",
     "RARE_ENDPOINT",
     "calibrated_correction",
@@ -354,6 +355,20 @@ def degenerate_fold_variance(values: np.ndarray, *, metric: str, n_pos: float,
         return 0.0
     share = float(np.mean(np.abs(v - at) < 1e-12))
     return share * random_fold_variance(metric, n_pos, n_neg) / n_folds
+
+
+def single_extra_variance(values: np.ndarray, *, metric: str, kind: str | None, n: int,
+                          n_pos: int, n_folds: int) -> float:
+    """What one backbone's calibrated interval adds to its variance: the degenerate
+    folds' test noise (:func:`degenerate_fold_variance`) for the combinations of
+    :data:`DEGENERATE_FOLD_METRICS`, else 0. ``n`` patients, ``n_pos`` of them positive
+    (or with the event), spread over ``n_folds`` test folds."""
+    key = (kind, metric)
+    if key not in DEGENERATE_FOLD_METRICS or not 0 < n_pos < n:
+        return 0.0
+    return degenerate_fold_variance(values, metric=metric, n_pos=n_pos / n_folds,
+                                    n_neg=(n - n_pos) / n_folds, n_folds=n_folds,
+                                    at=DEGENERATE_FOLD_METRICS[key])
 
 
 def is_rare(count: int) -> bool:

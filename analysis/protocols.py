@@ -55,9 +55,9 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from neurofeat.analysis.bootstrap import stratified_bootstrap_indices
-from neurofeat.analysis.paired_tests import (DEFAULT_TEST, DEGENERATE_FOLD_METRICS,
-                                             METRIC_BOUNDS, corrected_resampled_interval,
-                                             degenerate_fold_variance)
+from neurofeat.analysis.paired_tests import (DEFAULT_TEST, METRIC_BOUNDS,
+                                             corrected_resampled_interval,
+                                             single_extra_variance)
 from neurofeat.analysis.loso import LOSO_DEFAULT_TEST, loso_pooled_test
 from neurofeat.analysis.folds import (FoldPlan, derive_seed, fraction_subsample,
                                       leave_one_site_out_plan, per_site_kfold_plan,
@@ -391,13 +391,9 @@ def evaluate_probe(oof: OutOfFold, labels: np.ndarray, sites: np.ndarray, *,
                 in_site[members] = True
                 fold_ids = np.where(in_site[None], oof.plan.fold_ids, -1)
                 per_fold = score_folds(scorer, target, oof.scores, fold_ids, oof.plan.n_folds)
-                k = oof.plan.n_folds
-                extra = (degenerate_fold_variance(
-                    per_fold, metric=scorer.name, n_pos=n_pos / k,
-                    n_neg=(members.size - n_pos) / k, n_folds=k,
-                    at=DEGENERATE_FOLD_METRICS[(kind, scorer.name)])
-                    if (kind, scorer.name) in DEGENERATE_FOLD_METRICS
-                    and 0 < n_pos < members.size else 0.0)
+                extra = single_extra_variance(per_fold, metric=scorer.name, kind=kind,
+                                              n=members.size, n_pos=n_pos,
+                                              n_folds=oof.plan.n_folds)
                 cal = corrected_resampled_interval(per_fold, n_train=n_train, n_test=n_test,
                                                    level=1 - alpha, metric=scorer.name,
                                                    kind=kind, n_folds=oof.plan.n_folds,

@@ -217,9 +217,9 @@ SURVIVAL_METRICS_COLUMNS = ("site", "metric", "estimate", "ci_low", "ci_high", "
 
 def _calibrated_rows(cv, site, rows, tau, ci_level) -> list[dict]:
     """Mean per-fold Harrell/Uno C with the calibrated corrected interval: primary rows."""
-    from neurofeat.analysis.paired_tests import (DEFAULT_TEST, DEGENERATE_FOLD_METRICS,
-                                                 METRIC_BOUNDS, corrected_resampled_interval,
-                                                 degenerate_fold_variance)
+    from neurofeat.analysis.paired_tests import (DEFAULT_TEST, METRIC_BOUNDS,
+                                                 corrected_resampled_interval,
+                                                 single_extra_variance)
     from neurofeat.analysis.scoring import score_folds
     from neurofeat.analysis.survival.compare import HARRELL, UNO, survival_target
 
@@ -241,9 +241,8 @@ def _calibrated_rows(cv, site, rows, tau, ci_level) -> list[dict]:
     for scorer in (HARRELL, UNO):
         with np.errstate(invalid="ignore", divide="ignore"):
             per_fold = score_folds(scorer, target, scores, fold_ids, k)
-        extra = degenerate_fold_variance(
-            per_fold, metric=scorer.name, n_pos=events / k, n_neg=(rows.size - events) / k,
-            n_folds=k, at=DEGENERATE_FOLD_METRICS[("survival", scorer.name)])
+        extra = single_extra_variance(per_fold, metric=scorer.name, kind="survival",
+                                      n=rows.size, n_pos=events, n_folds=k)
         ci = corrected_resampled_interval(per_fold, n_train=n_train, n_test=n_test,
                                           level=ci_level, metric=scorer.name,
                                           kind="survival", n_folds=k,

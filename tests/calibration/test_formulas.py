@@ -383,3 +383,21 @@ def test_survival_interval_adds_the_degenerate_folds_variance():
     se = np.sqrt((1 / 10 + single * 20 / 80) * per_fold.var(ddof=1) + extra)
     assert row["ci_low_a"] == pytest.approx(per_fold.mean() - stats.t.ppf(0.975, 9) * se,
                                             rel=1e-10)
+
+
+def test_single_extra_variance_only_where_folds_can_be_degenerate():
+    from neurofeat.analysis.paired_tests import (degenerate_fold_variance,
+                                                 single_extra_variance)
+
+    v = np.array([0.5, 0.5, 0.62, 0.7, 0.55])
+    extra = single_extra_variance(v, metric="ba", kind="continuous", n=50, n_pos=20,
+                                  n_folds=5)
+    assert extra > 0
+    assert extra == pytest.approx(degenerate_fold_variance(v, metric="ba", n_pos=4, n_neg=6,
+                                                           n_folds=5))
+    assert single_extra_variance(v, metric="uno_c", kind="survival", n=50, n_pos=30,
+                                 n_folds=5) > 0
+    for metric, kind, n_pos in (("ba", "binary", 20), ("auc", "continuous", 20),
+                                ("ba", "continuous", 0), ("harrell_c", "survival", 50)):
+        assert single_extra_variance(v, metric=metric, kind=kind, n=50, n_pos=n_pos,
+                                     n_folds=5) == 0.0
