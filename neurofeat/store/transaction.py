@@ -56,6 +56,14 @@ JOURNAL = "journal.json"
 # Leftovers of a run whose owner died are only removed once they are this old
 # (seconds) when no lock tells whether their owner is alive.
 _TMP_GRACE_S = 600.0
+# A transaction or run that is starting creates its (empty) lock file, then locks it and
+# writes its pid into it, then makes its folder. Recovery must not take the lock between
+# the first two steps (it did, and the starter failed with "already running"): an empty
+# lock file without its folder is only a leftover once it is this old (seconds).
+_ORPHAN_LOCK_GRACE_S = 60.0
+# How long a transaction waits for its own, brand-new lock: the only other process that
+# can hold it is a recovery probing it for a moment.
+_OWN_LOCK_WAIT_S = 5.0
 # OS errors that mean "the store (or disk) cannot take this write", not a bug.
 STORAGE_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
 
@@ -169,7 +177,7 @@ class Transaction:
     def __enter__(self) -> Transaction:
         # Lock first: recovery skips a transaction whose lock is held, so it never
         # sees this folder unlocked and takes it for a dead one.
-        self._lock.acquire()
+        self._lock.acquire(_OWN_LOCK_WAIT_S)
         try:
             self.dir.mkdir(parents=True, exist_ok=False)
         except BaseException:
@@ -304,7 +312,7 @@ def run_staging_lock(staging: Path) -> StoreLock:
     """
     lock = StoreLock(staging.with_name(staging.name + ".lock"), f"writing analysis run {staging.name[4:]}")
     try:
-        return lock.acquire()
+        return lock.acquire(_OWN_LOCK_WAIT_S)
     except OSError as error:
         from neurofeat.store.layout import storage_error
 
@@ -362,6 +370,15 @@ def _old(path: Path, grace_s: float) -> bool:
         return False
 
 
+def _may_be_starting(lock_path: Path) -> bool:
+    """Whether a folderless lock file may belong to a transaction or run that is starting:
+    nobody has held it yet (it is empty) and it is young."""
+    try:
+        return lock_path.stat().st_size == 0 and not _old(lock_path, _ORPHAN_LOCK_GRACE_S)
+    except OSError:
+        return False
+
+
 def recover(root: Path, report: RecoveryReport | None = None) -> int:
     """Finish or discard transactions left by killed processes; return how many.
 
@@ -404,9 +421,10 @@ def _recover(root: Path, staging: Path, report: RecoveryReport) -> None:
                 report.discarded.append(txn.name)
         finally:
             _release(lock, unlink=not txn.exists())
-    # Lock files whose transaction folder is gone (killed between the two removals).
+    # Lock files whose transaction folder is gone (killed between the two removals), but
+    # not those of transactions that have not made their folder yet.
     for lock_path in sorted(staging.glob("txn-*.lock")):
-        if lock_path.with_suffix("").exists():
+        if lock_path.with_suffix("").exists() or _may_be_starting(lock_path):
             continue
         lock = _dead(lock_path)
         if lock is not None:
@@ -430,7 +448,7 @@ def _recover(root: Path, staging: Path, report: RecoveryReport) -> None:
             continue
         report.removed_leftovers.append(run.name)
     for lock_path in sorted(staging.glob("run-*.lock")):
-        if not lock_path.with_name(lock_path.name[: -len(".lock")]).exists():
+        if not lock_path.with_name(lock_path.name[: -len(".lock")]).exists() and not _may_be_starting(lock_path):
             lock = _dead(lock_path)
             if lock is not None:
                 _release(lock)

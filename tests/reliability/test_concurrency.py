@@ -213,11 +213,13 @@ def test_recovery_run_by_a_reader_never_touches_a_live_commit(workers, tmp_path)
         import pyarrow as pa
         from neurofeat.store import Store, write_tables
         store = Store.open({str(store.root)!r})
-        for k in range(10):
-            ids = [f"N{{k}}-{{i}}" for i in range(3)]
-            write_tables(store, {{"patients": pa.table({{"patient_id": ids, "site": ["s"] * 3}}),
-                                  "clinical": pa.table({{"patient_id": ids, "idh1": [True] * 3}})}})
-        (store.root / "writer-done").touch()
+        try:
+            for k in range(10):
+                ids = [f"N{{k}}-{{i}}" for i in range(3)]
+                write_tables(store, {{"patients": pa.table({{"patient_id": ids, "site": ["s"] * 3}}),
+                                      "clinical": pa.table({{"patient_id": ids, "idh1": [True] * 3}})}})
+        finally:  # a failed writer must end the reader's loop, not hang it
+            (store.root / "writer-done").touch()
     """)
     opener = textwrap.dedent(f"""
         from pathlib import Path

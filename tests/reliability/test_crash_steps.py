@@ -11,7 +11,9 @@ folders, no neurofeat) are checked right after the crash, before any recovery.
 
 from __future__ import annotations
 
+import os
 import shutil
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -161,7 +163,7 @@ def test_a_killed_analysis_run_is_removed_and_a_live_one_kept(template, tmp_path
     lock = transaction.run_staging_lock(live)
     live.mkdir()
     orphan = store.staging_dir / "txn-0123456789ab.lock"
-    orphan.write_text("{}")
+    orphan.write_text('{"pid": 1}')  # held once: its transaction finished or died
     empty = store.staging_dir / "pending" / "backbone=x" / "perturbation=none"
     empty.mkdir(parents=True)
     report = Store.open(root, recover=False).recover()
@@ -209,3 +211,24 @@ def test_a_replace_killed_after_moving_the_old_backbone_and_creating_the_new_fol
     (root / moves[1][1]).parent.mkdir(parents=True)  # ...and the new partition folder made: killed here
     store = Store.open(root)
     assert _committed("replace", root) is True and validate_store(store).ok
+
+
+def test_recovery_leaves_alone_the_lock_file_of_a_transaction_that_is_starting(template, tmp_path):
+    """A transaction creates its (empty) lock file, then locks it, then makes its folder.
+    A recovery that ran between the first two steps took the free, folderless lock file
+    for a leftover, locked it and deleted it, and the starting transaction failed with
+    "already running" (a flaky concurrency test showed it). An empty, young lock file
+    without its folder is now left alone; an hour-old one is a leftover."""
+    root = tmp_path / "s"
+    shutil.copytree(template, root)
+    store = Store.open(root)
+    starting = [store.staging_dir / "txn-aaaaaaaaaaaa.lock", store.staging_dir / "run-probe-starting.lock"]
+    for path in starting:
+        path.write_text("")  # created, not yet locked
+    report = Store.open(root, recover=False).recover()
+    assert all(path.exists() for path in starting) and report.removed_leftovers == []
+    for path in starting:
+        os.utime(path, (time.time() - 3600, time.time() - 3600))
+    report = Store.open(root, recover=False).recover()
+    assert not any(path.exists() for path in starting)
+    assert sorted(report.removed_leftovers) == sorted(path.name for path in starting)
