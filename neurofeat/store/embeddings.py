@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 
 import neurofeat
 from neurofeat.store.layout import Store, StoreError, storage_error
-from neurofeat.store.locks import StoreLock
+from neurofeat.store.locks import PROBE_WAIT_S, StoreLock
 from neurofeat.store.schema import EXTRACT_FAILURES_SCHEMA, embeddings_schema
 from neurofeat.store.tables import read_table
 from neurofeat.store.transaction import Transaction, write_parquet_atomic
@@ -208,7 +208,7 @@ class EmbeddingWriter:
             return self
         if self.rank == 0:
             try:
-                self._lock.acquire()
+                self._lock.acquire(PROBE_WAIT_S)
             except OSError as error:
                 raise storage_error(error, f"lock backbone '{self.backbone}' in {self.store.root}") from None
         try:

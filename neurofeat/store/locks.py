@@ -12,7 +12,12 @@ import os
 import time
 from pathlib import Path
 
-__all__ = ["StoreLock", "StoreLockedError"]
+__all__ = ["PROBE_WAIT_S", "StoreLock", "StoreLockedError"]
+
+#: How long a process about to own a lock waits out another's brief hold of it: recovery
+#: (run by every ``Store.open``) takes a free lock for a moment to learn whether its owner
+#: died, and a writer starting in that moment must not fail with "already running".
+PROBE_WAIT_S = 1.0
 
 
 class StoreLockedError(RuntimeError):

@@ -37,7 +37,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from neurofeat.store.locks import StoreLock
+from neurofeat.store.locks import PROBE_WAIT_S, StoreLock
 
 __all__ = [
     "STORAGE_ERRNOS",
@@ -61,9 +61,6 @@ _TMP_GRACE_S = 600.0
 # the first two steps (it did, and the starter failed with "already running"): an empty
 # lock file without its folder is only a leftover once it is this old (seconds).
 _ORPHAN_LOCK_GRACE_S = 60.0
-# How long a transaction waits for its own, brand-new lock: the only other process that
-# can hold it is a recovery probing it for a moment.
-_OWN_LOCK_WAIT_S = 5.0
 # OS errors that mean "the store (or disk) cannot take this write", not a bug.
 STORAGE_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
 
@@ -177,7 +174,7 @@ class Transaction:
     def __enter__(self) -> Transaction:
         # Lock first: recovery skips a transaction whose lock is held, so it never
         # sees this folder unlocked and takes it for a dead one.
-        self._lock.acquire(_OWN_LOCK_WAIT_S)
+        self._lock.acquire(PROBE_WAIT_S)
         try:
             self.dir.mkdir(parents=True, exist_ok=False)
         except BaseException:
@@ -312,7 +309,7 @@ def run_staging_lock(staging: Path) -> StoreLock:
     """
     lock = StoreLock(staging.with_name(staging.name + ".lock"), f"writing analysis run {staging.name[4:]}")
     try:
-        return lock.acquire(_OWN_LOCK_WAIT_S)
+        return lock.acquire(PROBE_WAIT_S)
     except OSError as error:
         from neurofeat.store.layout import storage_error
 

@@ -16,6 +16,7 @@ from neurofeat.store import (
     EmbeddingWriter,
     Store,
     StoreError,
+    StoreLock,
     StoreLockedError,
     append_embeddings,
     connect,
@@ -170,6 +171,21 @@ def test_concurrent_writer_of_the_same_backbone_is_refused(store, ids):
             EmbeddingWriter(store, "dino", checkpoint_sha256=CKPT_A, preprocess_sha256=PRE).open()
         # another backbone is fine
         EmbeddingWriter(store, "mae", checkpoint_sha256=CKPT_A, preprocess_sha256=PRE).open()._lock.release()
+
+
+def test_a_writer_waits_out_a_recovery_probing_its_lock(store, ids):
+    """Every Store.open's recovery takes a free backbone lock for a moment to learn
+    whether its writer died; a writer starting in that moment waits it out instead of
+    failing with "already running"."""
+    import threading
+
+    probe = StoreLock(store.locks_dir / "embeddings-dino.lock", "recovery").acquire()
+    threading.Timer(0.2, probe.release).start()
+    writer = EmbeddingWriter(store, "dino", checkpoint_sha256=CKPT_A, preprocess_sha256=PRE).open()
+    assert writer._lock.held and not probe.held
+    writer.write_batch(ids[:3], np.ones((3, 4)))
+    writer.commit()
+    assert committed_rows(store, "dino") == 3
 
 
 def test_failures_are_recorded(store, ids):
