@@ -68,7 +68,7 @@ rejections of a true null), but too small for the AUC (10-11 %) and the c-index
 training sets than the heuristic assumes, and how much depends on the probe. The
 default multiplies the ``n_test/n_train`` term by a factor calibrated per task kind and
 metric (:data:`~neurofeat.analysis.paired_tests.CALIBRATED_CORRECTION`: binary AUC 1.75,
-BA 1.15; continuous AUC 1.2, BA 1.4, Spearman 1.5, MAE 1.0; c-index 2.0) and keeps
+BA 1.15; continuous AUC 1.2, BA 1.4, Spearman 1.5, MAE 1.0; c-index 2.3) and keeps
 ``J - 1`` df, whose precision matched the simulated spread of ``s^2``. A factor must
 hold under every null, so each is the larger of what the exact null (no signal) and
 two equally informative backbones need: with the default probes the two differ (the
