@@ -58,3 +58,44 @@ def test_needed_factors_recover_a_known_factor(tmp_path):
     assert pooled["c_low"] < 1.6 < pooled["c_high"], pooled
     # a wrong factor is detected: twice the data-set variance is outside the interval
     assert not pair["c_low"] < 3.2 < pair["c_high"]
+
+
+def test_needed_factors_report_the_share_of_tied_folds(tmp_path):
+    """``tied``: folds in which both sides sit exactly at 0.5 (both probes collapsed)."""
+    rng = np.random.default_rng(1)
+    folds = []
+    for rep in range(40):
+        a = 0.5 + rng.normal(0, 0.05, size=(5, 5))
+        b = 0.5 + rng.normal(0, 0.05, size=(5, 5))
+        a[0, :] = b[0, :] = 0.5            # 5 of 25 folds tied
+        a[1, 0] = 0.5                      # one side at 0.5 only: not tied
+        folds.append({"rep": rep, "metric": "ba", "pooled": False, "a": a, "b": b,
+                      "n_train": 96.0})
+    with open(tmp_path / "tied_null.pkl", "wb") as fh:
+        pickle.dump({"spec": "tied null", "n_splits": 5, "n_repeats": 5, "folds": folds}, fh)
+    row = _harness().needed_factors(tmp_path, n_boot=5).iloc[0]
+    assert row["tied"] == pytest.approx(5 / 25)
+
+
+@pytest.mark.parametrize("m", [2, 3, 10, 18, 24])
+def test_tied_folds_cap_the_fold_t_statistic(m):
+    """The bound the harness's docstring states: with m of J fold differences non-zero,
+    |t| = |mean| / (s / sqrt(J)) <= sqrt(m (J - 1) / (J - m)), reached when the m are
+    equal; so at 5 x 5 CV and the c-index factor 2.3 fewer than 19 untied folds can never
+    give p < 0.05."""
+    from scipy import special
+
+    j = 25
+    bound = np.sqrt(m * (j - 1) / (j - m))
+    rng = np.random.default_rng(m)
+    for _ in range(2000):
+        d = np.zeros(j)
+        d[:m] = rng.normal(rng.normal(), rng.uniform(0.01, 2), size=m)
+        t = d.mean() / (d.std(ddof=1) / np.sqrt(j))
+        assert abs(t) <= bound + 1e-9
+    d = np.zeros(j)
+    d[:m] = 0.3
+    assert d.mean() / (d.std(ddof=1) / np.sqrt(j)) == pytest.approx(bound)
+    # the calibrated t divides the fold t by sqrt(1 + c J / (k - 1)) (k = 5 folds)
+    critical = special.stdtrit(j - 1, 0.975) * np.sqrt(1 + 2.3 * j / 4)
+    assert (bound > critical) == (m >= 19)
