@@ -112,8 +112,9 @@ DIFF_SIGNALS = (0.9, 0.5)
 #: A weaker equal signal (expected AUC about 0.55 at n = 120): between the exact null,
 #: where the inner-CV probes shrink to a constant, and EQUAL_SIGNAL.
 WEAK_SIGNAL = 0.3
-#: Between WEAK_SIGNAL and EQUAL_SIGNAL for survival at n = 120 (expected C about 0.55): a
-#: check that no signal between the two needs a larger c-index factor than they do.
+#: Between WEAK_SIGNAL and EQUAL_SIGNAL for survival at n = 120 and n = 300 (expected C
+#: about 0.55 at n = 120): a check that no signal between the two needs a larger c-index
+#: factor than they do.
 MID_SIGNAL = 0.45
 #: Below WEAK_SIGNAL for survival at n = 300 (expected C about 0.52), where WEAK_SIGNAL
 #: needed the largest c-index factor of the grid: a check that a signal nearer the exact
@@ -154,7 +155,10 @@ def all_specs() -> list[Spec]:
     for base in (kinds[3], kinds[4]):
         specs.append(Spec(replace(base, n=300, d=16), "equal", WEAK_SIGNAL, WEAK_SIGNAL))
     specs.append(Spec(replace(kinds[4], n=120, d=16), "equal", MID_SIGNAL, MID_SIGNAL))
-    specs.append(Spec(replace(kinds[4], n=300, d=16), "equal", FAINT_SIGNAL, FAINT_SIGNAL))
+    # survival at n = 300: the c-index's need peaks between the exact null and
+    # EQUAL_SIGNAL, so the grid brackets WEAK_SIGNAL from both sides
+    for signal in (FAINT_SIGNAL, MID_SIGNAL):
+        specs.append(Spec(replace(kinds[4], n=300, d=16), "equal", signal, signal))
     # a rare survival endpoint (about 24 events at n = 120: fewer than RARE_ENDPOINT)
     rare_survival = replace(kinds[4], event_rate=0.2, n=120, d=16)
     specs.append(Spec(rare_survival, "null"))
