@@ -395,6 +395,8 @@ def summarise(spec: Spec, rows: pd.DataFrame, true: dict) -> pd.DataFrame:
                         "mcse": se})
             if not pooled and metric in true["A"]:
                 ta, tb = true["A"][metric], true["B"][metric]
+                if spec.signal_a == spec.signal_b and not spec.sim.site_prefix:
+                    ta = tb = 0.5 * (ta + tb)   # the same population: average the estimates
                 cov_a = (g["ci_low_a"] <= ta) & (ta <= g["ci_high_a"])
                 cov_b = (g["ci_low_b"] <= tb) & (tb <= g["ci_high_b"])
                 r, se = _rate(pd.concat([cov_a, cov_b]), pd.concat([g["rep"], g["rep"]]))

@@ -49,7 +49,9 @@ def _expected_ba() -> float:
         out = expected_performance(SETTING, {"A": SIGNAL}, fit_predict, {"ba": ba},
                                    n_train=96, n_draws=100, n_test=5000, seed=7)
     mean, mcse = out["A"]["ba"]
-    assert mcse < 0.003, mcse
+    # fresh test sets per draw: the standard error includes their sampling error (0.0034
+    # here), small against the interval's half-width (about 0.06)
+    assert mcse < 0.005, mcse
     return mean
 
 
