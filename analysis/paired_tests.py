@@ -56,6 +56,7 @@ __all__ = [
     "CALIBRATED_CORRECTION_SMALL",
     "SMALL_SAMPLE_N_TRAIN",
     "DEGENERATE_FOLD_METRICS",
+    "degenerate_folds",
     "degenerate_fold_variance",
     "random_fold_variance",
     "single_extra_variance",
@@ -342,6 +343,12 @@ def random_fold_variance(metric: str, n_pos: float, n_neg: float) -> float:
     return (n_pos + n_neg + 1.0) / (12.0 * n_pos * n_neg)
 
 
+def degenerate_folds(values: np.ndarray, at: float = 0.5) -> np.ndarray:
+    """Mask of the folds whose value is exactly ``at``: a probe collapsed to a constant
+    (see :data:`DEGENERATE_FOLD_METRICS`)."""
+    return np.abs(np.asarray(values, dtype=float) - at) < 1e-12
+
+
 def degenerate_fold_variance(values: np.ndarray, *, metric: str, n_pos: float,
                              n_neg: float, n_folds: int, at: float = 0.5) -> float:
     """Variance a mean of per-fold values lacks because some folds are degenerate.
@@ -363,7 +370,7 @@ def degenerate_fold_variance(values: np.ndarray, *, metric: str, n_pos: float,
     v = v[np.isfinite(v)]
     if v.size == 0:
         return 0.0
-    share = float(np.mean(np.abs(v - at) < 1e-12))
+    share = float(np.mean(degenerate_folds(v, at)))
     return share * random_fold_variance(metric, n_pos, n_neg) / n_folds
 
 

@@ -507,6 +507,8 @@ def needed_factors(dump_dir: Path, n_boot: int = 200, seed: int = 0) -> pd.DataF
     """
     import pickle
 
+    from neurofeat.analysis.paired_tests import degenerate_folds
+
     rng = np.random.default_rng(seed)
     out = []
     for path in sorted(Path(dump_dir).glob("*null.pkl")):
@@ -520,8 +522,8 @@ def needed_factors(dump_dir: Path, n_boot: int = 200, seed: int = 0) -> pd.DataF
                 if len(recs) < 20:
                     continue
                 diffs = np.array([r["a"] - r["b"] for r in recs]).reshape(len(recs), -1)
-                tied = np.array([(np.abs(np.ravel(r["a"]) - 0.5) < 1e-12)
-                                 & (np.abs(np.ravel(r["b"]) - 0.5) < 1e-12) for r in recs])
+                tied = np.array([degenerate_folds(np.ravel(r["a"]))
+                                 & degenerate_folds(np.ravel(r["b"])) for r in recs])
                 reps = np.array([r["rep"] for r in recs])
                 ok = np.isfinite(diffs).all(axis=1)
                 diffs, reps, tied = diffs[ok], reps[ok], tied[ok]
