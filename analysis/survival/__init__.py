@@ -21,6 +21,7 @@ plots           KM figures (censoring ticks, numbers at risk, log-rank p)
 from neurofeat.analysis.survival.concordance import (
     ConcordancePairs,
     bootstrap_concordance,
+    concordance_null_variance,
     concordance_pairs,
     default_tau,
     harrell_c,
@@ -79,6 +80,7 @@ __all__ = [
     "bootstrap_concordance",
     "check_min_patients",
     "check_survival_data",
+    "concordance_null_variance",
     "concordance_pairs",
     "cross_validated_risk",
     "default_tau",

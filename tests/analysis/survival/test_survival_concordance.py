@@ -190,3 +190,50 @@ def test_jackknife_rows_equal_leave_one_out():
 def test_uno_tau_without_events_is_refused():
     with pytest.raises(SurvivalDataError, match=r"no event before the truncation time tau=1"):
         uno_c([2.0, 3.0, 4.0], [1, 1, 0], [0.1, 0.2, 0.3], tau=1.0)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_null_variance_equals_enumeration_over_all_score_orders(seed):
+    """Under risk scores unrelated to the outcome every ordering of m patients is
+    equally likely: the variance over all m! orderings, scored by scikit-survival (Harrell;
+    Uno's IPCW C with the same censoring data), is the exact value."""
+    import itertools
+
+    from sksurv.metrics import concordance_index_censored, concordance_index_ipcw
+    from sksurv.util import Surv
+
+    from neurofeat.analysis.survival import concordance_null_variance
+
+    rng = np.random.default_rng(seed)
+    m = 7
+    time = rng.permutation(np.arange(1.0, m + 1) * 3.0)  # distinct times
+    event = rng.random(m) < 0.6
+    event[np.argmin(time)] = True
+    tau = float(time.max())  # every event but one at the last time counts
+    pairs = concordance_pairs(time, event, tau=tau)
+    y = Surv.from_arrays(event, time)
+    harrell, uno = [], []
+    for order in itertools.permutations(range(m)):
+        risk = np.asarray(order, dtype=float)
+        harrell.append(concordance_index_censored(event, time, risk)[0])
+        uno.append(concordance_index_ipcw(y, y, risk, tau=tau)[0])
+    assert concordance_null_variance(pairs.comparable, np.ones(m)) == pytest.approx(
+        np.var(harrell), rel=1e-10)
+    # no censoring tied with an event: sksurv's G(T) equals the left limit G(T-)
+    assert concordance_null_variance(pairs.comparable, pairs.uno_weight) == pytest.approx(
+        np.var(uno), rel=1e-10)
+
+
+def test_null_variance_is_mann_whitney_when_events_precede_censorings():
+    from neurofeat.analysis.survival import concordance_null_variance
+
+    n_events, n_censored = 9, 14
+    # every event at one time (tied events are not comparable), every censoring later:
+    # the comparable pairs are exactly the events x censorings of a Mann-Whitney AUC
+    time = np.concatenate([np.ones(n_events), np.arange(2.0, n_censored + 2)])
+    event = np.arange(time.size) < n_events
+    pairs = concordance_pairs(time, event, tau=float(time.max()))
+    n = n_events + n_censored
+    assert concordance_null_variance(pairs.comparable, np.ones(n)) == pytest.approx(
+        (n + 1) / (12 * n_events * n_censored), rel=1e-12)
+    assert np.isnan(concordance_null_variance(np.zeros((3, 3), bool), np.ones(3)))
