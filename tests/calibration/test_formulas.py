@@ -321,12 +321,15 @@ def test_random_fold_variance_matches_simulation():
     """The test noise a degenerate fold lacks: the variance of a fold's BA (random 50/50
     predictions) and AUC (unrelated scores) by Monte Carlo on fixed labels (vectorised,
     checked against sklearn on the first draws); for Harrell's C (scikit-survival) the
-    Mann-Whitney variance is an approximation of the right size."""
+    Mann-Whitney variance is an approximation of the right size, and the exact null
+    variance of the fold (concordance_null_variance) matches the simulation."""
     from scipy.stats import rankdata
     from sklearn.metrics import balanced_accuracy_score, roc_auc_score
     from sksurv.metrics import concordance_index_censored
 
     from neurofeat.analysis.paired_tests import random_fold_variance
+    from neurofeat.analysis.survival.concordance import (concordance_null_variance,
+                                                         concordance_pairs)
 
     rng = np.random.default_rng(11)
     y = np.r_[np.ones(9, bool), np.zeros(15, bool)]
@@ -346,6 +349,10 @@ def test_random_fold_variance_matches_simulation():
         c = [concordance_index_censored(event, time, rng.random(24))[0] for _ in range(1000)]
         ratio = np.var(c) / random_fold_variance("harrell_c", n_events, 24 - n_events)
         assert 0.4 < ratio < 1.4, (n_events, ratio)
+        # the exact null variance (the fold's pair structure) is what the simulation sees
+        exact = concordance_null_variance(concordance_pairs(time, event).comparable,
+                                          np.ones(24))
+        assert np.var(c) == pytest.approx(exact, rel=0.15)
 
 
 def test_survival_interval_adds_the_degenerate_folds_variance():
