@@ -490,7 +490,9 @@ def _factor_at_level(diffs: np.ndarray, k: int) -> float:
 def needed_factors(dump_dir: Path, n_boot: int = 200, seed: int = 0) -> pd.DataFrame:
     """How :data:`~neurofeat.analysis.paired_tests.CALIBRATED_CORRECTION` was derived.
 
-    For every null-setting dump (``--dump-folds``): the variance over replications of the
+    For every dump of a setting whose difference is null (``--dump-folds`` of an exact
+    null, or of the same signal in both families; not ``diff``, nor the ``.truth.pkl``
+    files): the variance over replications of the
     mean of the R x k per-fold differences, divided by the mean within-replication
     variance of those fold values, is the factor the corrected variance
     ``(1/J + c n_test/n_train) s^2`` must reach; ``c`` solves it. ``c_5`` is the factor at
@@ -511,9 +513,13 @@ def needed_factors(dump_dir: Path, n_boot: int = 200, seed: int = 0) -> pd.DataF
 
     rng = np.random.default_rng(seed)
     out = []
-    for path in sorted(Path(dump_dir).glob("*null.pkl")):
+    for path in sorted(Path(dump_dir).glob("*.pkl")):
+        if path.name.endswith(".truth.pkl"):
+            continue
         with open(path, "rb") as fh:
             dump = pickle.load(fh)
+        if re.search(r" diff$", dump["spec"]):  # a planted difference: not a null
+            continue
         k = dump["n_splits"]
         for metric in sorted({r["metric"] for r in dump["folds"]}):
             for pooled in (False, True):
@@ -578,7 +584,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
                         help=f"{', '.join(QUICK)} with 40 replications, fast probe, 5x2 CV")
     parser.add_argument("--list", action="store_true")
     parser.add_argument("--needed-factors", type=Path, default=None, metavar="DUMP_DIR",
-                        help="print the correction factor each dumped null setting needs")
+                        help="print the correction factor each dumped null (or equal-signal) setting needs")
     parser.add_argument("--out", type=Path, default=None, help="append the table to a CSV")
     parser.add_argument("--dump-folds", type=Path, default=None,
                         help="folder: per-fold metrics of every replication (pickle per "

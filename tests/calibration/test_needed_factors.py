@@ -99,3 +99,19 @@ def test_tied_folds_cap_the_fold_t_statistic(m):
     # the calibrated t divides the fold t by sqrt(1 + c J / (k - 1)) (k = 5 folds)
     critical = special.stdtrit(j - 1, 0.975) * np.sqrt(1 + 2.3 * j / 4)
     assert (bound > critical) == (m >= 19)
+
+
+def test_needed_factors_read_equal_signal_dumps_but_not_planted_differences(tmp_path):
+    """The same signal in both families is a null for the difference (its dump counts);
+    a planted difference and the truth files next to the dumps do not."""
+    rng = np.random.default_rng(2)
+    for name in ("s equal", "s equal signal=0.3", "s diff"):
+        folds = [{"rep": rep, "metric": "auc", "pooled": False,
+                  "a": 0.6 + rng.normal(0, 0.05, size=(5, 5)), "b": np.full((5, 5), 0.6),
+                  "n_train": 96.0} for rep in range(25)]
+        with open(tmp_path / (name.replace(" ", "_") + ".pkl"), "wb") as fh:
+            pickle.dump({"spec": name, "n_splits": 5, "n_repeats": 5, "folds": folds}, fh)
+    with open(tmp_path / "s_equal.truth.pkl", "wb") as fh:
+        pickle.dump({"A": {"auc": 0.6}, "B": {"auc": 0.6}}, fh)
+    table = _harness().needed_factors(tmp_path, n_boot=5)
+    assert sorted(table["setting"]) == ["s equal", "s equal signal=0.3"]
