@@ -47,7 +47,7 @@ settings) at 200 replications with the fast probe is therefore about 10 CPU hour
 machine or run the settings of interest with ``--only``. ``--quick`` runs 3 settings x
 40 replications (a few minutes). ``--dump-folds`` keeps every replication's per-fold
 metrics so that other tests can be evaluated offline; ``--needed-factors`` turns the
-null dumps into the correction factors of ``CALIBRATED_CORRECTION`` (with bootstrap
+null and equal-signal dumps into the correction factors of ``CALIBRATED_CORRECTION`` (with bootstrap
 intervals over replications); ``--first-rep`` starts the replication index later, for
 fresh cohorts.
 
@@ -584,7 +584,8 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
                         help=f"{', '.join(QUICK)} with 40 replications, fast probe, 5x2 CV")
     parser.add_argument("--list", action="store_true")
     parser.add_argument("--needed-factors", type=Path, default=None, metavar="DUMP_DIR",
-                        help="print the correction factor each dumped null (or equal-signal) setting needs")
+                        help="print the correction factor each dumped null (or "
+                             "equal-signal) setting needs")
     parser.add_argument("--out", type=Path, default=None, help="append the table to a CSV")
     parser.add_argument("--dump-folds", type=Path, default=None,
                         help="folder: per-fold metrics of every replication (pickle per "
