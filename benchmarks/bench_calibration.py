@@ -39,17 +39,18 @@ family only: an exact null whose sides are not exchangeable.
 Cost: a replication of 4 + 4 backbones at 5 x 5 CV takes about 0.35-0.45 CPU-s (fast
 probe, binary, n = 120, d = 16), about 1 CPU-s (survival; 2 CPU-s with the default 99
 log-rank permutations of a1 and b1: 600 null replications took 26 min wall at nice 19
-on the shared machine), 2-3 s with the default
-probe's inner CV, more at d = 512 / n = 300. 1,000 replications of one binary setting
-took 16-40 min wall on the shared 2-core machine (load 8-18, nice 10, 2-3 workers). The full grid (``--list``: 110
-settings) at 200 replications with the fast probe is therefore about 10 CPU hours
-(``--workers 2``: ~5 h); at the 1,000 replications the claims need, plan a dedicated
-machine or run the settings of interest with ``--only``. ``--quick`` runs 3 settings x
-40 replications (a few minutes). ``--dump-folds`` keeps every replication's per-fold
-metrics so that other tests can be evaluated offline; ``--needed-factors`` turns the
-null and equal-signal dumps into the correction factors of ``CALIBRATED_CORRECTION`` (with bootstrap
-intervals over replications); ``--first-rep`` starts the replication index later, for
-fresh cohorts.
+on the shared machine), 2-3 s with the default probe's inner CV, more at d = 512 /
+n = 300 (survival, default coxnet, 5 x 5 CV: 600 replications at n = 120 took 7 min
+wall with ``--workers 2``). 1,000 replications of one binary setting took 16-40 min
+wall on the shared 2-core machine (load 8-18, nice 10, 2-3 workers). The full grid
+(``--list``: 112 settings) at 200 replications with the fast probe is therefore about 10
+CPU hours (``--workers 2``: ~5 h); at the 1,000 replications the claims need, plan a
+dedicated machine or run the settings of interest with ``--only``. ``--quick`` runs 3
+settings x 40 replications (a few minutes). ``--dump-folds`` keeps every replication's
+per-fold metrics so that other tests can be evaluated offline; ``--needed-factors``
+turns the null and equal-signal dumps into the correction factors of
+``CALIBRATED_CORRECTION`` (with bootstrap intervals over replications); ``--first-rep``
+starts the replication index later, for fresh cohorts.
 
 Examples
 --------
