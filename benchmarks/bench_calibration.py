@@ -286,7 +286,10 @@ def truth(spec: Spec, *, probe: str, n_splits: int, n_draws: int, n_test: int,
     n_train = int(round(spec.sim.n * (n_splits - 1) / n_splits))
     if spec.scenario == "null":
         return {"A": {}, "B": {}}
-    signals = {"A": spec.signal_a, "B": spec.signal_b}
+    # each side as its first backbone, so that a site_prefix ('a') reaches it as in the
+    # cohorts; returned under "A" / "B"
+    sides = {A_NAMES[0]: "A", B_NAMES[0]: "B"}
+    signals = {A_NAMES[0]: spec.signal_a, B_NAMES[0]: spec.signal_b}
     kwargs = _model_kwargs(kind, probe)
 
     def ba(labels, pred):
@@ -341,8 +344,8 @@ def truth(spec: Spec, *, probe: str, n_splits: int, n_draws: int, n_test: int,
         warnings.simplefilter("ignore")
         out = expected_performance(spec.sim, signals, fit_predict, metrics, n_train=n_train,
                                    n_draws=n_draws, n_test=n_test, seed=seed)
-    return {side: {m: v[0] for m, v in per.items()} for side, per in out.items()} | {
-        "mcse": {f"{side}:{m}": v[1] for side, per in out.items() for m, v in per.items()}}
+    return {sides[b]: {m: v[0] for m, v in per.items()} for b, per in out.items()} | {
+        "mcse": {f"{sides[b]}:{m}": v[1] for b, per in out.items() for m, v in per.items()}}
 
 
 def _rate(indicator: pd.Series, reps: pd.Series) -> tuple[float, float]:
