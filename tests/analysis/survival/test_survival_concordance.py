@@ -205,7 +205,7 @@ def test_null_variance_equals_enumeration_over_all_score_orders(seed):
     from neurofeat.analysis.survival import concordance_null_variance
 
     rng = np.random.default_rng(seed)
-    m = 7
+    m = 6
     time = rng.permutation(np.arange(1.0, m + 1) * 3.0)  # distinct times
     event = rng.random(m) < 0.6
     event[np.argmin(time)] = True
