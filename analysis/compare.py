@@ -78,7 +78,7 @@ Sparse test folds (fewer than 4 minority patients per fold) raise the binary AUC
 2.1 (:data:`~neurofeat.analysis.paired_tests.CALIBRATED_CORRECTION_SPARSE`); one
 backbone's interval uses
 :data:`~neurofeat.analysis.paired_tests.CALIBRATED_CORRECTION_SINGLE` where it needs
-its own (continuous BA 1.1, c-index 1.5, each plus the test noise of its degenerate
+its own (continuous BA 1.1, c-index 1.65, each plus the test noise of its degenerate
 folds, where a constant prediction scores exactly 0.5:
 :func:`~neurofeat.analysis.paired_tests.degenerate_fold_variance`); binary tasks with
 fewer than 96

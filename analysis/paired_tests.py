@@ -237,10 +237,21 @@ CALIBRATED_CORRECTION_SPARSE: dict[tuple[str, str], float] = {("binary", "auc"):
 #: the term pays for the estimate's shortfall (those folds score 0.5: cohorts with 8 or
 #: more such folds averaged C 0.48 against the expected 0.58), not for test noise, so it
 #: is kept as measured.
+#:
+#: The c-index factor was then raised from 1.5 to 1.65, measured against the expected C
+#: with a fresh test set per training draw (the harness's refined truth) on fresh
+#: cohorts (replications 7,000+, 400-600 each, Harrell / Uno): at n = 300 with an
+#: intermediate equal signal (expected C 0.578) 1.5 covered 92.9 / 93.3 % (an earlier run
+#: 92.9 / 92.4 %), below the band, and 1.65 covers 93.7 / 94.2 %. Elsewhere 1.65 (1.5):
+#: n = 120 equal signal 95.0 / 95.3 (93.8 / 94.2), intermediate 96.6 / 96.5
+#: (96.0 / 95.9), weaker 97.7 / 97.8 (97.3 / 97.3); n = 80 96.6 / 96.5 (96.0 / 95.9);
+#: 20 % events 96.5 / 97.5 (96.0 / 97.0); n = 300 weak 96.2 / 96.2 (95.7 / 95.4),
+#: fainter 97.0 / 97.1 (96.5 / 96.7). No factor puts every setting inside 93-97 %; 1.65
+#: keeps every one at or above 93 % and leaves the weaker signals slightly wide.
 CALIBRATED_CORRECTION_SINGLE: dict[tuple[str, str], float] = {
     ("continuous", "ba"): 1.1, ("continuous", "sensitivity"): 2.5,
     ("continuous", "specificity"): 2.5,
-    ("survival", "harrell_c"): 1.5, ("survival", "uno_c"): 1.5,
+    ("survival", "harrell_c"): 1.65, ("survival", "uno_c"): 1.65,
 }
 
 
