@@ -372,9 +372,11 @@ def concordance_null_variance(comparable: np.ndarray, weight: np.ndarray) -> flo
     non-event, unit weights) this is the Mann-Whitney null variance
     ``(n + 1) / (12 n_1 n_0)``; Harrell's C of censored data compares events with later
     events too, and its variance is then smaller (about 0.55 of the Mann-Whitney value
-    on 60 % events). Used for the test noise that a fold scored by a constant risk
-    (a Cox model at the null model, C = 0.5 exactly) does not show
-    (:func:`neurofeat.analysis.paired_tests.degenerate_fold_variance`).
+    on 60 % events). It is the exact test noise that a fold scored by a constant risk (a
+    Cox model at the null model, C = 0.5 exactly) does not show; the one-backbone
+    interval adds the Mann-Whitney value instead, by measurement
+    (:func:`neurofeat.analysis.paired_tests.degenerate_fold_variance`,
+    :data:`neurofeat.analysis.paired_tests.CALIBRATED_CORRECTION_SINGLE`).
 
     Parameters
     ----------
@@ -402,6 +404,7 @@ def concordance_null_variance(comparable: np.ndarray, weight: np.ndarray) -> flo
         return float("nan")
     out_w, in_w = v.sum(axis=1), v.sum(axis=0)
     squares = v * v
-    same_role = (out_w ** 2 - squares.sum(axis=1)).sum() + (in_w ** 2 - squares.sum(axis=0)).sum()
+    same_role = ((out_w ** 2 - squares.sum(axis=1)).sum()
+                 + (in_w ** 2 - squares.sum(axis=0)).sum())
     var_sum = squares.sum() / 4.0 + (same_role - 2.0 * float(out_w @ in_w)) / 12.0
     return float(var_sum / total ** 2)
