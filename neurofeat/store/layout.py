@@ -97,30 +97,33 @@ class Store:
             # Hidden entries are ours (.staging, the temporary file of a store.json
             # whose first write failed): they do not make the folder someone else's.
             if root.exists() and any(p for p in root.iterdir() if not p.name.startswith(".")):
-                raise StoreError(
-                    f"{root} exists, is not empty and is not a neurofeat store (no store.json); "
-                    "choose an empty or new directory."
-                )
-            info = {
-                "format_version": FORMAT_VERSION,
-                "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                "neurofeat_version": neurofeat.__version__,
-            }
-            try:
-                root.mkdir(parents=True, exist_ok=True)
-                atomic_write_bytes(marker, json.dumps(info, indent=2).encode())
-            except OSError as error:
-                raise storage_error(error, f"create the store at {root}") from None
-        else:
-            try:
-                info = json.loads(marker.read_text())
-            except ValueError as error:
-                raise StoreError(f"{marker} is not valid JSON ({error}); the store is damaged.") from None
-            if info.get("format_version", 0) > FORMAT_VERSION:
-                raise StoreError(
-                    f"{root} has store format {info['format_version']}, newer than this neurofeat "
-                    f"({neurofeat.__version__}) reads ({FORMAT_VERSION}); upgrade neurofeat."
-                )
+                # re-checked: a concurrent create may have written store.json (and then its
+                # first tables) since the check above; the folder is then a store
+                if not marker.exists():
+                    raise StoreError(
+                        f"{root} exists, is not empty and is not a neurofeat store (no store.json); "
+                        "choose an empty or new directory."
+                    )
+            else:
+                info = {
+                    "format_version": FORMAT_VERSION,
+                    "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                    "neurofeat_version": neurofeat.__version__,
+                }
+                try:
+                    root.mkdir(parents=True, exist_ok=True)
+                    atomic_write_bytes(marker, json.dumps(info, indent=2).encode())
+                except OSError as error:
+                    raise storage_error(error, f"create the store at {root}") from None
+        try:
+            info = json.loads(marker.read_text())
+        except ValueError as error:
+            raise StoreError(f"{marker} is not valid JSON ({error}); the store is damaged.") from None
+        if info.get("format_version", 0) > FORMAT_VERSION:
+            raise StoreError(
+                f"{root} has store format {info['format_version']}, newer than this neurofeat "
+                f"({neurofeat.__version__}) reads ({FORMAT_VERSION}); upgrade neurofeat."
+            )
         store = cls(root)
         if recover:
             _recover(root)

@@ -22,6 +22,28 @@ def test_create_refuses_a_non_empty_foreign_directory(tmp_path):
         Store.open(tmp_path, create=True)
 
 
+def test_create_opens_a_store_that_a_concurrent_create_finished_meanwhile(tmp_path, monkeypatch):
+    """Two processes creating one store: the second saw no store.json, then finds the
+    folder filled by the first (store.json and its tables). It opens that store; it
+    does not call it someone else's folder (a race seen in the concurrency tests)."""
+    from pathlib import Path
+
+    root = tmp_path / "S"
+    root.mkdir()
+    iterdir = Path.iterdir
+
+    def concurrent_create(self):
+        if self == root.absolute() and not (root / "store.json").exists():
+            (root / "store.json").write_text(json.dumps({"format_version": 1}))
+            (root / "tables").mkdir()
+        return iterdir(self)
+
+    monkeypatch.setattr(Path, "iterdir", concurrent_create)
+    store = Store.open(root, create=True)
+    assert store.root == root.absolute()
+    assert json.loads((root / "store.json").read_text()) == {"format_version": 1}
+
+
 def test_store_json_records_version(tmp_path):
     store = Store.open(tmp_path / "s", create=True)
     info = json.loads((store.root / "store.json").read_text())
