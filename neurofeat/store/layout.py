@@ -55,6 +55,35 @@ def resolve_store_path(path: str | os.PathLike | None = None) -> Path:
     return Path(os.environ.get("NEUROFEAT_STORE") or DEFAULT_STORE)
 
 
+def _create_marker(root: Path, marker: Path) -> None:
+    """Make ``root`` a new, empty store by writing its ``store.json``.
+
+    A folder holding anything but hidden entries (ours: .staging, the temporary file of
+    a store.json whose first write failed) is someone else's and is refused, unless
+    ``store.json`` has appeared meanwhile: a concurrent create wrote it (and then its
+    first tables) after the caller found none, and the folder is that store.
+    """
+    if root.exists() and not root.is_dir():
+        raise StoreError(f"{root} is a file, not a folder; pass a folder for the store.")
+    if root.exists() and any(p for p in root.iterdir() if not p.name.startswith(".")):
+        if marker.exists():
+            return
+        raise StoreError(
+            f"{root} exists, is not empty and is not a neurofeat store (no store.json); "
+            "choose an empty or new directory."
+        )
+    info = {
+        "format_version": FORMAT_VERSION,
+        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "neurofeat_version": neurofeat.__version__,
+    }
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(marker, json.dumps(info, indent=2).encode())
+    except OSError as error:
+        raise storage_error(error, f"create the store at {root}") from None
+
+
 @dataclass(frozen=True)
 class Store:
     """A neurofeat store: a directory of Hive-partitioned Parquet (DESIGN.md section 3).
@@ -92,29 +121,7 @@ class Store:
                     f"no neurofeat store at {root} (no store.json). Create one with "
                     f"`neurofeat ingest --store {root} ...`, or pass --store / set NEUROFEAT_STORE."
                 )
-            if root.exists() and not root.is_dir():
-                raise StoreError(f"{root} is a file, not a folder; pass a folder for the store.")
-            # Hidden entries are ours (.staging, the temporary file of a store.json
-            # whose first write failed): they do not make the folder someone else's.
-            if root.exists() and any(p for p in root.iterdir() if not p.name.startswith(".")):
-                # re-checked: a concurrent create may have written store.json (and then its
-                # first tables) since the check above; the folder is then a store
-                if not marker.exists():
-                    raise StoreError(
-                        f"{root} exists, is not empty and is not a neurofeat store (no store.json); "
-                        "choose an empty or new directory."
-                    )
-            else:
-                info = {
-                    "format_version": FORMAT_VERSION,
-                    "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                    "neurofeat_version": neurofeat.__version__,
-                }
-                try:
-                    root.mkdir(parents=True, exist_ok=True)
-                    atomic_write_bytes(marker, json.dumps(info, indent=2).encode())
-                except OSError as error:
-                    raise storage_error(error, f"create the store at {root}") from None
+            _create_marker(root, marker)
         try:
             info = json.loads(marker.read_text())
         except ValueError as error:
