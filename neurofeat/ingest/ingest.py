@@ -197,16 +197,16 @@ def _refuse(problems: Sequence[Problem], store_root: Path, stage: str) -> Ingest
 
 def _stored_ids(store_root: Path) -> tuple[Any, set[str]]:
     """Open the store if it exists (never creating it) and list its patients."""
-    from neurofeat.store import Store, read_table
+    from neurofeat.store import Store, StoreError, read_table
+    from neurofeat.store.layout import refuse_foreign_folder
 
     if not (store_root / "store.json").exists():
-        if store_root.exists() and not store_root.is_dir():
-            raise IngestError(f"--store {store_root} is a file; pass a folder")
-        if store_root.is_dir() and any(p for p in store_root.iterdir()
-                                       if not p.name.startswith(".")):
-            raise IngestError(f"--store {store_root} exists, is not empty and is not a "
-                              "neurofeat store (no store.json); choose an empty or new folder")
-        return None, set()
+        try:
+            refuse_foreign_folder(store_root)
+        except StoreError as error:
+            raise IngestError(f"--store {error}") from None
+        if not (store_root / "store.json").exists():
+            return None, set()
     store = Store.open(store_root, create=False)
     ids = read_table(store, "patients", ["patient_id"])["patient_id"].to_pylist()
     return store, set(ids)

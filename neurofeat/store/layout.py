@@ -22,7 +22,8 @@ from neurofeat.store.transaction import recover as _recover
 if TYPE_CHECKING:
     from neurofeat.store.locks import StoreLock
 
-__all__ = ["DEFAULT_STORE", "FORMAT_VERSION", "Store", "StoreError", "resolve_store_path", "storage_error"]
+__all__ = ["DEFAULT_STORE", "FORMAT_VERSION", "Store", "StoreError", "refuse_foreign_folder", "resolve_store_path",
+           "storage_error"]
 
 FORMAT_VERSION = 1
 DEFAULT_STORE = "neurofeat-store"
@@ -55,23 +56,32 @@ def resolve_store_path(path: str | os.PathLike | None = None) -> Path:
     return Path(os.environ.get("NEUROFEAT_STORE") or DEFAULT_STORE)
 
 
-def _create_marker(root: Path, marker: Path) -> None:
-    """Make ``root`` a new, empty store by writing its ``store.json``.
+def refuse_foreign_folder(root: Path) -> None:
+    """Raise :class:`StoreError` if ``root`` can be neither opened nor created as a store.
 
-    A folder holding anything but hidden entries (ours: .staging, the temporary file of
-    a store.json whose first write failed) is someone else's and is refused, unless
-    ``store.json`` has appeared meanwhile: a concurrent create wrote it (and then its
-    first tables) after the caller found none, and the folder is that store.
+    A file is refused, and so is a folder without ``store.json`` that holds anything but
+    hidden entries (ours: .staging, the temporary file of a store.json whose first write
+    failed): it is someone else's. ``store.json`` is looked for again before refusing: a
+    concurrent create may have written it (and then its first tables) after the caller
+    found none, and the folder is then that store.
     """
     if root.exists() and not root.is_dir():
         raise StoreError(f"{root} is a file, not a folder; pass a folder for the store.")
     if root.exists() and any(p for p in root.iterdir() if not p.name.startswith(".")):
-        if marker.exists():
+        if (root / "store.json").exists():
             return
         raise StoreError(
             f"{root} exists, is not empty and is not a neurofeat store (no store.json); "
-            "choose an empty or new directory."
+            "choose an empty or new folder."
         )
+
+
+def _create_marker(root: Path, marker: Path) -> None:
+    """Make ``root`` a new, empty store by writing its ``store.json`` (unless a concurrent
+    create has just done so; see :func:`refuse_foreign_folder`)."""
+    refuse_foreign_folder(root)
+    if marker.exists():
+        return
     info = {
         "format_version": FORMAT_VERSION,
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),

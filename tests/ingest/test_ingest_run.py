@@ -230,6 +230,31 @@ def test_a_non_store_folder_is_refused(cohort):
     assert store_files(c["store"]) == {"thesis.docx"}
 
 
+def test_a_store_created_concurrently_after_the_first_look_is_used_not_refused(cohort, monkeypatch):
+    """Two ingests into one new store: this one found no store.json, then the other
+    created the store (store.json, then its tables) before this one listed the folder.
+    The folder is that store, not someone else's (a race seen in the concurrency tests)."""
+    from pathlib import Path
+
+    c = cohort(("P1", "P2"))
+    root = c["store"].absolute()
+    root.mkdir()
+    iterdir = Path.iterdir
+    created = []
+
+    def concurrent_create(self):
+        if self.absolute() == root and not created:
+            created.append(True)
+            Store.open(root, create=True)
+            (root / "patients").mkdir(exist_ok=True)
+        return iterdir(self)
+
+    monkeypatch.setattr(Path, "iterdir", concurrent_create)
+    ingest(c["store"], manifest=c["manifest"])
+    assert created
+    assert sorted(read_table(Store.open(c["store"]), "patients")["patient_id"].to_pylist()) == ["P1", "P2"]
+
+
 # ------------------------------------------------------------------ --skip-bad
 
 
