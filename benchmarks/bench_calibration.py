@@ -43,7 +43,7 @@ on the shared machine), 2-3 s with the default probe's inner CV, more at d = 512
 n = 300 (survival, default coxnet, 5 x 5 CV: 600 replications at n = 120 took 7 min
 wall with ``--workers 2``). 1,000 replications of one binary setting took 16-40 min
 wall on the shared 2-core machine (load 8-18, nice 10, 2-3 workers). The full grid
-(``--list``: 112 settings) at 200 replications with the fast probe is therefore about 10
+(``--list``: 120 settings) at 200 replications with the fast probe is therefore about 10
 CPU hours (``--workers 2``: ~5 h); at the 1,000 replications the claims need, plan a
 dedicated machine or run the settings of interest with ``--only``. ``--quick`` runs 3
 settings x 40 replications (a few minutes). ``--dump-folds`` keeps every replication's
@@ -167,6 +167,12 @@ def all_specs() -> list[Spec]:
     # site effects in the A family only (a base family against site-invariant twins)
     specs.append(Spec(replace(kinds[1], n_sites=3, site_prefix="a"), "null"))
     specs.append(Spec(replace(kinds[1], n_sites=3, site_prefix="a", site_shift=1.0), "null"))
+    # site structure beyond n = 120, d = 16: the larger cohort (binary, continuous,
+    # survival) and the wide embedding (binary), each an exact null and an equal signal
+    for sim in (replace(kinds[1], n=300, d=16, n_sites=3), replace(kinds[3], n=300, d=16, n_sites=3),
+                replace(kinds[4], n=300, d=16, n_sites=3), replace(kinds[1], n=120, d=512, n_sites=3)):
+        specs.append(Spec(sim, "null"))
+        specs.append(Spec(sim, "equal", EQUAL_SIGNAL, EQUAL_SIGNAL))
     return specs
 
 
