@@ -128,9 +128,9 @@ from neurofeat.analysis.paired_tests import (DEFAULT_TEST, METRIC_BOUNDS, RARE_E
                                              adjust_pvalues, calibrated_correction, is_rare,
                                              corrected_resampled_interval,
                                              corrected_resampled_ttest, paired_test,
-                                             single_extra_variance)
-from neurofeat.analysis.scoring import (AUC, Scorer, score_folds, score_jackknife, score_point,
-                                        score_resamples)
+                                             single_extra_variance, single_variance_floor)
+from neurofeat.analysis.scoring import (AUC, Scorer, predicted_share_folds, score_folds,
+                                        score_jackknife, score_point, score_resamples)
 
 if TYPE_CHECKING:  # analysis.loso builds on this module
     from neurofeat.analysis.loso import LosoComparison
@@ -306,6 +306,9 @@ class MetricDraws:
     folds : ndarray, shape (R, K)
     mean_scores : ndarray, shape (n,)
         Per-patient mean of the out-of-fold scores over repeats (analytic tests).
+    shares : ndarray, shape (R, K), optional
+        Per-fold share of patients at or above the scorer's threshold (thresholded
+        metrics only: the test-noise floor of one backbone's BA interval).
     """
 
     point: float
@@ -313,17 +316,20 @@ class MetricDraws:
     jack: np.ndarray | None
     folds: np.ndarray
     mean_scores: np.ndarray
+    shares: np.ndarray | None = None
 
     @staticmethod
     def mean(draws: Sequence[MetricDraws]) -> MetricDraws:
         """Member-wise average (pooled family)."""
         jacks = [d.jack for d in draws]
+        shares = [d.shares for d in draws]
         return MetricDraws(
             float(np.mean([d.point for d in draws])),
             np.mean([d.boot for d in draws], axis=0),
             None if any(j is None for j in jacks) else np.mean(jacks, axis=0),
             np.mean([d.folds for d in draws], axis=0),
-            np.mean([d.mean_scores for d in draws], axis=0))
+            np.mean([d.mean_scores for d in draws], axis=0),
+            None if any(q is None for q in shares) else np.mean(shares, axis=0))
 
 
 def metric_draws(scorer: Scorer, target: Any, scores: np.ndarray, fold_ids: np.ndarray,
@@ -340,7 +346,9 @@ def metric_draws(scorer: Scorer, target: Any, scores: np.ndarray, fold_ids: np.n
         mask[rows] = True
         fold_ids = np.where(mask[None], fold_ids, -1)
     folds = score_folds(scorer, target, scores, fold_ids, n_folds)
-    return MetricDraws(point, boot, jack, folds, np.nanmean(scores, axis=0))
+    shares = (None if scorer.threshold is None
+              else predicted_share_folds(scores, fold_ids, scorer.threshold, n_folds))
+    return MetricDraws(point, boot, jack, folds, np.nanmean(scores, axis=0), shares)
 
 
 def rare_endpoint_warning(count: int, *, smallest: str = "class/events", where: str = "",
@@ -645,11 +653,12 @@ def _t_inference(test: str, fa: np.ndarray, fb: np.ndarray, result: PairedTestRe
                  naive: bool = False, correction: float = 1.0,
                  single_correction: float | None = None,
                  bounds: tuple[float, float] | None = None,
-                 single_extra: tuple[float, float] = (0.0, 0.0)) -> Inference:
+                 single_extra: tuple[float, float] = (0.0, 0.0),
+                 single_floor: tuple[float, float] = (0.0, 0.0)) -> Inference:
     """Estimates = mean per-fold values; intervals from the same variance as the test
-    (each side's interval with ``single_correction`` when given, plus ``single_extra``
-    on its variance)."""
-    def interval(v, bounds=None, correction=correction, extra=0.0):
+    (each side's interval with ``single_correction`` when given, its variance raised to
+    ``single_floor`` and ``single_extra`` added)."""
+    def interval(v, bounds=None, correction=correction, extra=0.0, floor=0.0):
         if naive:  # plain t over folds: se = s / sqrt(J), J - 1 df
             v = v[np.isfinite(v)]
             nan = float("nan")
@@ -660,14 +669,17 @@ def _t_inference(test: str, fa: np.ndarray, fb: np.ndarray, result: PairedTestRe
             return float(v.mean()), float(v.mean() - half), float(v.mean() + half)
         ci = corrected_resampled_interval(v, n_train=n_train, n_test=n_test, level=level,
                                           df=df, n_folds=n_folds, correction=correction,
-                                          bounds=bounds, extra_variance=extra)
+                                          bounds=bounds, extra_variance=extra,
+                                          variance_floor=floor)
         return ci.estimate, ci.ci_low, ci.ci_high
 
     ok = np.isfinite(fa) & np.isfinite(fb)
     span = None if bounds is None else (bounds[0] - bounds[1], bounds[1] - bounds[0])
     side = correction if single_correction is None else single_correction
-    ea = interval(np.where(ok, fa, np.nan).reshape(-1), bounds, side, single_extra[0])
-    eb = interval(np.where(ok, fb, np.nan).reshape(-1), bounds, side, single_extra[1])
+    ea = interval(np.where(ok, fa, np.nan).reshape(-1), bounds, side, single_extra[0],
+                  single_floor[0])
+    eb = interval(np.where(ok, fb, np.nan).reshape(-1), bounds, side, single_extra[1],
+                  single_floor[1])
     ed = interval((fa - fb).reshape(-1), span)
     return Inference(test, *ea, *eb, *ed, result.statistic, result.p_value, result.df)
 
@@ -695,6 +707,9 @@ def _pair(metric: str, site: str, name_a: str, name_b: str, da: MetricDraws, db:
     single_extra = tuple(single_extra_variance(folds, metric=metric, kind=kind, n=n,
                                                n_pos=n_pos, n_folds=k)
                          for folds in (da.folds, db.folds))
+    single_floor = tuple(single_variance_floor(d.shares, metric=metric, kind=kind, n=n,
+                                               n_pos=n_pos, n_folds=k)
+                         for d in (da, db))
     nan = float("nan")
     if fold_diff.size >= 2:
         fold_test = paired_test(fold_diff, method=method)
@@ -710,6 +725,7 @@ def _pair(metric: str, site: str, name_a: str, name_b: str, da: MetricDraws, db:
         _t_inference(DEFAULT_TEST, da.folds, db.folds, calibrated, df="J",
                      correction=correction, single_correction=single_correction,
                      bounds=METRIC_BOUNDS.get(metric), single_extra=single_extra,
+                     single_floor=single_floor,
                      **common),
         _t_inference("corrected-t", da.folds, db.folds, corrected, df="J", **common),
         _t_inference(fold_test.test, da.folds, db.folds, fold_test, df="J", naive=True,

@@ -57,13 +57,14 @@ from threadpoolctl import threadpool_limits
 from neurofeat.analysis.bootstrap import stratified_bootstrap_indices
 from neurofeat.analysis.paired_tests import (DEFAULT_TEST, METRIC_BOUNDS,
                                              corrected_resampled_interval,
-                                             single_extra_variance)
+                                             single_extra_variance, single_variance_floor)
 from neurofeat.analysis.loso import LOSO_DEFAULT_TEST, loso_pooled_test
 from neurofeat.analysis.folds import (FoldPlan, derive_seed, fraction_subsample,
                                       leave_one_site_out_plan, per_site_kfold_plan,
                                       stratified_kfold_plan)
 from neurofeat.analysis.scoring import (AUC, MAE, SPEARMAN, Scorer, balanced_accuracy_scorer,
-                                        estimate, score_folds, sensitivity_scorer,
+                                        estimate, predicted_share_folds, score_folds,
+                                        sensitivity_scorer,
                                         specificity_scorer)
 
 __all__ = [
@@ -394,6 +395,11 @@ def evaluate_probe(oof: OutOfFold, labels: np.ndarray, sites: np.ndarray, *,
                 extra = single_extra_variance(per_fold, metric=scorer.name, kind=kind,
                                               n=members.size, n_pos=n_pos,
                                               n_folds=oof.plan.n_folds)
+                shares = (None if scorer.threshold is None else predicted_share_folds(
+                    oof.scores, fold_ids, scorer.threshold, oof.plan.n_folds))
+                floor = single_variance_floor(shares, metric=scorer.name, kind=kind,
+                                              n=members.size, n_pos=n_pos,
+                                              n_folds=oof.plan.n_folds)
                 cal = corrected_resampled_interval(per_fold, n_train=n_train, n_test=n_test,
                                                    level=1 - alpha, metric=scorer.name,
                                                    kind=kind, n_folds=oof.plan.n_folds,
@@ -401,7 +407,7 @@ def evaluate_probe(oof: OutOfFold, labels: np.ndarray, sites: np.ndarray, *,
                                                    minority_per_fold=min(
                                                        n_pos, members.size - n_pos)
                                                    / oof.plan.n_folds, single=True,
-                                                   extra_variance=extra)
+                                                   extra_variance=extra, variance_floor=floor)
                 rows.append({**base, "estimate": cal.estimate, "ci_low": cal.ci_low,
                              "ci_high": cal.ci_high, "ci_method": DEFAULT_TEST})
         if not emit:

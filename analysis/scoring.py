@@ -55,6 +55,7 @@ __all__ = [
     "get_scorer",
     "score_point",
     "score_folds",
+    "predicted_share_folds",
     "score_resamples",
     "score_jackknife",
     "estimate",
@@ -79,12 +80,16 @@ class Scorer:
         ``(target, scores_a (n,), scores_b (n,)) -> (test_name, statistic, p_value)``:
         an analytic paired test for this metric (DeLong for AUC). Called by the
         comparison on the repeat-averaged scores.
+    threshold : float, optional
+        The cut of a metric of ``score >= threshold`` (BA, sensitivity, specificity);
+        None for rank and error metrics.
     """
 
     name: str
     fn: ScoreFn
     higher_is_better: bool = True
     analytic_test: AnalyticTest | None = None
+    threshold: float | None = None
 
     def __call__(self, target: Any, scores: np.ndarray, index: np.ndarray) -> np.ndarray:
         return self.fn(target, scores, index)
@@ -118,7 +123,7 @@ def _threshold_scorer(name: str, combine, threshold: float) -> Scorer:
                                               resample_counts(index, labels.size))
         return combine(sens, spec)
 
-    return Scorer(name, fn, True, None)
+    return Scorer(name, fn, True, None, threshold)
 
 
 def balanced_accuracy_scorer(threshold: float = 0.5) -> Scorer:
@@ -195,6 +200,22 @@ def score_folds(scorer: Scorer, target: Any, scores: np.ndarray, fold_ids: np.nd
             rows = np.flatnonzero(fold_ids[r] == f)
             if rows.size:
                 out[r, f] = scorer(target, scores[r:r + 1], rows[None])[0, 0]
+    return out
+
+
+def predicted_share_folds(scores: np.ndarray, fold_ids: np.ndarray, threshold: float,
+                          n_folds: int | None = None) -> np.ndarray:
+    """Share of each fold's test rows with ``score >= threshold``, shape (R, K); NaN for a
+    fold absent in a repeat (``fold_ids`` -1 = not scored)."""
+    scores = np.atleast_2d(scores)
+    fold_ids = np.atleast_2d(fold_ids)
+    k = int(fold_ids.max()) + 1 if n_folds is None else n_folds
+    out = np.full((scores.shape[0], k), np.nan)
+    for r in range(scores.shape[0]):
+        for f in range(k):
+            rows = fold_ids[r] == f
+            if rows.any():
+                out[r, f] = float(np.mean(scores[r, rows] >= threshold))
     return out
 
 

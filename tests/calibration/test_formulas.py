@@ -408,3 +408,98 @@ def test_single_extra_variance_only_where_folds_can_be_degenerate():
                                 ("ba", "continuous", 0), ("harrell_c", "survival", 50)):
         assert single_extra_variance(v, metric=metric, kind=kind, n=50, n_pos=n_pos,
                                      n_folds=5) == 0.0
+
+
+def test_threshold_noise_floor_matches_simulation():
+    """The BA test-noise floor: the variance of a fold's BA for predictions unrelated to
+    the labels that call a share q of the fold positive (each patient positive with
+    probability q, Monte Carlo on fixed labels, checked against sklearn on the first
+    draws) is q (1 - q) (1/n_pos + 1/n_neg) / 4, and the mean over J folds with
+    independent test noise has the folds' mean of it over J."""
+    from sklearn.metrics import balanced_accuracy_score
+
+    from neurofeat.analysis.paired_tests import threshold_noise_floor
+
+    rng = np.random.default_rng(21)
+    y = np.r_[np.ones(6, bool), np.zeros(54, bool)]  # a rare fold: 6 positives of 60
+    for q in (0.02, 0.2, 0.5):
+        pred = rng.random((60000, y.size)) < q
+        ba = 0.5 * (pred[:, y].mean(1) + (~pred[:, ~y]).mean(1))
+        for i in range(2):
+            assert ba[i] == pytest.approx(balanced_accuracy_score(y, pred[i]))
+        assert np.var(ba) == pytest.approx(
+            threshold_noise_floor(np.array([q]), n_pos=6, n_neg=54), rel=0.04)
+    # k folds with their own shares: the variance of the mean of k independent folds
+    shares = np.array([0.02, 0.1, 0.5])
+    per_fold = [0.5 * ((rng.random((60000, 6)) < q).mean(1)
+                       + (rng.random((60000, 54)) >= q).mean(1)) for q in shares]
+    assert np.var(np.mean(per_fold, axis=0)) == pytest.approx(
+        threshold_noise_floor(shares, n_pos=6, n_neg=54), rel=0.04)
+
+
+def test_single_variance_floor_applies_to_binary_ba_only():
+    from neurofeat.analysis.paired_tests import single_variance_floor, threshold_noise_floor
+
+    shares = np.full((2, 5), 0.1)
+    want = threshold_noise_floor(shares, n_pos=6, n_neg=54)
+    assert want > 0
+    for kind in ("binary", None):
+        assert single_variance_floor(shares, metric="ba", kind=kind, n=300, n_pos=30,
+                                     n_folds=5) == pytest.approx(want)
+    assert single_variance_floor(shares, metric="ba", kind="continuous", n=300, n_pos=30,
+                                 n_folds=5) == 0.0
+    assert single_variance_floor(shares, metric="auc", kind="binary", n=300, n_pos=30,
+                                 n_folds=5) == 0.0
+    assert single_variance_floor(None, metric="ba", kind="binary", n=300, n_pos=30,
+                                 n_folds=5) == 0.0
+
+
+def test_one_backbone_ba_interval_is_never_narrower_than_its_test_noise():
+    """A probe shrunk to near-constant predictions that calls one patient positive per
+    fold, always a negative: every fold of backbone a has the same BA just below 0.5, the
+    fold spread is zero, and the interval would be a point below the expected 0.5.  The
+    floor (the folds' predicted-positive shares) gives it the width of its test noise,
+    in compare_scores and in the one-backbone report (evaluate_probe), as by hand."""
+    from neurofeat.analysis.paired_tests import (CALIBRATED_CORRECTION_SINGLE,
+                                                 calibrated_correction, threshold_noise_floor)
+    from neurofeat.analysis.protocols import OutOfFold, evaluate_probe
+    from neurofeat.analysis.scoring import balanced_accuracy_scorer, score_folds
+
+    n = 300
+    ids = np.array([f"P{i:03d}" for i in range(n)])
+    labels = np.zeros(n, bool)
+    labels[::10] = True
+    plan = stratified_kfold_plan(ids, labels, n_splits=5, n_repeats=2, task="r", seed=0)
+    rng = np.random.default_rng(4)
+    scores = {"a": np.full((2, n), 0.3), "b": rng.random((2, n))}
+    for r in range(2):
+        for f in range(5):
+            first_negative = np.flatnonzero((plan.fold_ids[r] == f) & ~labels)[0]
+            scores["a"][r, first_negative] = 0.9
+    ba = balanced_accuracy_scorer()
+    per_fold = score_folds(ba, labels, scores["a"], plan.fold_ids, 5).reshape(-1)
+    assert np.ptp(per_fold) == 0.0 and per_fold[0] == pytest.approx(0.5 * 53 / 54)
+    frame = compare_scores([ba], labels, labels, scores, [("a", "b")], plan.fold_ids, task="r",
+                           n_train=240, n_test=60, n_boot=20, n_folds=5, kind="binary",
+                           bca=False).to_frame()
+    row = frame[frame["test"] == DEFAULT_TEST].iloc[0]
+    floor = threshold_noise_floor(np.full(10, 1 / 60), n_pos=6, n_neg=54)
+    half = stats.t.ppf(0.975, 9) * np.sqrt(floor)
+    assert row["ci_low_a"] == pytest.approx(per_fold[0] - half, rel=1e-10)
+    assert row["ci_high_a"] == pytest.approx(per_fold[0] + half, rel=1e-10)
+    assert row["ci_low_a"] < 0.5 < row["ci_high_a"]
+    # backbone b (random scores, shares near 0.5): its fold spread exceeds the floor
+    b_folds = score_folds(ba, labels, scores["b"], plan.fold_ids, 5).reshape(-1)
+    c = calibrated_correction("ba", "binary", minority_per_fold=6, single=True, n_train=240)
+    assert ("binary", "ba") not in CALIBRATED_CORRECTION_SINGLE
+    se_b = np.sqrt((1 / 10 + c * 60 / 240) * b_folds.var(ddof=1))
+    assert row["ci_low_b"] == pytest.approx(b_folds.mean() - stats.t.ppf(0.975, 9) * se_b,
+                                            rel=1e-10)
+    # the one-backbone report gives backbone a the same interval
+    fitted = tuple({"n_train": 240, "n_test": 60} for _ in range(10))
+    metrics, _ = evaluate_probe(OutOfFold(scores["a"], plan, fitted_params=fitted), labels,
+                                np.full(n, "S1"),
+                                scorers=[ba], n_boot=20, per_site=False, delong=False)
+    one = metrics[(metrics.metric == "ba") & (metrics.ci_method == DEFAULT_TEST)].iloc[0]
+    assert (one.ci_low, one.ci_high) == pytest.approx((row["ci_low_a"], row["ci_high_a"]),
+                                                      rel=1e-10)
