@@ -207,16 +207,10 @@ def predicted_share_folds(scores: np.ndarray, fold_ids: np.ndarray, threshold: f
                           n_folds: int | None = None) -> np.ndarray:
     """Share of each fold's test rows with ``score >= threshold``, shape (R, K); NaN for a
     fold absent in a repeat (``fold_ids`` -1 = not scored)."""
-    scores = np.atleast_2d(scores)
-    fold_ids = np.atleast_2d(fold_ids)
-    k = int(fold_ids.max()) + 1 if n_folds is None else n_folds
-    out = np.full((scores.shape[0], k), np.nan)
-    for r in range(scores.shape[0]):
-        for f in range(k):
-            rows = fold_ids[r] == f
-            if rows.any():
-                out[r, f] = float(np.mean(scores[r, rows] >= threshold))
-    return out
+    def share(target, s, index):  # one repeat, one fold (as score_folds calls it)
+        return (np.atleast_2d(s)[:, index[0]] >= threshold).mean(-1)[None]
+
+    return score_folds(Scorer("predicted_share", share), None, scores, fold_ids, n_folds)
 
 
 def score_resamples(scorer: Scorer, target: Any, scores: np.ndarray, index: np.ndarray,
