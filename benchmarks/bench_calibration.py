@@ -169,8 +169,9 @@ def all_specs() -> list[Spec]:
     specs.append(Spec(replace(kinds[1], n_sites=3, site_prefix="a", site_shift=1.0), "null"))
     # site structure beyond n = 120, d = 16: the larger cohort (binary, continuous,
     # survival) and the wide embedding (binary), each an exact null and an equal signal
-    for sim in (replace(kinds[1], n=300, d=16, n_sites=3), replace(kinds[3], n=300, d=16, n_sites=3),
-                replace(kinds[4], n=300, d=16, n_sites=3), replace(kinds[1], n=120, d=512, n_sites=3)):
+    for base, n, d in ((kinds[1], 300, 16), (kinds[3], 300, 16), (kinds[4], 300, 16),
+                       (kinds[1], 120, 512)):
+        sim = replace(base, n=n, d=d, n_sites=3)
         specs.append(Spec(sim, "null"))
         specs.append(Spec(sim, "equal", EQUAL_SIGNAL, EQUAL_SIGNAL))
     return specs

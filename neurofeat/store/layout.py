@@ -22,8 +22,8 @@ from neurofeat.store.transaction import recover as _recover
 if TYPE_CHECKING:
     from neurofeat.store.locks import StoreLock
 
-__all__ = ["DEFAULT_STORE", "FORMAT_VERSION", "Store", "StoreError", "refuse_foreign_folder", "resolve_store_path",
-           "storage_error"]
+__all__ = ["DEFAULT_STORE", "FORMAT_VERSION", "Store", "StoreError", "refuse_foreign_folder",
+           "resolve_store_path", "storage_error"]
 
 FORMAT_VERSION = 1
 DEFAULT_STORE = "neurofeat-store"
