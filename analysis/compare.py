@@ -128,7 +128,7 @@ from neurofeat.analysis.paired_tests import (DEFAULT_TEST, METRIC_BOUNDS, RARE_E
                                              adjust_pvalues, calibrated_correction, is_rare,
                                              corrected_resampled_interval,
                                              corrected_resampled_ttest, paired_test,
-                                             single_extra_variance, single_variance_floor)
+                                             single_variance_terms)
 from neurofeat.analysis.scoring import (AUC, Scorer, predicted_share_folds, score_folds,
                                         score_jackknife, score_point, score_resamples)
 
@@ -704,12 +704,10 @@ def _pair(metric: str, site: str, name_a: str, name_b: str, da: MetricDraws, db:
                                        n_train=n_train)
     single_correction = calibrated_correction(metric, kind, minority_per_fold=per_fold,
                                               single=True, n_train=n_train)
-    single_extra = tuple(single_extra_variance(folds, metric=metric, kind=kind, n=n,
-                                               n_pos=n_pos, n_folds=k)
-                         for folds in (da.folds, db.folds))
-    single_floor = tuple(single_variance_floor(d.shares, metric=metric, kind=kind, n=n,
-                                               n_pos=n_pos, n_folds=k)
-                         for d in (da, db))
+    single_extra, single_floor = zip(*(single_variance_terms(d.folds, d.shares, metric=metric,
+                                                             kind=kind, n=n, n_pos=n_pos,
+                                                             n_folds=k)
+                                       for d in (da, db)))
     nan = float("nan")
     if fold_diff.size >= 2:
         fold_test = paired_test(fold_diff, method=method)

@@ -61,6 +61,7 @@ __all__ = [
     "random_fold_variance",
     "single_extra_variance",
     "single_variance_floor",
+    "single_variance_terms",
     "threshold_noise_floor",
     "TEST_NOISE_FLOOR_METRICS",
     "SPARSE_FOLD_MINORITY",
@@ -471,6 +472,19 @@ def single_variance_floor(shares: np.ndarray | None, *, metric: str, kind: str |
             or not 0 < n_pos < n:
         return 0.0
     return threshold_noise_floor(shares, n_pos=n_pos / n_folds, n_neg=(n - n_pos) / n_folds)
+
+
+def single_variance_terms(values: np.ndarray, shares: np.ndarray | None, *, metric: str,
+                          kind: str | None, n: int, n_pos: int,
+                          n_folds: int) -> tuple[float, float]:
+    """One backbone's two variance terms, ``(extra, floor)``: what its calibrated interval
+    adds (:func:`single_extra_variance`, from the per-fold ``values``) and the least
+    variance it may have (:func:`single_variance_floor`, from the per-fold predicted-positive
+    ``shares``; None where the metric has no threshold), with the same arguments, as
+    :func:`corrected_resampled_interval` takes them (``extra_variance``,
+    ``variance_floor``)."""
+    common = dict(metric=metric, kind=kind, n=n, n_pos=n_pos, n_folds=n_folds)
+    return single_extra_variance(values, **common), single_variance_floor(shares, **common)
 
 
 def is_rare(count: int) -> bool:

@@ -57,7 +57,7 @@ from threadpoolctl import threadpool_limits
 from neurofeat.analysis.bootstrap import stratified_bootstrap_indices
 from neurofeat.analysis.paired_tests import (DEFAULT_TEST, METRIC_BOUNDS,
                                              corrected_resampled_interval,
-                                             single_extra_variance, single_variance_floor)
+                                             single_variance_terms)
 from neurofeat.analysis.loso import LOSO_DEFAULT_TEST, loso_pooled_test
 from neurofeat.analysis.folds import (FoldPlan, derive_seed, fraction_subsample,
                                       leave_one_site_out_plan, per_site_kfold_plan,
@@ -392,14 +392,11 @@ def evaluate_probe(oof: OutOfFold, labels: np.ndarray, sites: np.ndarray, *,
                 in_site[members] = True
                 fold_ids = np.where(in_site[None], oof.plan.fold_ids, -1)
                 per_fold = score_folds(scorer, target, oof.scores, fold_ids, oof.plan.n_folds)
-                extra = single_extra_variance(per_fold, metric=scorer.name, kind=kind,
-                                              n=members.size, n_pos=n_pos,
-                                              n_folds=oof.plan.n_folds)
                 shares = (None if scorer.threshold is None else predicted_share_folds(
                     oof.scores, fold_ids, scorer.threshold, oof.plan.n_folds))
-                floor = single_variance_floor(shares, metric=scorer.name, kind=kind,
-                                              n=members.size, n_pos=n_pos,
-                                              n_folds=oof.plan.n_folds)
+                extra, floor = single_variance_terms(per_fold, shares, metric=scorer.name,
+                                                     kind=kind, n=members.size, n_pos=n_pos,
+                                                     n_folds=oof.plan.n_folds)
                 cal = corrected_resampled_interval(per_fold, n_train=n_train, n_test=n_test,
                                                    level=1 - alpha, metric=scorer.name,
                                                    kind=kind, n_folds=oof.plan.n_folds,

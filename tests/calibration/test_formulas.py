@@ -454,6 +454,25 @@ def test_single_variance_floor_applies_to_binary_ba_only():
                                  n_folds=5) == 0.0
 
 
+def test_single_variance_terms_are_the_extra_variance_and_the_floor():
+    from neurofeat.analysis.paired_tests import (single_extra_variance, single_variance_floor,
+                                                 single_variance_terms)
+
+    rng = np.random.default_rng(3)
+    values = np.where(rng.random((5, 5)) < 0.4, 0.5, rng.uniform(0.3, 0.7, (5, 5)))
+    shares = rng.uniform(0.0, 0.3, (5, 5))
+    for kind, metric in (("binary", "ba"), ("continuous", "ba"), ("binary", "auc")):
+        common = dict(metric=metric, kind=kind, n=300, n_pos=30, n_folds=5)
+        extra, floor = single_variance_terms(values, shares, **common)
+        assert extra == single_extra_variance(values, **common)
+        assert floor == single_variance_floor(shares, **common)
+    # the combinations that have each term do get it from these inputs
+    assert single_variance_terms(values, shares, metric="ba", kind="continuous", n=300,
+                                 n_pos=30, n_folds=5)[0] > 0
+    assert single_variance_terms(values, shares, metric="ba", kind="binary", n=300,
+                                 n_pos=30, n_folds=5)[1] > 0
+
+
 def test_one_backbone_ba_interval_is_never_narrower_than_its_test_noise():
     """A probe shrunk to near-constant predictions that calls one patient positive per
     fold, always a negative: every fold of backbone a has the same BA just below 0.5, the
