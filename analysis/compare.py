@@ -128,7 +128,7 @@ from neurofeat.analysis.paired_tests import (DEFAULT_TEST, METRIC_BOUNDS, RARE_E
                                              adjust_pvalues, calibrated_correction, is_rare,
                                              corrected_resampled_interval,
                                              corrected_resampled_ttest, paired_test,
-                                             single_variance_terms)
+                                             single_variance_terms, smallest_attainable_p)
 from neurofeat.analysis.scoring import (AUC, Scorer, predicted_share_folds, score_folds,
                                         score_jackknife, score_point, score_resamples)
 
@@ -148,6 +148,7 @@ __all__ = [
     "bootstrap_p_value",
     "delong_inference",
     "RARE_ENDPOINT",
+    "tied_folds_warning",
     "ESTIMANDS",
     "METHODS",
     "ComparisonResult",
@@ -359,6 +360,47 @@ def rare_endpoint_warning(count: int, *, smallest: str = "class/events", where: 
                 f"(< {RARE_ENDPOINT}){where}; {consequence}")
     return ""
 
+def tied_folds_warning(fold_diff: np.ndarray, *, n_train: float, n_test: float,
+                       correction: float, alpha: float, test: str = DEFAULT_TEST,
+                       label: str = "") -> str:
+    """Warning for a pair whose t-test over folds cannot reach ``alpha`` ('' otherwise).
+
+    Folds where both sides score exactly the same (both probes collapsed to a constant,
+    at chance) are zero differences whatever the backbones are; with too few non-zero
+    differences even the most favourable data give p >= ``alpha``
+    (:func:`~neurofeat.analysis.paired_tests.smallest_attainable_p`). Such a row cannot
+    be significant, and its large p is not evidence that the backbones are equal. This is
+    where the calibrated t is conservative at exact nulls (README, "Still open").
+
+    Parameters
+    ----------
+    fold_diff : ndarray, shape (J,)
+        Finite per-fold differences ``a - b``.
+    n_train, n_test : float
+    correction : float
+        The test's factor ``c`` (1 for 'corrected-t').
+    alpha : float
+    test : str
+        Named in the message.
+    label : str
+        Names the row (pair, metric, site) in the message.
+    """
+    d = np.asarray(fold_diff, dtype=float).reshape(-1)
+    d = d[np.isfinite(d)]
+    if d.size < 2 or not (n_train > 0 and n_test > 0):
+        return ""
+    differing = int(np.count_nonzero(np.abs(d) > 1e-12))
+    floor = smallest_attainable_p(differing, d.size, n_train=n_train, n_test=n_test,
+                                  correction=correction)
+    if floor < alpha:
+        return ""
+    where = f"{label}: " if label else ""
+    return (f"{where}{d.size - differing} of {d.size} folds tied (both probes scored the "
+            f"same, typically both at chance); with {differing} differing folds the "
+            f"{test} cannot reach p < {alpha:g} (smallest attainable p {floor:.2g}): "
+            f"inconclusive, not evidence that the backbones are equal")
+
+
 #: What each test's row estimates (``estimand`` column), by test name.
 ESTIMANDS: dict[str, str] = {
     "calibrated-t": "expected {metric} of the probe trained on {n_train:.0f} patients "
@@ -474,6 +516,9 @@ class PairComparison:
         Positives, negatives or events, whichever is fewest (rare-endpoint warning).
     folds_a, folds_b : ndarray, shape (R, k)
         Per-fold metric of each side (member means on the pooled row).
+    tie_warning : str
+        Set when so many folds tie (both sides score the same) that the primary t-test
+        cannot reach its level (:func:`tied_folds_warning`); '' otherwise.
     """
 
     metric: str
@@ -496,6 +541,7 @@ class PairComparison:
     rare_count: int = -1
     folds_a: np.ndarray | None = field(default=None, repr=False)
     folds_b: np.ndarray | None = field(default=None, repr=False)
+    tie_warning: str = ""
 
     def tests(self) -> list[tuple[str, float, float]]:
         """(test, statistic, p) of every test run for this pair."""
@@ -516,9 +562,15 @@ class PairComparison:
         return None
 
     @property
+    def rare(self) -> bool:
+        """Whether the smallest class (or the events) makes a rare endpoint."""
+        return is_rare(self.rare_count)
+
+    @property
     def warning(self) -> str:
-        """Rare-endpoint warning ('' when none)."""
-        return rare_endpoint_warning(self.rare_count)
+        """The rare-endpoint and tied-folds warnings, '; '-joined ('' when none)."""
+        return "; ".join(w for w in (rare_endpoint_warning(self.rare_count), self.tie_warning)
+                         if w)
 
 
 @dataclass(frozen=True, eq=False)
@@ -589,7 +641,7 @@ class ComparisonResult:
                     "diff_bca_high": inf.diff_bca_high, "statistic": inf.statistic,
                     "df": inf.df, "p_value": inf.p_value, "p_holm": inf.p_value,
                     "p_bh": inf.p_value, "n": pc.n, "n_pos": pc.n_pos,
-                    "n_train": pc.n_train, "rare": bool(pc.warning),
+                    "n_train": pc.n_train, "rare": pc.rare,
                     "warning": pc.warning,
                 })
         return pd.DataFrame(rows, columns=list(self.COLUMNS))
@@ -601,7 +653,8 @@ class ComparisonResult:
         """One row per pair x metric: the primary test's estimates, intervals and p.
 
         Also the p of the published corrected t (``p_corrected_t``, J - 1 df) and
-        DeLong (``p_delong``) for reference, and the rare-endpoint ``warning``.
+        DeLong (``p_delong``) for reference, and the rare-endpoint and tied-folds
+        ``warning``.
         """
         rows = []
         for pc in self.pairs:
@@ -735,10 +788,17 @@ def _pair(metric: str, site: str, name_a: str, name_b: str, da: MetricDraws, db:
         "bootstrap", side_a.estimate, side_a.ci_low, side_a.ci_high, side_b.estimate,
         side_b.ci_low, side_b.ci_high, diff.estimate, diff.ci_low, diff.ci_high, nan,
         bootstrap_p_value(da.boot - db.boot), nan, diff.bca_low, diff.bca_high))
+    tie_warning = ""
+    if test in (DEFAULT_TEST, "corrected-t"):
+        site_label = "" if site == "all" else f" at {site}"
+        tie_warning = tied_folds_warning(
+            fold_diff, n_train=n_train, n_test=n_test, alpha=alpha, test=test,
+            correction=correction if test == DEFAULT_TEST else 1.0,
+            label=f"{name_a} vs {name_b}, {metric}{site_label}")
     return PairComparison(metric, site, name_a, name_b, pooled, side_a, side_b, diff,
                           fold_test, corrected, analytic, higher_is_better, n, n_pos, members,
                           tuple(inferences), float(n_train), int(rare_count), da.folds,
-                          db.folds)
+                          db.folds, tie_warning)
 
 
 def delong_inference(target, scores_a: np.ndarray, scores_b: np.ndarray,

@@ -62,6 +62,7 @@ __all__ = [
     "single_extra_variance",
     "single_variance_floor",
     "single_variance_terms",
+    "smallest_attainable_p",
     "threshold_noise_floor",
     "TEST_NOISE_FLOOR_METRICS",
     "SPARSE_FOLD_MINORITY",
@@ -485,6 +486,37 @@ def single_variance_terms(values: np.ndarray, shares: np.ndarray | None, *, metr
     ``variance_floor``)."""
     common = dict(metric=metric, kind=kind, n=n, n_pos=n_pos, n_folds=n_folds)
     return single_extra_variance(values, **common), single_variance_floor(shares, **common)
+
+
+def smallest_attainable_p(n_differing: int, n_diffs: int, *, n_train: float, n_test: float,
+                          correction: float = 1.0) -> float:
+    """The smallest two-sided p that :func:`corrected_resampled_ttest` (J - 1 df) can give
+    when only ``n_differing`` of the ``n_diffs`` = J fold differences are non-zero.
+
+    Folds where both probes score the same (typically both collapsed to a constant, at
+    chance) are zero differences whatever the backbones are. With ``m`` non-zero of J the
+    fold t cannot exceed ``sqrt(m (J - 1) / (J - m))`` (all ``m`` equal and of one sign),
+    so below some ``m`` no data can reach a given level: a large p there says nothing
+    about whether the backbones differ. 0 when every difference may be non-zero (the
+    bound is infinite), 1 when none is.
+
+    Examples
+    --------
+    >>> round(smallest_attainable_p(15, 25, n_train=96, n_test=24, correction=1.4), 3)
+    0.067
+    >>> round(smallest_attainable_p(16, 25, n_train=96, n_test=24, correction=1.4), 3)
+    0.047
+    """
+    j, m = int(n_diffs), int(n_differing)
+    if j < 2 or not 0 <= m <= j:
+        raise ValueError(f"need 0 <= n_differing <= n_diffs and n_diffs >= 2, got {m} of {j}")
+    if m == j:
+        return 0.0
+    if m == 0:
+        return 1.0
+    best = np.r_[np.ones(m), np.zeros(j - m)]
+    return corrected_resampled_ttest(best, n_train=n_train, n_test=n_test,
+                                     correction=correction).p_value
 
 
 def is_rare(count: int) -> bool:

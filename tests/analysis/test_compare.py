@@ -167,3 +167,53 @@ def test_delong_runs_once_per_auc_pair(oof, monkeypatch):
     assert pair.analytic == ("delong", pytest.approx(ref.z, rel=1e-12),
                              pytest.approx(ref.p_value, rel=1e-12))
     assert pair.inference("delong").p_value == pytest.approx(ref.p_value, rel=1e-12)
+
+
+def test_a_pair_whose_folds_mostly_tie_is_flagged_as_unable_to_reject():
+    """Both probes constant (AUC exactly 0.5) in 20 of 25 folds: the 5 differing folds
+    cannot give the calibrated t p < 0.05 whatever they hold, and the row says so (the
+    warning column, the summary), without being marked rare; the p it shows is no smaller
+    than the stated floor. With every fold differing there is no such warning, nor for a
+    published procedure that is not a t over folds."""
+    from neurofeat.analysis.compare import tied_folds_warning
+    from neurofeat.analysis.paired_tests import calibrated_correction, smallest_attainable_p
+
+    n = 120
+    ids = np.array([f"P{i:03d}" for i in range(n)])
+    labels = np.arange(n) % 2 == 0
+    plan = stratified_kfold_plan(ids, labels, n_splits=5, n_repeats=5, task="t", seed=0)
+    rng = np.random.default_rng(5)
+    a = labels + rng.normal(0, 1.0, (5, n))
+    b = rng.normal(0, 1.0, (5, n))
+    tied_a, tied_b = a.copy(), b.copy()
+    for r in range(5):
+        for f in range(5):
+            if (r, f) != (r, r):      # one differing fold per repeat: 5 of 25
+                in_fold = plan.fold_ids[r] == f
+                tied_a[r, in_fold] = tied_b[r, in_fold] = 0.5
+
+    def frame(scores, test="calibrated-t"):
+        return compare_scores([AUC], labels, labels, scores, [("a", "b")], plan.fold_ids,
+                              task="t", n_train=96, n_test=24, n_boot=20, n_folds=5,
+                              kind="binary", bca=False, test=test)
+
+    res = frame({"a": tied_a, "b": tied_b})
+    row = res.to_frame().query("primary").iloc[0]
+    assert "a vs b, auc: 20 of 25 folds tied" in row["warning"]
+    assert "cannot reach p < 0.05" in row["warning"] and not row["rare"]
+    c = calibrated_correction("auc", "binary", minority_per_fold=12, n_train=96)
+    floor = smallest_attainable_p(5, 25, n_train=96, n_test=24, correction=c)
+    assert floor > 0.05 and row["p_value"] >= floor
+    assert f"smallest attainable p {floor:.2g}" in row["warning"]
+    assert "20 of 25 folds tied" in res.summary_frame()["warning"].iloc[0]
+    assert "20 of 25 folds tied" in res.summary()
+    # the published corrected t (c = 1) is flagged on its own terms; Wilcoxon is not
+    corrected = frame({"a": tied_a, "b": tied_b}, test="corrected-t").to_frame()
+    assert "the corrected-t cannot reach" in corrected.query("primary").iloc[0]["warning"]
+    wilcoxon = frame({"a": tied_a, "b": tied_b}, test="wilcoxon").to_frame()
+    assert (wilcoxon["warning"] == "").all()
+    # every fold differing: no warning, and the helper agrees
+    untied = frame({"a": a, "b": b}).to_frame()
+    assert (untied["warning"] == "").all() and not untied["rare"].any()
+    assert tied_folds_warning(np.r_[np.ones(20), np.zeros(5)], n_train=96, n_test=24,
+                              correction=c, alpha=0.05) == ""

@@ -79,3 +79,31 @@ def test_holm_bh_match_statsmodels():
     assert np.isnan(holm[5]) and np.isnan(bh[5])
     with pytest.raises(ValueError, match="method must be 'holm' or 'bh'"):
         adjust_pvalues(p, "bonferroni")
+
+
+def test_smallest_attainable_p_bounds_every_vector_with_that_many_zeros():
+    """With m of J fold differences non-zero, no data give a smaller corrected-t p than
+    m equal differences (scipy's t distribution and a search over random vectors), and
+    the closed form sqrt(m (J - 1) / (J - m)) of the largest fold t holds."""
+    from neurofeat.analysis.paired_tests import smallest_attainable_p
+
+    rng = np.random.default_rng(11)
+    j, n_train, n_test, c = 25, 96, 24, 1.4
+    inflate = np.sqrt(1 + c * j * n_test / n_train)
+    for m in (1, 6, 15, 16, 19, 24):
+        floor = smallest_attainable_p(m, j, n_train=n_train, n_test=n_test, correction=c)
+        t_max = np.sqrt(m * (j - 1) / (j - m)) / inflate
+        assert floor == pytest.approx(2 * stats.t.sf(t_max, j - 1), rel=1e-10)
+        for _ in range(200):
+            d = np.zeros(j)
+            d[:m] = rng.normal(0.05, rng.uniform(0.001, 0.1), m)
+            p = corrected_resampled_ttest(d, n_train=n_train, n_test=n_test,
+                                          correction=c).p_value
+            assert p >= floor - 1e-12
+    assert smallest_attainable_p(0, j, n_train=96, n_test=24) == 1.0
+    assert smallest_attainable_p(j, j, n_train=96, n_test=24) == 0.0
+    # the threshold the README states for continuous BA (c = 1.4): 16 differing folds
+    assert smallest_attainable_p(15, j, n_train=96, n_test=24, correction=1.4) > 0.05
+    assert smallest_attainable_p(16, j, n_train=96, n_test=24, correction=1.4) < 0.05
+    with pytest.raises(ValueError, match="n_differing"):
+        smallest_attainable_p(26, j, n_train=96, n_test=24)
