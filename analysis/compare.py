@@ -519,6 +519,10 @@ class PairComparison:
     tie_warning : str
         Set when so many folds tie (both sides score the same) that the primary t-test
         cannot reach its level (:func:`tied_folds_warning`); '' otherwise.
+    shares_a, shares_b : ndarray, shape (R, k), optional
+        Per-fold share of patients predicted positive by each side (thresholded metrics
+        only; member means on the pooled row): what one backbone's variance floor
+        (:func:`~neurofeat.analysis.paired_tests.single_variance_floor`) is read from.
     """
 
     metric: str
@@ -542,6 +546,8 @@ class PairComparison:
     folds_a: np.ndarray | None = field(default=None, repr=False)
     folds_b: np.ndarray | None = field(default=None, repr=False)
     tie_warning: str = ""
+    shares_a: np.ndarray | None = field(default=None, repr=False)
+    shares_b: np.ndarray | None = field(default=None, repr=False)
 
     def tests(self) -> list[tuple[str, float, float]]:
         """(test, statistic, p) of every test run for this pair."""
@@ -798,7 +804,7 @@ def _pair(metric: str, site: str, name_a: str, name_b: str, da: MetricDraws, db:
     return PairComparison(metric, site, name_a, name_b, pooled, side_a, side_b, diff,
                           fold_test, corrected, analytic, higher_is_better, n, n_pos, members,
                           tuple(inferences), float(n_train), int(rare_count), da.folds,
-                          db.folds, tie_warning)
+                          db.folds, tie_warning, da.shares, db.shares)
 
 
 def delong_inference(target, scores_a: np.ndarray, scores_b: np.ndarray,

@@ -231,7 +231,8 @@ def replicate(spec: Spec, rep: int, *, probe: str, n_splits: int, n_repeats: int
     frame["rep"] = rep
     results = res.results.values() if spec.sim.kind == "survival" else [res]
     folds = [{"rep": rep, "metric": pc.metric, "pooled": pc.pooled, "a": pc.folds_a,
-              "b": pc.folds_b, "n_train": pc.n_train}
+              "b": pc.folds_b, "n_train": pc.n_train,
+              "shares_a": pc.shares_a, "shares_b": pc.shares_b, "n": pc.n, "n_pos": pc.n_pos}
              for r in results for pc in r.pairs if pc.site == "all"]
     frame.attrs["folds"] = folds
     return frame

@@ -120,6 +120,26 @@ def test_pooled_row_averages_members(oof):
     assert set(frame["test"]) >= {"corrected-t", "delong"}
 
 
+def test_pairs_carry_each_sides_predicted_positive_share_per_fold(oof):
+    # one backbone's BA variance floor is read from these; the harness dumps them
+    y, plan, scores = oof
+    pairs = [("a1", "b1"), ("a2", "b2")]
+    res = compare_scores([AUC, balanced_accuracy_scorer(0.6)], y, y, scores, pairs,
+                         plan.fold_ids, task="idh1", n_train=60, n_test=20, n_boot=50,
+                         side_a="A", side_b="B", n_folds=4)
+
+    def shares(name):
+        return np.array([[np.mean(scores[name][r, plan.fold_ids[r] == f] >= 0.6)
+                          for f in range(4)] for r in range(3)])
+
+    ba = {(p.backbone_a, p.backbone_b): p for p in res.pairs if p.metric == "ba"}
+    np.testing.assert_allclose(ba["a1", "b1"].shares_a, shares("a1"))
+    np.testing.assert_allclose(ba["a2", "b2"].shares_b, shares("b2"))
+    np.testing.assert_allclose(ba["A", "B"].shares_a, (shares("a1") + shares("a2")) / 2)
+    assert all(p.shares_a is None and p.shares_b is None
+               for p in res.pairs if p.metric == "auc")
+
+
 def test_probes_share_folds_and_resamples():
     rng = np.random.default_rng(5)
     n = 60
