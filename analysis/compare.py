@@ -80,7 +80,11 @@ backbone's interval uses
 :data:`~neurofeat.analysis.paired_tests.CALIBRATED_CORRECTION_SINGLE` where it needs
 its own (continuous BA 1.1, c-index 1.65, each plus the test noise of its degenerate
 folds, where a constant prediction scores exactly 0.5:
-:func:`~neurofeat.analysis.paired_tests.degenerate_fold_variance`); binary tasks with
+:func:`~neurofeat.analysis.paired_tests.degenerate_fold_variance`; binary BA at least its
+folds' test noise, and 2.25 where the probe calls fewer than 4 patients per test fold on
+one side of the threshold:
+:data:`~neurofeat.analysis.paired_tests.CALIBRATED_CORRECTION_SPARSE_PREDICTIONS`); binary
+tasks with
 fewer than 96
 training patients per fold move towards
 :data:`~neurofeat.analysis.paired_tests.CALIBRATED_CORRECTION_SMALL` (AUC 2.0, one
@@ -128,6 +132,7 @@ from neurofeat.analysis.paired_tests import (DEFAULT_TEST, METRIC_BOUNDS, RARE_E
                                              adjust_pvalues, calibrated_correction, is_rare,
                                              corrected_resampled_interval,
                                              corrected_resampled_ttest, paired_test,
+                                             predicted_minority_per_fold,
                                              single_variance_terms, smallest_attainable_p)
 from neurofeat.analysis.scoring import (AUC, Scorer, predicted_share_folds, score_folds,
                                         score_jackknife, score_point, score_resamples)
@@ -710,12 +715,12 @@ def bootstrap_p_value(boot_diff: np.ndarray) -> float:
 def _t_inference(test: str, fa: np.ndarray, fb: np.ndarray, result: PairedTestResult, *,
                  n_train: float, n_test: float, n_folds: int | None, df, level: float,
                  naive: bool = False, correction: float = 1.0,
-                 single_correction: float | None = None,
+                 single_correction: tuple[float, float] | None = None,
                  bounds: tuple[float, float] | None = None,
                  single_extra: tuple[float, float] = (0.0, 0.0),
                  single_floor: tuple[float, float] = (0.0, 0.0)) -> Inference:
     """Estimates = mean per-fold values; intervals from the same variance as the test
-    (each side's interval with ``single_correction`` when given, its variance raised to
+    (each side's interval with its ``single_correction`` when given, its variance raised to
     ``single_floor`` and ``single_extra`` added)."""
     def interval(v, bounds=None, correction=correction, extra=0.0, floor=0.0):
         if naive:  # plain t over folds: se = s / sqrt(J), J - 1 df
@@ -734,10 +739,10 @@ def _t_inference(test: str, fa: np.ndarray, fb: np.ndarray, result: PairedTestRe
 
     ok = np.isfinite(fa) & np.isfinite(fb)
     span = None if bounds is None else (bounds[0] - bounds[1], bounds[1] - bounds[0])
-    side = correction if single_correction is None else single_correction
-    ea = interval(np.where(ok, fa, np.nan).reshape(-1), bounds, side, single_extra[0],
+    side = (correction, correction) if single_correction is None else single_correction
+    ea = interval(np.where(ok, fa, np.nan).reshape(-1), bounds, side[0], single_extra[0],
                   single_floor[0])
-    eb = interval(np.where(ok, fb, np.nan).reshape(-1), bounds, side, single_extra[1],
+    eb = interval(np.where(ok, fb, np.nan).reshape(-1), bounds, side[1], single_extra[1],
                   single_floor[1])
     ed = interval((fa - fb).reshape(-1), span)
     return Inference(test, *ea, *eb, *ed, result.statistic, result.p_value, result.df)
@@ -761,8 +766,10 @@ def _pair(metric: str, site: str, name_a: str, name_b: str, da: MetricDraws, db:
     per_fold = rare_count / k if rare_count >= 0 else None
     correction = calibrated_correction(metric, kind, minority_per_fold=per_fold,
                                        n_train=n_train)
-    single_correction = calibrated_correction(metric, kind, minority_per_fold=per_fold,
-                                              single=True, n_train=n_train)
+    single_correction = tuple(calibrated_correction(
+        metric, kind, minority_per_fold=per_fold, single=True, n_train=n_train,
+        predicted_minority_per_fold=predicted_minority_per_fold(d.shares, n=n, n_folds=k))
+        for d in (da, db))
     single_extra, single_floor = zip(*(single_variance_terms(d.folds, d.shares, metric=metric,
                                                              kind=kind, n=n, n_pos=n_pos,
                                                              n_folds=k)

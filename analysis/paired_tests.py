@@ -54,6 +54,7 @@ __all__ = [
     "CALIBRATED_CORRECTION_SPARSE",
     "CALIBRATED_CORRECTION_SINGLE",
     "CALIBRATED_CORRECTION_SMALL",
+    "CALIBRATED_CORRECTION_SPARSE_PREDICTIONS",
     "SMALL_SAMPLE_N_TRAIN",
     "DEGENERATE_FOLD_METRICS",
     "degenerate_folds",
@@ -66,6 +67,7 @@ __all__ = [
     "threshold_noise_floor",
     "TEST_NOISE_FLOOR_METRICS",
     "SPARSE_FOLD_MINORITY",
+    "predicted_minority_per_fold",
     "RARE_ENDPOINT",
     "calibrated_correction",
     "is_rare",
@@ -261,6 +263,26 @@ CALIBRATED_CORRECTION_SINGLE: dict[tuple[str, str], float] = {
 }
 
 
+#: One backbone's factors where its probe's predictions are sparse: on average fewer than
+#: :data:`SPARSE_FOLD_MINORITY` patients per test fold on the side of the threshold the
+#: probe calls less often (:func:`predicted_minority_per_fold`). A probe shrunk to
+#: near-constant scores (rare positives at d = 512: 1.5 patients of a 60-patient fold
+#: called positive) gives folds whose BA rests on whether one or two called patients
+#: are hits: the fold values are skewed (most slightly below 0.5, an occasional hit far
+#: above) and the fold spread under-states the spread of their mean. Measured
+#: (``bench_calibration.py --dump-folds``; 10 % positives, n = 300, d = 512, default
+#: probe, 200 cohorts each, 9,000-9,199): one backbone's BA interval covered the
+#: expected BA (0.504, the same weak signal in both backbones) in 90.9 % at the table's
+#: 1.15 with the test-noise floor (91.1 % on cohorts 8,000-8,199), 93.1 % at 2.0, 94.4 %
+#: at 2.25, 95.4 % at 2.5; at the exact null it covered 0.5 in 93.2 % at 1.15 (93.2 %
+#: on cohorts 8,600-8,799), 97.7 % at 2.0, 98.4 % at 2.25, 99.1 % at 2.5. All the misses
+#: were below. No factor puts both inside 93-97 %; 2.25 keeps the signal above 93 % and
+#: leaves the exact null wide, as the c-index's factor does for its weak signals. Every
+#: cohort of those settings had sparse predictions, none of 10 % positives at d = 16
+#: (22 of 60 patients called positive per fold; coverage 94.8 % there, unchanged).
+CALIBRATED_CORRECTION_SPARSE_PREDICTIONS: dict[tuple[str, str], float] = {("binary", "ba"): 2.25}
+
+
 #: Training patients per fold at or below which :data:`CALIBRATED_CORRECTION_SMALL`
 #: applies in full, and from which on the tables above apply; linear in between.
 SMALL_SAMPLE_N_TRAIN: tuple[float, float] = (64.0, 96.0)
@@ -301,7 +323,8 @@ CALIBRATED_CORRECTION_SMALL: dict[tuple[str, str], tuple[float, float]] = {
 
 def calibrated_correction(metric: str | None, kind: str | None = None, *,
                           minority_per_fold: float | None = None,
-                          single: bool = False, n_train: float | None = None) -> float:
+                          single: bool = False, n_train: float | None = None,
+                          predicted_minority_per_fold: float | None = None) -> float:
     """The calibrated correction factor of ``metric`` on a ``kind`` task.
 
     ``kind`` defaults to 'survival' for c-indices and 'binary' otherwise; unmeasured
@@ -316,7 +339,10 @@ def calibrated_correction(metric: str | None, kind: str | None = None, *,
     ``SMALL_SAMPLE_N_TRAIN[1]`` and the small-sample factor at ``SMALL_SAMPLE_N_TRAIN[0]``,
     and keeps that slope below it; one backbone's factor rises the same way to its
     small-sample factor at ``SMALL_SAMPLE_N_TRAIN[0]`` and stays there (never below
-    the difference's).
+    the difference's). ``predicted_minority_per_fold`` (one backbone's patients per test
+    fold on the less-called side of the threshold, :func:`predicted_minority_per_fold`)
+    below :data:`SPARSE_FOLD_MINORITY` brings in
+    :data:`CALIBRATED_CORRECTION_SPARSE_PREDICTIONS` for ``single`` intervals.
     """
     if kind is None:
         kind = "survival" if metric in ("harrell_c", "uno_c") else "binary"
@@ -329,6 +355,10 @@ def calibrated_correction(metric: str | None, kind: str | None = None, *,
     if (minority_per_fold is not None and 0 <= minority_per_fold < SPARSE_FOLD_MINORITY
             and key in CALIBRATED_CORRECTION_SPARSE):
         factors.append(CALIBRATED_CORRECTION_SPARSE[key])
+    if (single and predicted_minority_per_fold is not None
+            and 0 <= predicted_minority_per_fold < SPARSE_FOLD_MINORITY
+            and key in CALIBRATED_CORRECTION_SPARSE_PREDICTIONS):
+        factors.append(CALIBRATED_CORRECTION_SPARSE_PREDICTIONS[key])
     if n_train is not None and np.isfinite(n_train) and key in CALIBRATED_CORRECTION_SMALL:
         low, high = SMALL_SAMPLE_N_TRAIN
         table = CALIBRATED_CORRECTION[key]
@@ -339,6 +369,29 @@ def calibrated_correction(metric: str | None, kind: str | None = None, *,
             factor = max(factor, table + min(step, 1.0) * (one - table))
         factors.append(factor)
     return max(factors)
+
+
+def predicted_minority_per_fold(shares: np.ndarray | None, *, n: int,
+                                n_folds: int) -> float | None:
+    """Patients per test fold that a probe calls on the less-called side of its threshold:
+    ``min(q, 1 - q) n / n_folds`` for the mean ``q`` of the per-fold predicted-positive
+    ``shares`` (shape (R, K); NaN folds left out) of ``n`` patients. None without shares
+    (a metric without a threshold) or with no finite share.
+
+    Examples
+    --------
+    >>> predicted_minority_per_fold(np.array([[0.02, 0.03], [0.025, 0.025]]), n=300,
+    ...                             n_folds=5)
+    1.5
+    """
+    if shares is None:
+        return None
+    q = np.asarray(shares, dtype=float)
+    q = q[np.isfinite(q)]
+    if q.size == 0:
+        return None
+    mean = float(q.mean())
+    return min(mean, 1.0 - mean) * n / n_folds
 
 
 #: Metrics whose one-backbone interval adds the test noise of degenerate folds, with the
@@ -745,7 +798,9 @@ def corrected_resampled_interval(values: np.ndarray, *, n_train: float, n_test: 
                                  minority_per_fold: float | None = None,
                                  single: bool = False,
                                  extra_variance: float = 0.0,
-                                 variance_floor: float = 0.0) -> CorrectedInterval:
+                                 variance_floor: float = 0.0,
+                                 predicted_minority_per_fold: float | None = None
+                                 ) -> CorrectedInterval:
     """Confidence interval for the mean of per-fold values of repeated CV.
 
     ``mean +- t_{1 - (1 - level) / 2, df} sqrt((1 / J + c n_test / n_train) var)``: the
@@ -785,6 +840,9 @@ def corrected_resampled_interval(values: np.ndarray, *, n_train: float, n_test: 
     variance_floor : float
         The corrected variance of the mean is raised to at least this before
         ``extra_variance`` is added (e.g. :func:`threshold_noise_floor`).
+    predicted_minority_per_fold : float, optional
+        With ``single``: patients per test fold on the less-called side of the threshold
+        (:func:`predicted_minority_per_fold`; see :func:`calibrated_correction`).
 
     Examples
     --------
@@ -804,9 +862,9 @@ def corrected_resampled_interval(values: np.ndarray, *, n_train: float, n_test: 
         return CorrectedInterval(float(v.mean()) if j else nan, nan, nan, nan, nan, level, j)
     dof = _resolve_df(df, j, n_folds)
     if correction is None:
-        correction = (calibrated_correction(metric, kind, minority_per_fold=minority_per_fold,
-                                            single=single, n_train=n_train)
-                      if metric is not None else 1.0)
+        correction = 1.0 if metric is None else calibrated_correction(
+            metric, kind, minority_per_fold=minority_per_fold, single=single, n_train=n_train,
+            predicted_minority_per_fold=predicted_minority_per_fold)
     se = float(np.sqrt(max((1.0 / j + correction * n_test / n_train) * v.var(ddof=1),
                            variance_floor) + extra_variance))
     half = float(special.stdtrit(dof, 1 - (1 - level) / 2)) * se

@@ -57,6 +57,7 @@ from threadpoolctl import threadpool_limits
 from neurofeat.analysis.bootstrap import stratified_bootstrap_indices
 from neurofeat.analysis.paired_tests import (DEFAULT_TEST, METRIC_BOUNDS,
                                              corrected_resampled_interval,
+                                             predicted_minority_per_fold,
                                              single_variance_terms)
 from neurofeat.analysis.loso import LOSO_DEFAULT_TEST, loso_pooled_test
 from neurofeat.analysis.folds import (FoldPlan, derive_seed, fraction_subsample,
@@ -404,7 +405,11 @@ def evaluate_probe(oof: OutOfFold, labels: np.ndarray, sites: np.ndarray, *,
                                                    minority_per_fold=min(
                                                        n_pos, members.size - n_pos)
                                                    / oof.plan.n_folds, single=True,
-                                                   extra_variance=extra, variance_floor=floor)
+                                                   extra_variance=extra, variance_floor=floor,
+                                                   predicted_minority_per_fold=(
+                                                       predicted_minority_per_fold(
+                                                           shares, n=members.size,
+                                                           n_folds=oof.plan.n_folds)))
                 rows.append({**base, "estimate": cal.estimate, "ci_low": cal.ci_low,
                              "ci_high": cal.ci_high, "ci_method": DEFAULT_TEST})
         if not emit:

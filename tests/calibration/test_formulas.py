@@ -522,3 +522,70 @@ def test_one_backbone_ba_interval_is_never_narrower_than_its_test_noise():
     one = metrics[(metrics.metric == "ba") & (metrics.ci_method == DEFAULT_TEST)].iloc[0]
     assert (one.ci_low, one.ci_high) == pytest.approx((row["ci_low_a"], row["ci_high_a"]),
                                                       rel=1e-10)
+
+
+def test_sparse_predictions_widen_one_backbones_ba_interval_only():
+    """Fewer than 4 patients per test fold on the less-called side of the threshold: one
+    backbone's BA interval takes the sparse-predictions factor; its difference, its AUC
+    and a probe calling many patients positive keep theirs."""
+    from neurofeat.analysis.paired_tests import (CALIBRATED_CORRECTION_SPARSE_PREDICTIONS,
+                                                 SPARSE_FOLD_MINORITY,
+                                                 predicted_minority_per_fold,
+                                                 threshold_noise_floor)
+    from neurofeat.analysis.protocols import OutOfFold, evaluate_probe
+    from neurofeat.analysis.scoring import balanced_accuracy_scorer, score_folds
+
+    sparse = CALIBRATED_CORRECTION_SPARSE_PREDICTIONS[("binary", "ba")]
+    table = CALIBRATED_CORRECTION[("binary", "ba")]
+    assert sparse > table
+    kw = dict(minority_per_fold=6, n_train=240)
+    assert calibrated_correction("ba", "binary", single=True, predicted_minority_per_fold=1.5,
+                                 **kw) == sparse
+    assert calibrated_correction("ba", "binary", single=True,
+                                 predicted_minority_per_fold=SPARSE_FOLD_MINORITY, **kw) == table
+    assert calibrated_correction("ba", "binary", predicted_minority_per_fold=1.5, **kw) == table
+    assert calibrated_correction("auc", "binary", single=True, predicted_minority_per_fold=1.5,
+                                 **kw) == CALIBRATED_CORRECTION[("binary", "auc")]
+    # the less-called side: a probe calling 98 % positive is as sparse as one calling 2 %
+    assert predicted_minority_per_fold(np.array([[0.98, np.nan]]), n=300, n_folds=5) == \
+        pytest.approx(1.2)
+    assert predicted_minority_per_fold(None, n=300, n_folds=5) is None
+
+    n = 300
+    ids = np.array([f"P{i:03d}" for i in range(n)])
+    labels = np.zeros(n, bool)
+    labels[::10] = True
+    plan = stratified_kfold_plan(ids, labels, n_splits=5, n_repeats=2, task="r", seed=0)
+    rng = np.random.default_rng(5)
+    scores = {"a": np.full((2, n), 0.3), "b": rng.random((2, n))}
+    for r in range(2):   # a calls two patients of each fold positive, a hit in some folds
+        for f in range(5):
+            in_fold = plan.fold_ids[r] == f
+            called = [np.flatnonzero(in_fold & ~labels)[0],
+                      np.flatnonzero(in_fold & (labels if (r + f) % 3 == 0 else ~labels))[1]]
+            scores["a"][r, called] = 0.9
+    ba = balanced_accuracy_scorer()
+    folds = {k: score_folds(ba, labels, v, plan.fold_ids, 5).reshape(-1)
+             for k, v in scores.items()}
+    floor = threshold_noise_floor(np.full(10, 2 / 60), n_pos=6, n_neg=54)
+    t = stats.t.ppf(0.975, 9)
+    se_a = np.sqrt((1 / 10 + sparse * 60 / 240) * folds["a"].var(ddof=1))
+    assert se_a ** 2 > floor   # the spread, not the floor, sets the width
+    se_b = np.sqrt((1 / 10 + table * 60 / 240) * folds["b"].var(ddof=1))
+    frame = compare_scores([ba], labels, labels, scores, [("a", "b")], plan.fold_ids, task="r",
+                           n_train=240, n_test=60, n_boot=20, n_folds=5, kind="binary",
+                           bca=False).to_frame()
+    row = frame[frame["test"] == DEFAULT_TEST].iloc[0]
+    assert (row["ci_low_a"], row["ci_high_a"]) == pytest.approx(
+        (folds["a"].mean() - t * se_a, folds["a"].mean() + t * se_a), rel=1e-10)
+    assert row["ci_low_b"] == pytest.approx(folds["b"].mean() - t * se_b, rel=1e-10)
+    diff = folds["a"] - folds["b"]
+    se_d = np.sqrt((1 / 10 + table * 60 / 240) * diff.var(ddof=1))
+    assert row["diff_ci_low"] == pytest.approx(diff.mean() - t * se_d, rel=1e-10)
+    fitted = tuple({"n_train": 240, "n_test": 60} for _ in range(10))
+    metrics, _ = evaluate_probe(OutOfFold(scores["a"], plan, fitted_params=fitted), labels,
+                                np.full(n, "S1"), scorers=[ba], n_boot=20, per_site=False,
+                                delong=False)
+    one = metrics[(metrics.metric == "ba") & (metrics.ci_method == DEFAULT_TEST)].iloc[0]
+    assert (one.ci_low, one.ci_high) == pytest.approx((row["ci_low_a"], row["ci_high_a"]),
+                                                      rel=1e-10)
