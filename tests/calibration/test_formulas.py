@@ -473,6 +473,18 @@ def test_single_variance_terms_are_the_extra_variance_and_the_floor():
                                  n_pos=30, n_folds=5)[1] > 0
 
 
+def _rare_cohort_with_a_constant_probe(seed: int):
+    """300 patients, 10 % positive, 2 x 5 CV; backbone a scores every patient 0.3 (below
+    the threshold: the caller marks whom it calls positive), b at random."""
+    n = 300
+    ids = np.array([f"P{i:03d}" for i in range(n)])
+    labels = np.zeros(n, bool)
+    labels[::10] = True
+    plan = stratified_kfold_plan(ids, labels, n_splits=5, n_repeats=2, task="r", seed=0)
+    rng = np.random.default_rng(seed)
+    return n, labels, plan, {"a": np.full((2, n), 0.3), "b": rng.random((2, n))}
+
+
 def test_one_backbone_ba_interval_is_never_narrower_than_its_test_noise():
     """A probe shrunk to near-constant predictions that calls one patient positive per
     fold, always a negative: every fold of backbone a has the same BA just below 0.5, the
@@ -484,13 +496,7 @@ def test_one_backbone_ba_interval_is_never_narrower_than_its_test_noise():
     from neurofeat.analysis.protocols import OutOfFold, evaluate_probe
     from neurofeat.analysis.scoring import balanced_accuracy_scorer, score_folds
 
-    n = 300
-    ids = np.array([f"P{i:03d}" for i in range(n)])
-    labels = np.zeros(n, bool)
-    labels[::10] = True
-    plan = stratified_kfold_plan(ids, labels, n_splits=5, n_repeats=2, task="r", seed=0)
-    rng = np.random.default_rng(4)
-    scores = {"a": np.full((2, n), 0.3), "b": rng.random((2, n))}
+    n, labels, plan, scores = _rare_cohort_with_a_constant_probe(seed=4)
     for r in range(2):
         for f in range(5):
             first_negative = np.flatnonzero((plan.fold_ids[r] == f) & ~labels)[0]
@@ -551,13 +557,7 @@ def test_sparse_predictions_widen_one_backbones_ba_interval_only():
         pytest.approx(1.2)
     assert predicted_minority_per_fold(None, n=300, n_folds=5) is None
 
-    n = 300
-    ids = np.array([f"P{i:03d}" for i in range(n)])
-    labels = np.zeros(n, bool)
-    labels[::10] = True
-    plan = stratified_kfold_plan(ids, labels, n_splits=5, n_repeats=2, task="r", seed=0)
-    rng = np.random.default_rng(5)
-    scores = {"a": np.full((2, n), 0.3), "b": rng.random((2, n))}
+    n, labels, plan, scores = _rare_cohort_with_a_constant_probe(seed=5)
     for r in range(2):   # a calls two patients of each fold positive, a hit in some folds
         for f in range(5):
             in_fold = plan.fold_ids[r] == f
