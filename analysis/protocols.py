@@ -395,21 +395,18 @@ def evaluate_probe(oof: OutOfFold, labels: np.ndarray, sites: np.ndarray, *,
                 per_fold = score_folds(scorer, target, oof.scores, fold_ids, oof.plan.n_folds)
                 shares = (None if scorer.threshold is None else predicted_share_folds(
                     oof.scores, fold_ids, scorer.threshold, oof.plan.n_folds))
+                k = oof.plan.n_folds
                 extra, floor = single_variance_terms(per_fold, shares, metric=scorer.name,
                                                      kind=kind, n=members.size, n_pos=n_pos,
-                                                     n_folds=oof.plan.n_folds)
-                cal = corrected_resampled_interval(per_fold, n_train=n_train, n_test=n_test,
-                                                   level=1 - alpha, metric=scorer.name,
-                                                   kind=kind, n_folds=oof.plan.n_folds,
-                                                   bounds=METRIC_BOUNDS.get(scorer.name),
-                                                   minority_per_fold=min(
-                                                       n_pos, members.size - n_pos)
-                                                   / oof.plan.n_folds, single=True,
-                                                   extra_variance=extra, variance_floor=floor,
-                                                   predicted_minority_per_fold=(
-                                                       predicted_minority_per_fold(
-                                                           shares, n=members.size,
-                                                           n_folds=oof.plan.n_folds)))
+                                                     n_folds=k)
+                cal = corrected_resampled_interval(
+                    per_fold, n_train=n_train, n_test=n_test, level=1 - alpha,
+                    metric=scorer.name, kind=kind, n_folds=k,
+                    bounds=METRIC_BOUNDS.get(scorer.name),
+                    minority_per_fold=min(n_pos, members.size - n_pos) / k, single=True,
+                    extra_variance=extra, variance_floor=floor,
+                    predicted_minority_per_fold=predicted_minority_per_fold(
+                        shares, n=members.size, n_folds=k))
                 rows.append({**base, "estimate": cal.estimate, "ci_low": cal.ci_low,
                              "ci_high": cal.ci_high, "ci_method": DEFAULT_TEST})
         if not emit:
