@@ -116,7 +116,7 @@ Examples
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -980,6 +980,39 @@ def adjust_across(frame: pd.DataFrame, across: str = "task") -> pd.DataFrame:
     return frame
 
 
+@dataclass(frozen=True)
+class ProbeSetup:
+    """What a task kind fits and scores: labels, probe factory, its output, threshold."""
+
+    y: np.ndarray
+    labels: np.ndarray
+    fit_y: np.ndarray
+    factory: Callable[[], Any]
+    output: str
+    cut: float
+
+
+def probe_setup(kind: str, y: np.ndarray, *, threshold: float | None, task: str,
+                linear_params: dict | None = None,
+                ridge_params: dict | None = None) -> ProbeSetup:
+    """Binary: LinearProbe on the 0/1 labels, probabilities cut at 0.5; continuous:
+    RidgeProbe on the raw value, predictions cut at ``threshold``."""
+    from neurofeat.analysis.probes import LinearProbe, RidgeProbe
+
+    y = np.asarray(y, dtype=float)
+    if kind == "continuous":
+        if threshold is None:
+            raise ValueError(f"task {task!r} is continuous: give its threshold")
+        rparams = dict(ridge_params or {})
+        return ProbeSetup(y, y >= threshold, y, lambda: RidgeProbe(**rparams), "predict",
+                          float(threshold))
+    if kind == "binary":
+        params = dict(linear_params or {})
+        labels = y.astype(bool)
+        return ProbeSetup(y, labels, labels, lambda: LinearProbe(**params), "proba", 0.5)
+    raise ValueError(f"compare_probes handles binary and continuous tasks, not {kind!r}")
+
+
 def compare_probes(embeddings: Mapping[str, np.ndarray], y: np.ndarray, *,
                    patient_ids: np.ndarray, pairs: Sequence[tuple[str, str]], task: str,
                    kind: str = "binary", threshold: float | None = None,
@@ -1029,24 +1062,13 @@ def compare_probes(embeddings: Mapping[str, np.ndarray], y: np.ndarray, *,
         LOSO with fewer than two sites or a site with one class (named).
     """
     from neurofeat.analysis.folds import leave_one_site_out_plan, stratified_kfold_plan
-    from neurofeat.analysis.probes import LinearProbe, RidgeProbe
     from neurofeat.analysis.protocols import out_of_fold
     from neurofeat.analysis.scoring import get_scorer
 
-    y = np.asarray(y, dtype=float)
-    if kind == "continuous":
-        if threshold is None:
-            raise ValueError(f"task {task!r} is continuous: give its threshold")
-        labels = y >= threshold
-        rparams = dict(ridge_params or {})
-        factory, output, cut, fit_y = ((lambda: RidgeProbe(**rparams)), "predict",
-                                       float(threshold), y)
-    elif kind == "binary":
-        labels = y.astype(bool)
-        params = dict(linear_params or {})
-        factory, output, cut, fit_y = (lambda: LinearProbe(**params)), "proba", 0.5, labels
-    else:
-        raise ValueError(f"compare_probes handles binary and continuous tasks, not {kind!r}")
+    setup = probe_setup(kind, y, threshold=threshold, task=task, linear_params=linear_params,
+                        ridge_params=ridge_params)
+    y, labels, factory, output, cut, fit_y = (setup.y, setup.labels, setup.factory,
+                                              setup.output, setup.cut, setup.fit_y)
     scorers = [get_scorer(m, cut) for m in metrics]
     if kind == "binary" and any(s.name in ("spearman", "mae") for s in scorers):
         raise ValueError("spearman and mae are for continuous tasks; use auc, ba, "

@@ -47,6 +47,7 @@ __all__ = [
     "survival_kfold_plan",
     "leave_one_site_out_plan",
     "per_site_kfold_plan",
+    "paired_subsampling_plan",
     "fraction_subsample",
     "check_two_classes_per_site",
 ]
@@ -102,6 +103,9 @@ class FoldPlan:
         What the plan was derived from.
     block_ids : ndarray of int, shape (n,), or None
         When given, a fold trains only on patients of the same block (per-site CV).
+    tested_folds : int or None
+        When given, only fold ids below it are test folds; the other ids mark patients
+        that only train in that repeat (a subsampling plan: ``('test', 'train')``).
     """
 
     patient_ids: np.ndarray
@@ -112,6 +116,7 @@ class FoldPlan:
     seed: int
     block_ids: np.ndarray | None = None
     block_names: tuple[str, ...] = field(default=())
+    tested_folds: int | None = None
 
     @property
     def n_repeats(self) -> int:
@@ -125,9 +130,10 @@ class FoldPlan:
 
     def splits(self) -> Iterator[Split]:
         """Yield every (repeat, fold) split; train excludes the test fold (and other blocks)."""
+        tested = self.n_folds if self.tested_folds is None else self.tested_folds
         for r in range(self.n_repeats):
             ids = self.fold_ids[r]
-            for f in range(self.n_folds):
+            for f in range(tested):
                 test_mask = ids == f
                 if not test_mask.any():
                     continue
@@ -155,7 +161,7 @@ class FoldPlan:
         return FoldPlan(patient_ids, self.fold_ids[:, pos], self.fold_names, self.protocol,
                         self.task, self.seed,
                         None if self.block_ids is None else self.block_ids[pos],
-                        self.block_names)
+                        self.block_names, self.tested_folds)
 
     def to_frame(self) -> pd.DataFrame:
         """Long table: patient_id, repeat, fold, fold_name."""
@@ -374,6 +380,84 @@ def per_site_kfold_plan(patient_ids: np.ndarray, sites: np.ndarray, strata: np.n
     names = tuple(f"{site}/fold{f}" for site in site_names for f in range(n_splits))
     return FoldPlan(patient_ids, fold_ids, names, "site", task, int(seed),
                     site_codes.astype(np.int64), tuple(site_names.tolist()))
+
+
+def _stratified_take(rows: np.ndarray, codes: np.ndarray, size: int,
+                     patient_ids: np.ndarray, parts: tuple) -> np.ndarray:
+    """``size`` of ``rows``, each stratum in proportion: hash-ordered within the stratum,
+    then merged by the within-stratum quantile ``(i + 0.5) / n_s``."""
+    keys = _patient_keys(patient_ids[rows], *parts)
+    quantile = np.empty(rows.size)
+    for level in np.unique(codes[rows]):
+        members = np.flatnonzero(codes[rows] == level)
+        order = members[np.argsort(keys[members], kind="stable")]
+        quantile[order] = (np.arange(order.size) + 0.5) / order.size
+    return rows[np.lexsort((keys, quantile))[:size]]
+
+
+def paired_subsampling_plan(patient_ids: np.ndarray, strata: np.ndarray, *, n_splits: int = 5,
+                            n_inner: int = 15, n_outer: int = 10, task: str, seed: int = 0,
+                            stratum_name: str = "positive") -> FoldPlan:
+    """Nadeau & Bengio's paired subsampling (mlr3inferr's ``paired_subsampling``), stratified.
+
+    Repeats ``0 .. n_inner - 1`` test ``round(n / n_splits)`` patients drawn from everyone
+    (each stratum in proportion) and train on the rest: the point estimate, at the
+    training size of ``n_splits``-fold CV. Then, for each of ``n_outer`` outer repeats
+    ``m``, the patients are dealt into two halves (stratified) and each half ``h`` gets
+    ``n_inner`` subsamples with the same test size, training on the rest of the half:
+    repeat ``n_inner + (2 m + h) n_inner + j``. Only the halves' spread is used for the
+    variance (:func:`~neurofeat.analysis.subsampling.conservative_z`).
+
+    Fold ids: 0 = test, 1 = train only, -1 = not used (``tested_folds = 1``). Derived,
+    like every plan, from task, seed and patient ids only.
+
+    Raises
+    ------
+    FoldError
+        A half too small for the test size, or a test or training set of some subsample
+        without a member of some stratum (e.g. no positive patient), naming the counts.
+    """
+    patient_ids = _check_ids(patient_ids, strata)
+    if n_splits < 3:
+        raise ValueError(f"n_splits must be >= 3 (a half must train on something), got {n_splits}")
+    if n_inner < 1 or n_outer < 1:
+        raise ValueError(f"n_inner and n_outer must be >= 1, got {n_inner}, {n_outer}")
+    levels, codes = _as_strata(strata)
+    n = patient_ids.size
+    n_test = int(round(n / n_splits))
+    everyone = np.arange(n)
+    fold_ids = np.full((n_inner * (1 + 2 * n_outer), n), -1, dtype=np.int64)
+
+    def subsample(r: int, pool: np.ndarray, where: str) -> None:
+        test = _stratified_take(pool, codes, n_test, patient_ids, (task, seed, "subsample", r))
+        fold_ids[r, pool] = 1
+        fold_ids[r, test] = 0
+        for part, rows in (("test", test), ("training", np.setdiff1d(pool, test))):
+            missing = np.setdiff1d(np.arange(levels.size), codes[rows])
+            if missing.size:
+                level = levels[missing[0]]
+                level = level.item() if hasattr(level, "item") else level
+                label = (stratum_name if level in (1, True) else f"class {level!r}")
+                raise FoldError(
+                    f"task {task!r}: a {part} set of {rows.size} patients {where} holds no "
+                    f"{label} ({int(np.sum(codes == missing[0]))} of {n} in all); paired "
+                    "subsampling needs every class in every subsample. Use fewer --folds "
+                    "(a larger test set) or the cross-validated tests.")
+
+    for r in range(n_inner):
+        subsample(r, everyone, "of the whole cohort")
+    for m in range(n_outer):
+        half = _deal(patient_ids, codes, 2, (task, seed, "half", m))
+        for h in range(2):
+            pool = np.flatnonzero(half == h)
+            if pool.size <= n_test:
+                raise FoldError(f"task {task!r}: a half of {pool.size} patients cannot hold a "
+                                f"test set of {n_test} and train; use more --folds")
+            for j in range(n_inner):
+                subsample(n_inner + (2 * m + h) * n_inner + j, pool,
+                          f"of half {h + 1} of outer repeat {m + 1}")
+    return FoldPlan(patient_ids, fold_ids, ("test", "train"), "paired-subsampling", task,
+                    int(seed), tested_folds=1)
 
 
 def fraction_subsample(train: np.ndarray, strata: np.ndarray, fraction: float, *,

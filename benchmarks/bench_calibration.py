@@ -199,7 +199,8 @@ def _model_kwargs(kind: str, probe: str) -> dict:
 
 
 def replicate(spec: Spec, rep: int, *, probe: str, n_splits: int, n_repeats: int,
-              n_boot: int, permutations: int = 0, perm_pairs: int = 1) -> pd.DataFrame:
+              n_boot: int, permutations: int = 0, perm_pairs: int = 1,
+              conservative_z: bool = False) -> pd.DataFrame:
     """One simulated cohort through the real comparison; the tests table's rows."""
     from neurofeat.analysis.compare import compare_probes
     from neurofeat.analysis.survival.compare import compare_survival_backbones
@@ -228,6 +229,9 @@ def replicate(spec: Spec, rep: int, *, probe: str, n_splits: int, n_repeats: int
                 n_boot=n_boot, seed=rep, side_a="A", side_b="B", **kwargs)
             frame = res.to_frame()
     frame = frame[KEEP].copy()
+    if conservative_z:
+        frame = pd.concat([frame, _conservative_z_rows(spec, cohort, pairs, task, rep, kwargs)],
+                          ignore_index=True)
     frame["rep"] = rep
     results = res.results.values() if spec.sim.kind == "survival" else [res]
     folds = [{"rep": rep, "metric": pc.metric, "pooled": pc.pooled, "a": pc.folds_a,
@@ -236,6 +240,27 @@ def replicate(spec: Spec, rep: int, *, probe: str, n_splits: int, n_repeats: int
              for r in results for pc in r.pairs if pc.site == "all"]
     frame.attrs["folds"] = folds
     return frame
+
+
+def _conservative_z_rows(spec: Spec, cohort, pairs, task: str, rep: int,
+                         kwargs: dict) -> pd.DataFrame:
+    """The conservative-Z rows (:mod:`neurofeat.analysis.subsampling`, mlr3inferr's
+    ``ci.con_z`` at its default 15 x (1 + 2 x 10) subsamples, test size n / 5) of the
+    same cohort, probes and pairs."""
+    from neurofeat.analysis.subsampling import subsample_probes, subsample_survival
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if spec.sim.kind == "survival":
+            res = subsample_survival(cohort.embeddings, cohort.time, cohort.event,
+                                     patient_ids=cohort.patient_ids, pairs=pairs, task=task,
+                                     seed=rep, **kwargs)
+        else:
+            res = subsample_probes(cohort.embeddings, cohort.y, patient_ids=cohort.patient_ids,
+                                   pairs=pairs, task=task, kind=spec.sim.kind,
+                                   threshold=spec.sim.threshold, metrics=METRICS[spec.sim.kind],
+                                   seed=rep, **kwargs)
+    return res.to_frame()[KEEP]
 
 
 def _logrank_rows(res, cohort, *, permuted=(), permutations=0, task="", seed=0,
@@ -436,9 +461,10 @@ def _job(args):
 def run_spec(spec: Spec, *, reps: int, probe: str, n_splits: int, n_repeats: int,
              n_boot: int, workers: int, truth_draws: int, truth_test: int,
              fold_dump: Path | None = None, permutations: int = 0,
-             perm_pairs: int = 1, first_rep: int = 0) -> pd.DataFrame:
+             perm_pairs: int = 1, first_rep: int = 0,
+             conservative_z: bool = False) -> pd.DataFrame:
     kw = dict(probe=probe, n_splits=n_splits, n_repeats=n_repeats, n_boot=n_boot,
-              permutations=permutations, perm_pairs=perm_pairs)
+              permutations=permutations, perm_pairs=perm_pairs, conservative_z=conservative_z)
     jobs = [(spec, rep, kw) for rep in range(first_rep, first_rep + reps)]
     t0 = time.perf_counter()
     if workers > 1:
@@ -590,6 +616,9 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     parser.add_argument("--perm-backbones", type=int, default=1, metavar="PAIRS",
                         help="survival: permutation test for the backbones of the first "
                              "PAIRS pairs (1: a1 and b1)")
+    parser.add_argument("--conservative-z", action="store_true",
+                        help="also run the conservative Z on paired subsampling (mlr3inferr's "
+                             "ci.con_z; 315 fits per backbone) on every cohort")
     parser.add_argument("--truth-draws", type=int, default=200)
     parser.add_argument("--truth-test", type=int, default=5000)
     parser.add_argument("--quick", action="store_true",
@@ -625,6 +654,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
                          workers=args.workers, truth_draws=args.truth_draws,
                          truth_test=args.truth_test, permutations=args.permutations,
                          perm_pairs=args.perm_backbones, first_rep=args.first_rep,
+                         conservative_z=args.conservative_z,
                          fold_dump=None if args.dump_folds is None else
                          args.dump_folds / (re.sub(r"[^A-Za-z0-9.]+", "_", spec.name) + ".pkl"))
         tables.append(table)

@@ -4,7 +4,8 @@ Resolves the tasks and the pairs once, aligns every backbone on the same patient
 calls the paired machinery of :mod:`neurofeat.analysis.compare` (binary/continuous:
 probe AUC/BA...; survival: Harrell's and Uno's C through
 :mod:`neurofeat.analysis.survival.compare`; ``protocol='loso'``:
-:mod:`neurofeat.analysis.loso`), optionally the seed-noise reference (A vs its recipe
+:mod:`neurofeat.analysis.loso`; ``protocol='subsampling'``:
+:mod:`neurofeat.analysis.subsampling`), optionally the seed-noise reference (A vs its recipe
 trained with another seed, on the same patients and folds), adjusts p-values across
 tasks (Holm, BH), shapes the ``tests`` table and writes the run. The table returned is
 the table stored.
@@ -23,13 +24,15 @@ from neurofeat.analysis.compare import (adjust_across, compare_probes, pair_back
 from neurofeat.analysis.loso import LOSO_TESTS, compare_survival_loso
 from neurofeat.analysis.paired_tests import DEFAULT_TEST, TEST_CHOICES
 from neurofeat.analysis.plots_report import forest_plot
+from neurofeat.analysis.subsampling import (SUBSAMPLING_TESTS, SubsamplingDesign,
+                                            subsample_probes, subsample_survival)
 from neurofeat.analysis.survival.compare import compare_survival_backbones
 from neurofeat.runs.inputs import AlignedData, PatientSetMismatch, load_aligned, site_mask
 from neurofeat.runs.tables import inference_columns, shape
 from neurofeat.store import RunInfo, Store, StoreError, write_run
 from neurofeat.tasks import Task, get_task, list_tasks
 
-__all__ = ["CLASSIFICATION_METRICS", "LOSO_TESTS", "PROTOCOLS", "SEED_REFERENCE", "TaskComparison",
+__all__ = ["CLASSIFICATION_METRICS", "LOSO_TESTS", "SUBSAMPLING_TESTS", "PROTOCOLS", "SEED_REFERENCE", "TaskComparison",
            "CompareRun", "compare_run", "compare_task"]
 
 #: Metrics ``stats compare`` accepts (spearman and mae apply to continuous tasks only).
@@ -38,7 +41,11 @@ CLASSIFICATION_METRICS: tuple[str, ...] = ("auc", "ba", "sensitivity", "specific
 
 
 #: ``--protocol`` values of ``stats compare``.
-PROTOCOLS: tuple[str, ...] = ("cv", "loso")
+PROTOCOLS: tuple[str, ...] = ("cv", "loso", "subsampling")
+
+#: Tests allowed with each protocol.
+PROTOCOL_TESTS: dict[str, tuple[str, ...]] = {"cv": TEST_CHOICES, "loso": LOSO_TESTS,
+                                              "subsampling": SUBSAMPLING_TESTS}
 
 #: Label of the seed-noise reference side (``backbone_b`` of its family row, and the
 #: ``comparison`` column of its rows).
@@ -54,7 +61,7 @@ class TaskComparison:
     """
 
     task: Task
-    result: Any  # ComparisonResult, LosoComparison or SurvivalComparison
+    result: Any  # ComparisonResult, LosoComparison, SurvivalComparison, SubsamplingComparison
     data: AlignedData
     reference: Any = None
 
@@ -130,6 +137,17 @@ def _provenance(tests: pd.DataFrame, data: AlignedData, pairs, side_a: str,
 def _compare(data: AlignedData, task: Task, pairs, side_a: str, side_b: str, *,
              protocol: str, metrics, test, n_repeats, n_splits, n_boot, seed, on_split):
     progress = (lambda *_: on_split()) if on_split is not None else None
+    if protocol == "subsampling":
+        design = SubsamplingDesign(n_splits=n_splits)
+        if task.kind == "survival":
+            return subsample_survival(
+                data.X, data.y, data.event, patient_ids=data.patient_ids, pairs=pairs,
+                task=task.name, design=design, seed=seed, side_a=side_a, side_b=side_b,
+                on_split=progress)
+        return subsample_probes(
+            data.X, data.y, patient_ids=data.patient_ids, pairs=pairs, task=task.name,
+            kind=task.kind, threshold=task.threshold, metrics=_metrics_for(task, metrics),
+            design=design, seed=seed, side_a=side_a, side_b=side_b, on_split=on_split)
     if task.kind == "survival" and protocol == "loso":
         return compare_survival_loso(
             data.X, data.y, data.event, patient_ids=data.patient_ids, pairs=pairs,
@@ -171,7 +189,8 @@ def compare_task(store: Store, side_a: str, side_b: str, task: Task,
     if not keep.all():
         data = data.subset(keep)
     if on_start is not None:
-        n_fits = n_splits * n_repeats if protocol == "cv" else len(set(data.sites.tolist()))
+        n_fits = {"cv": n_splits * n_repeats, "loso": len(set(data.sites.tolist())),
+                  "subsampling": SubsamplingDesign(n_splits=n_splits).n_subsamples}[protocol]
         n_models = len({x for p in pairs for x in p}) + \
             len({x for p in reference_pairs for x in p})
         on_start(n_models * n_fits)
@@ -245,11 +264,16 @@ def compare_run(store: Store, side_a: str, side_b: str, task: str, *,
         From :data:`CLASSIFICATION_METRICS`; survival tasks always use Harrell's/Uno's C.
     test : str
         Primary test (see :data:`neurofeat.analysis.paired_tests.TEST_CHOICES`; with
-        ``protocol='loso'`` one of :data:`neurofeat.analysis.loso.LOSO_TESTS`).
-    protocol : {'cv', 'loso'}
+        ``protocol='loso'`` one of :data:`neurofeat.analysis.loso.LOSO_TESTS`, with
+        ``'subsampling'`` of :data:`~neurofeat.analysis.subsampling.SUBSAMPLING_TESTS`).
+    protocol : {'cv', 'loso', 'subsampling'}
         Repeated stratified k-fold, or leave-one-site-out (binary and continuous tasks:
         one row per held-out site, the pooled ``loso-z`` row and the worst site; survival
-        tasks: Harrell's and Uno's C the same way; see :mod:`neurofeat.analysis.loso`).
+        tasks: Harrell's and Uno's C the same way; see :mod:`neurofeat.analysis.loso`),
+        or paired subsampling with the conservative Z (mlr3inferr's ``ci.con_z``: 15
+        subsamples testing n / ``n_splits`` patients, the variance from 10 pairs of
+        disjoint halves; 315 fits per backbone; ``n_repeats`` does not apply; see
+        :mod:`neurofeat.analysis.subsampling`).
     seed_reference : sequence of str
         Backbones that are side A's recipe(s) trained with another seed: the same paired
         comparison A vs them is added (``comparison = 'seed-reference'``) with a verdict
@@ -273,7 +297,7 @@ def compare_run(store: Store, side_a: str, side_b: str, task: str, *,
     """
     if protocol not in PROTOCOLS:
         raise ValueError(f"--protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
-    allowed = LOSO_TESTS if protocol == "loso" else TEST_CHOICES
+    allowed = PROTOCOL_TESTS[protocol]
     if test not in allowed:
         raise ValueError(f"test must be one of {', '.join(allowed)} with --protocol {protocol}, "
                          f"got {test!r}")
