@@ -50,7 +50,11 @@ settings x 40 replications (a few minutes). ``--dump-folds`` keeps every replica
 per-fold metrics so that other tests can be evaluated offline; ``--needed-factors``
 turns the null and equal-signal dumps into the correction factors of
 ``CALIBRATED_CORRECTION`` (with bootstrap intervals over replications); ``--first-rep``
-starts the replication index later, for fresh cohorts.
+starts the replication index later, for fresh cohorts. ``--conservative-z`` adds, on
+the same cohorts, probes and pairs, the conservative Z on paired subsampling
+(:mod:`neurofeat.analysis.subsampling`, ``stats compare --protocol subsampling``;
+mlr3inferr's ``ci.con_z``) as test ``conservative-z``: 315 fits per backbone instead of
+25, about 14 CPU-s per binary replication with the default probe at n = 120.
 
 Examples
 --------
