@@ -32,8 +32,9 @@ from neurofeat.runs.tables import inference_columns, shape
 from neurofeat.store import RunInfo, Store, StoreError, write_run
 from neurofeat.tasks import Task, get_task, list_tasks
 
-__all__ = ["CLASSIFICATION_METRICS", "LOSO_TESTS", "SUBSAMPLING_TESTS", "PROTOCOLS", "SEED_REFERENCE", "TaskComparison",
-           "CompareRun", "compare_run", "compare_task"]
+__all__ = ["CLASSIFICATION_METRICS", "LOSO_TESTS", "SUBSAMPLING_TESTS", "PROTOCOLS",
+           "PROTOCOL_TESTS", "SEED_REFERENCE", "TaskComparison", "CompareRun", "compare_run",
+           "compare_task"]
 
 #: Metrics ``stats compare`` accepts (spearman and mae apply to continuous tasks only).
 CLASSIFICATION_METRICS: tuple[str, ...] = ("auc", "ba", "sensitivity", "specificity",
