@@ -1067,9 +1067,8 @@ def compare_probes(embeddings: Mapping[str, np.ndarray], y: np.ndarray, *,
 
     setup = probe_setup(kind, y, threshold=threshold, task=task, linear_params=linear_params,
                         ridge_params=ridge_params)
-    y, labels, factory, output, cut, fit_y = (setup.y, setup.labels, setup.factory,
-                                              setup.output, setup.cut, setup.fit_y)
-    scorers = [get_scorer(m, cut) for m in metrics]
+    y, labels = setup.y, setup.labels
+    scorers = [get_scorer(m, setup.cut) for m in metrics]
     if kind == "binary" and any(s.name in ("spearman", "mae") for s in scorers):
         raise ValueError("spearman and mae are for continuous tasks; use auc, ba, "
                          "sensitivity or specificity")
@@ -1092,7 +1091,8 @@ def compare_probes(embeddings: Mapping[str, np.ndarray], y: np.ndarray, *,
     scores = {}
     n_train = n_test = 0.0
     for name in names:
-        oof = out_of_fold(embeddings[name], fit_y, plan, factory, output=output, strata=labels,
+        oof = out_of_fold(embeddings[name], setup.fit_y, plan, setup.factory,
+                          output=setup.output, strata=labels,
                           on_split=on_split)
         scores[name] = oof.scores
         n_train, n_test = oof.train_test_sizes()
@@ -1103,7 +1103,7 @@ def compare_probes(embeddings: Mapping[str, np.ndarray], y: np.ndarray, *,
         result = compare_loso_scores(scorers, targets, labels, scores, pairs, sites,
                                      task=task, n_boot=n_boot, seed=seed, test=test,
                                      side_a=side_a, side_b=side_b, kind=kind)
-        result.params.update({"kind": kind, "threshold": cut, "metrics": list(metrics),
+        result.params.update({"kind": kind, "threshold": setup.cut, "metrics": list(metrics),
                               "n_train": n_train, "n_test": n_test})
         return result
     result = compare_scores(scorers, targets, labels, scores, pairs, plan.fold_ids, task=task,
@@ -1111,5 +1111,5 @@ def compare_probes(embeddings: Mapping[str, np.ndarray], y: np.ndarray, *,
                             test=test, side_a=side_a, side_b=side_b, n_folds=plan.n_folds,
                             kind=kind)
     result.params.update({"n_splits": n_splits, "n_repeats": n_repeats, "kind": kind,
-                          "threshold": cut, "metrics": list(metrics)})
+                          "threshold": setup.cut, "metrics": list(metrics)})
     return result
