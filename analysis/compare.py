@@ -357,13 +357,15 @@ def metric_draws(scorer: Scorer, target: Any, scores: np.ndarray, fold_ids: np.n
     return MetricDraws(point, boot, jack, folds, np.nanmean(scores, axis=0), shares)
 
 
-def rare_endpoint_warning(count: int, *, smallest: str = "class/events", where: str = "",
-                          consequence: str = "per-fold estimates are noisy and intervals wide") -> str:
+def rare_endpoint_warning(
+        count: int, *, smallest: str = "class/events", where: str = "",
+        consequence: str = "per-fold estimates are noisy and intervals wide") -> str:
     """The rare-endpoint warning of a row ('' when ``count`` >= :data:`RARE_ENDPOINT`)."""
     if is_rare(count):
         return (f"rare endpoint: {count} patients in the smallest {smallest} "
                 f"(< {RARE_ENDPOINT}){where}; {consequence}")
     return ""
+
 
 def tied_folds_warning(fold_diff: np.ndarray, *, n_train: float, n_test: float,
                        correction: float, alpha: float, test: str = DEFAULT_TEST,
@@ -954,8 +956,9 @@ def adjust_across(frame: pd.DataFrame, across: str = "task") -> pd.DataFrame:
     """Holm and BH p-values within each family of rows that differ only in ``across``.
 
     Families are the groups of (metric, test, backbone_a, backbone_b, site, task) minus
-    ``across`` (Wilcoxon and paired t count as one test, the Shapiro-chosen fold test); e.g. ``across='task'`` corrects each comparison over all tasks,
-    ``across='site'`` over sites.
+    ``across`` (Wilcoxon and paired t count as one test, the Shapiro-chosen fold test);
+    e.g. ``across='task'`` corrects each comparison over all tasks, ``across='site'``
+    over sites.
 
     Returns
     -------

@@ -13,7 +13,7 @@ from sklearn.metrics import balanced_accuracy_score, roc_auc_score
 from neurofeat.analysis.folds import FoldError, paired_subsampling_plan
 from neurofeat.analysis.probes import LinearProbe
 from probe_store_helpers import make_probe_store
-from neurofeat.analysis.subsampling import (SubsamplingDesign, conservative_z,
+from neurofeat.analysis.subsampling import (NOT_CALIBRATED, SubsamplingDesign, conservative_z,
                                             subsample_probes, subsample_survival)
 
 
@@ -228,17 +228,20 @@ def test_cli_compares_by_conservative_z_stores_the_rows_and_refuses_bad_input(tm
     assert {r["metric"] for r in rows} == {"auc", "ba"}
     assert all(r["protocol"] == "subsampling" and r["n_train"] == 72 for r in rows)
     assert all("disjoint halves" in r["estimand"] for r in rows)
+    assert all("not calibrated" in r["warning"] for r in rows)
     con = connect(Store.open(root))
     try:
-        stored = con.execute("SELECT test, p_value FROM comparisons WHERE run_id = ?",
-                             [out["run_id"]]).df()
+        stored = con.execute("SELECT test, p_value, warning FROM comparisons "
+                             "WHERE run_id = ?", [out["run_id"]]).df()
     finally:
         con.close()
     assert sorted(stored.p_value) == pytest.approx(sorted(r["p_value"] for r in rows))
+    assert stored.warning.str.contains("not calibrated").all()
     text = runner.invoke(app, ["stats", "compare", "dino", "dino_dro", "--task", "idh1",
                                "--protocol", "subsampling", "--store", str(root)], env=env)
     assert text.exit_code == 0 and "conservative-z" in text.output
     assert "paired subsamples, conservative Z" in " ".join(text.output.split())
+    assert " ".join(NOT_CALIBRATED.split()) in " ".join(text.output.split())
     runs = {p.name for p in (root / "runs").glob("*")}
     for args, message in [(["--task", "idh1", "--test", "delong"],
                            "with --protocol subsampling"),
