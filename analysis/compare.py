@@ -117,7 +117,7 @@ Examples
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -530,6 +530,9 @@ class PairComparison:
         Per-fold share of patients predicted positive by each side (thresholded metrics
         only; member means on the pooled row): what one backbone's variance floor
         (:func:`~neurofeat.analysis.paired_tests.single_variance_floor`) is read from.
+    design_warning : str
+        A warning that the design puts the row where an interval was measured to miss
+        its level (:meth:`ComparisonResult.with_backbone_warnings`); '' otherwise.
     """
 
     metric: str
@@ -555,6 +558,7 @@ class PairComparison:
     tie_warning: str = ""
     shares_a: np.ndarray | None = field(default=None, repr=False)
     shares_b: np.ndarray | None = field(default=None, repr=False)
+    design_warning: str = ""
 
     def tests(self) -> list[tuple[str, float, float]]:
         """(test, statistic, p) of every test run for this pair."""
@@ -581,9 +585,15 @@ class PairComparison:
 
     @property
     def warning(self) -> str:
-        """The rare-endpoint and tied-folds warnings, '; '-joined ('' when none)."""
-        return "; ".join(w for w in (rare_endpoint_warning(self.rare_count), self.tie_warning)
-                         if w)
+        """The rare-endpoint, tied-folds and design warnings, '; '-joined ('' when none)."""
+        return "; ".join(w for w in (rare_endpoint_warning(self.rare_count), self.tie_warning,
+                                     self.design_warning) if w)
+
+    @property
+    def backbones(self) -> tuple[str, ...]:
+        """The backbones behind the row: its pair, or a pooled row's member pairs."""
+        pairs = self.members or ((self.backbone_a, self.backbone_b),)
+        return tuple(dict.fromkeys(name for pair in pairs for name in pair))
 
 
 @dataclass(frozen=True, eq=False)
@@ -617,6 +627,16 @@ class ComparisonResult:
                "ci_high_a", "estimate_b", "ci_low_b", "ci_high_b", "diff", "diff_ci_low",
                "diff_ci_high", "diff_bca_low", "diff_bca_high", "statistic", "df",
                "p_value", "p_holm", "p_bh", "n", "n_pos", "n_train", "rare", "warning")
+
+    def with_backbone_warnings(self, warnings: Mapping[str, str]) -> ComparisonResult:
+        """A copy whose rows carry ``warnings[backbone]`` of every backbone behind them
+        (:attr:`PairComparison.backbones`; distinct texts '; '-joined)."""
+        def design(pc: PairComparison) -> str:
+            found = dict.fromkeys(warnings.get(name, "") for name in pc.backbones)
+            return "; ".join(w for w in found if w)
+
+        return replace(self, pairs=tuple(replace(pc, design_warning=design(pc))
+                                         for pc in self.pairs))
 
     def _is_primary(self, pc: PairComparison, inf: Inference) -> bool:
         # the requested test, or the default where it does not apply (delong asked for a

@@ -27,7 +27,7 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from neurofeat.analysis.compare import ComparisonResult, adjust_across, compare_scores
-from neurofeat.analysis.paired_tests import DEFAULT_TEST
+from neurofeat.analysis.paired_tests import DEFAULT_TEST, high_dimensional_single_warning
 from neurofeat.analysis.scoring import Scorer
 from neurofeat.analysis.survival.concordance import (  # Uno: 1 / G(T_i-)^2, as R
     _check_tau,
@@ -166,8 +166,12 @@ def compare_survival_scores(
     side_b: str = "",
     by_site: bool = True,
     min_site_patients: int = 10,
+    backbone_warnings: Mapping[str, str] | None = None,
 ) -> tuple[dict[str, ComparisonResult], pd.DataFrame, dict[str, float]]:
     """Compare out-of-fold risk scores (R, n) of backbones, pooled and per site.
+
+    ``backbone_warnings`` (backbone -> text) go into the ``warning`` of every row that
+    backbone is behind (:meth:`ComparisonResult.with_backbone_warnings`).
 
     Returns
     -------
@@ -190,7 +194,9 @@ def compare_survival_scores(
         scored = [_compare_subset(site, rows, risk, time, event, fold_ids, pairs, task=task,
                                   n_train=n_train, n_test=n_test, n_folds=n_folds,
                                   n_boot=n_boot, seed=seed, test=test, tau=tau,
-                                  side_a=side_a, side_b=side_b) for site, rows in subsets]
+                                  side_a=side_a, side_b=side_b,
+                                  backbone_warnings=backbone_warnings or {})
+                  for site, rows in subsets]
     for site, res, tau_site, frame in scored:
         results[site] = res
         taus[site] = tau_site
@@ -200,7 +206,7 @@ def compare_survival_scores(
 
 
 def _compare_subset(site, rows, risk, time, event, fold_ids, pairs, *, task, n_train, n_test,
-                    n_folds, n_boot, seed, test, tau, side_a, side_b):
+                    n_folds, n_boot, seed, test, tau, side_a, side_b, backbone_warnings):
     """Compare one subset (site or pooled); returns (site, result, tau, tests frame)."""
     target = survival_target(time, event, rows=rows, tau=tau)
     res = compare_scores([HARRELL, UNO], target, event, risk, pairs, fold_ids, task=task,
@@ -210,6 +216,8 @@ def _compare_subset(site, rows, risk, time, event, fold_ids, pairs, *, task, n_t
                                                           else slice(None)].sum()),
                          rare_count=int(event[rows if rows is not None
                                               else slice(None)].sum()), kind="survival")
+    if any(backbone_warnings.values()):
+        res = res.with_backbone_warnings(backbone_warnings)
     frame = res.to_frame()
     frame["tau"] = np.where(frame["metric"] == "uno_c", target.tau, np.nan)
     return site, res, target.tau, frame
@@ -281,7 +289,9 @@ def compare_survival_backbones(
         {name: cv[name].risk for name in names}, time, event, plan.fold_ids, pairs,
         sites=sites_arr, task=task, n_train=n_train, n_test=n_test, n_folds=plan.n_folds,
         n_boot=n_boot, seed=seed, test=test, tau=tau, side_a=side_a, side_b=side_b,
-        by_site=by_site and protocol != "loso")
+        by_site=by_site and protocol != "loso",
+        backbone_warnings={name: high_dimensional_single_warning(cv[name].n_features, n_train)
+                           for name in names})
     params = {"task": task, "model": model, "model_params": model_params or {},
               "protocol": protocol, "n_splits": n_splits, "n_repeats": n_repeats,
               "n_boot": n_boot, "seed": seed, "test": test, "taus": taus,

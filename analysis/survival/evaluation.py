@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from neurofeat.analysis.paired_tests import DEFAULT_TEST
+from neurofeat.analysis.paired_tests import DEFAULT_TEST, high_dimensional_single_warning
 from neurofeat.analysis.bootstrap import (
     bootstrap_ci,
     jackknife_indices,
@@ -280,6 +280,12 @@ def _finish(frame: pd.DataFrame, level: float, cv) -> pd.DataFrame:
     frame["warning"] = np.where(
         frame["rare"], [f"rare endpoint: {k} events (< {RARE_ENDPOINT}); per-fold "
                         "estimates are noisy and intervals wide" for k in frame["n_pos"]], "")
+    high_dim = high_dimensional_single_warning(cv.n_features, n_train)
+    if high_dim:
+        interval = (frame["metric"].isin(["harrell_c", "uno_c"])
+                    & (frame["ci_method"] == DEFAULT_TEST) & frame["ci_low"].notna())
+        frame.loc[interval, "warning"] = [
+            "; ".join(w for w in (rare, high_dim) if w) for rare in frame.loc[interval, "warning"]]
     frame["primary"] = False
     for _, group in frame.groupby(["site", "metric"], sort=False):
         calibrated = group[((group["ci_method"] == DEFAULT_TEST) & group["ci_low"].notna())

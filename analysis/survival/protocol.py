@@ -126,6 +126,8 @@ class SurvivalCVResult:
     plan : FoldPlan
     model : str
     backbone : str
+    n_features : int
+        Columns of the embedding the model was fitted on (0: not recorded).
     """
 
     patient_ids: np.ndarray
@@ -140,6 +142,7 @@ class SurvivalCVResult:
     plan: FoldPlan
     model: str
     backbone: str = ""
+    n_features: int = 0
 
     @property
     def n_repeats(self) -> int:
@@ -266,4 +269,5 @@ def cross_validated_risk(
     return SurvivalCVResult(
         patient_ids=plan.patient_ids, sites=sites, time=time, event=event, risk=risk,
         high_risk=high, grid=grid, survival=surv, splits=pd.DataFrame(rows), plan=plan,
-        model=model_name or type(model).__name__, backbone=backbone)
+        model=model_name or type(model).__name__, backbone=backbone,
+        n_features=int(X.shape[1]))

@@ -11,8 +11,8 @@ from typing import Annotated
 
 import typer
 
-from neurofeat.cli.common import (StoreOption, fail, open_store, print_frame, progress_hooks,
-                                  user_errors)
+from neurofeat.cli.common import (StoreOption, console, fail, open_store, print_frame,
+                                  progress_hooks, user_errors)
 
 __all__ = ["register"]
 
@@ -162,6 +162,8 @@ def _print_results(run) -> None:
                                             "calibrated p"))
     for line in extra:
         typer.echo(line)
+    for warning in sorted({w for w in metrics["warning"] if isinstance(w, str) and w}):
+        console().print(f"[yellow]warning: {warning}[/yellow]")
     c = cv.splits["harrell_c"]
     typer.echo(f"fold Harrell C: {np.nanmean(c):.3f} ± {np.nanstd(c, ddof=1):.3f} "
                f"over {int(c.notna().sum())} folds ({cv.plan.summary()})")

@@ -73,3 +73,26 @@ def test_tests_table_has_sites_tau_and_holm(comparison):
     assert (tests.p_holm >= tests.p_value - 1e-15).all()
     assert {"backbone_a", "backbone_b", "diff", "diff_ci_low", "p_bh"} <= set(tests.columns)
     assert comparison.taus["all"] == pytest.approx(800.0)
+
+
+def test_more_features_than_training_patients_warns_on_the_rows_it_concerns(cohort,
+                                                                             comparison):
+    X, time, event, ids, sites = cohort
+    rng = np.random.default_rng(3)
+    wide = np.hstack([X, rng.standard_normal((X.shape[0], 60))])   # 100 > 80 training
+    res = compare_survival_backbones({"wide": wide, "narrow": X}, time, event,
+                                     patient_ids=ids, sites=sites,
+                                     pairs=[("wide", "narrow"), ("narrow", "narrow")],
+                                     model="pca-cox", model_params={"n_components": 3},
+                                     n_splits=3, n_repeats=1, n_boot=50, seed=0, tau=800.0)
+    assert res.cv["wide"].n_features == 100 and res.cv["narrow"].n_features == X.shape[1]
+    tests = res.tests
+    flagged = tests.warning.str.contains("100 features > 80 training patients per fold")
+    # the pairs with the wide backbone (and the pooled row over them), every site and test
+    assert flagged[tests.backbone_a == "wide"].all()
+    assert flagged[tests.pooled].all()
+    assert not flagged[(tests.backbone_a == "narrow") & ~tests.pooled].any()
+    rows = res.results["all"].to_frame()
+    assert rows.loc[rows.backbone_a == "wide", "warning"].str.contains("under-covered").all()
+    # the narrow fixture (40 features, 80 training patients) carries no such warning
+    assert not comparison.tests.warning.str.contains("features >").any()

@@ -113,3 +113,19 @@ def test_km_figure_has_labels_ticks_and_risk_table(tmp_path, aml):
     assert "11" in [t.get_text() for t in table_ax.texts]  # maintained at risk at t=0
     png, svg = save_figure(fig, tmp_path / "km")
     assert png.stat().st_size > 0 and svg.read_text().startswith("<?xml")
+
+
+def test_c_index_interval_warns_with_more_features_than_training_patients(cohort, evaluated):
+    X, time, event, ids, sites = cohort
+    plan = survival_fold_plan(ids, event, sites, n_splits=3, n_repeats=1)
+    wide = np.hstack([X, np.random.default_rng(3).standard_normal((X.shape[0], 60))])
+    cv = cross_validated_risk(wide, time, event, plan, model=PCACoxRisk(n_components=3),
+                              sites=sites)
+    metrics = evaluate_survival(cv, n_boot=50, seed=0, tau=900.0).metrics
+    cindex = metrics.metric.isin(["harrell_c", "uno_c"]) & metrics.ci_method.eq(
+        "calibrated-t") & metrics.ci_low.notna()
+    assert cindex.any()
+    assert metrics.loc[cindex, "warning"].str.contains("100 features > 80 training").all()
+    assert not metrics.loc[~cindex, "warning"].str.contains("features >").any()
+    narrow = evaluated[1].metrics
+    assert not narrow.warning.str.contains("features >").any()
