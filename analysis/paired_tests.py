@@ -277,7 +277,7 @@ def high_dimensional_single_warning(n_features: int, n_train: float) -> str:
     The regime of the one measured under-coverage of a default interval (n = 300,
     d = 512, a moderate signal: 87.3-90.2 % of the expected C at the factor 1.65 of
     :data:`CALIBRATED_CORRECTION_SINGLE`), which no factor corrects yet; at n = 120,
-    d = 512 with a weak signal the same interval covered 95-96 %.
+    d = 512 with a weak signal the same interval covered 94-96 % (two runs).
 
     Examples
     --------
@@ -290,7 +290,7 @@ def high_dimensional_single_warning(n_features: int, n_train: float) -> str:
         return ""
     return (f"{n_features} features > {n_train:.0f} training patients per fold: one "
             "backbone's c-index interval under-covered in this regime (87-90 % of the "
-            "expected C at n = 300, d = 512 with a moderate signal; 95-96 % at n = 120 "
+            "expected C at n = 300, d = 512 with a moderate signal; 94-96 % at n = 120 "
             "with a weak one); read it as narrower than its level")
 
 
