@@ -154,6 +154,7 @@ __all__ = [
     "delong_inference",
     "RARE_ENDPOINT",
     "tied_folds_warning",
+    "join_warnings",
     "ESTIMANDS",
     "METHODS",
     "ComparisonResult",
@@ -365,6 +366,11 @@ def rare_endpoint_warning(
         return (f"rare endpoint: {count} patients in the smallest {smallest} "
                 f"(< {RARE_ENDPOINT}){where}; {consequence}")
     return ""
+
+
+def join_warnings(*texts: str) -> str:
+    """A row's warnings '; '-joined: empty ones dropped, repeats kept once, in order."""
+    return "; ".join(dict.fromkeys(t for t in texts if t))
 
 
 def tied_folds_warning(fold_diff: np.ndarray, *, n_train: float, n_test: float,
@@ -586,8 +592,8 @@ class PairComparison:
     @property
     def warning(self) -> str:
         """The rare-endpoint, tied-folds and design warnings, '; '-joined ('' when none)."""
-        return "; ".join(w for w in (rare_endpoint_warning(self.rare_count), self.tie_warning,
-                                     self.design_warning) if w)
+        return join_warnings(rare_endpoint_warning(self.rare_count), self.tie_warning,
+                             self.design_warning)
 
     @property
     def backbones(self) -> tuple[str, ...]:
@@ -631,12 +637,10 @@ class ComparisonResult:
     def with_backbone_warnings(self, warnings: Mapping[str, str]) -> ComparisonResult:
         """A copy whose rows carry ``warnings[backbone]`` of every backbone behind them
         (:attr:`PairComparison.backbones`; distinct texts '; '-joined)."""
-        def design(pc: PairComparison) -> str:
-            found = dict.fromkeys(warnings.get(name, "") for name in pc.backbones)
-            return "; ".join(w for w in found if w)
-
-        return replace(self, pairs=tuple(replace(pc, design_warning=design(pc))
-                                         for pc in self.pairs))
+        return replace(self, pairs=tuple(
+            replace(pc, design_warning=join_warnings(*(warnings.get(name, "")
+                                                       for name in pc.backbones)))
+            for pc in self.pairs))
 
     def _is_primary(self, pc: PairComparison, inf: Inference) -> bool:
         # the requested test, or the default where it does not apply (delong asked for a

@@ -258,7 +258,7 @@ def compare_subsampled_scores(scorers: Sequence[Scorer], targets: Mapping[str, A
     n_pos : int
         Positives or events (the ``n_pos`` column).
     """
-    from neurofeat.analysis.compare import rare_endpoint_warning
+    from neurofeat.analysis.compare import join_warnings, rare_endpoint_warning
 
     j, m = design.n_inner, design.n_outer
     sizes = [(s.train.size, s.test.size) for s in plan.splits()][:j]
@@ -298,8 +298,8 @@ def compare_subsampled_scores(scorers: Sequence[Scorer], targets: Mapping[str, A
                 "statistic": zd.statistic, "df": np.nan, "p_value": zd.p_value,
                 "p_holm": zd.p_value, "p_bh": zd.p_value, "n": plan.patient_ids.size,
                 "n_pos": n_pos, "n_train": n_train, "rare": is_rare(rare_count),
-                "warning": "; ".join(w for w in (rare_endpoint_warning(rare_count),
-                                                 NOT_CALIBRATED) if w)})
+                "warning": join_warnings(rare_endpoint_warning(rare_count),
+                                         NOT_CALIBRATED)})
     frame = pd.DataFrame(rows, columns=list(SubsamplingComparison.COLUMNS))
     return SubsamplingComparison(task, frame, values, design)
 

@@ -267,7 +267,7 @@ _SURV_ESTIMAND = {
 
 def _finish(frame: pd.DataFrame, level: float, cv) -> pd.DataFrame:
     """Add primary/level/estimand/rare-endpoint columns (one primary row per site x metric)."""
-    from neurofeat.analysis.compare import RARE_ENDPOINT
+    from neurofeat.analysis.compare import RARE_ENDPOINT, join_warnings
 
     if frame.empty:
         return pd.DataFrame(columns=list(SURVIVAL_METRICS_COLUMNS))
@@ -284,8 +284,8 @@ def _finish(frame: pd.DataFrame, level: float, cv) -> pd.DataFrame:
     if high_dim:
         interval = (frame["metric"].isin(["harrell_c", "uno_c"])
                     & (frame["ci_method"] == DEFAULT_TEST) & frame["ci_low"].notna())
-        frame.loc[interval, "warning"] = [
-            "; ".join(w for w in (rare, high_dim) if w) for rare in frame.loc[interval, "warning"]]
+        frame.loc[interval, "warning"] = [join_warnings(rare, high_dim)
+                                          for rare in frame.loc[interval, "warning"]]
     frame["primary"] = False
     for _, group in frame.groupby(["site", "metric"], sort=False):
         calibrated = group[((group["ci_method"] == DEFAULT_TEST) & group["ci_low"].notna())
