@@ -78,8 +78,10 @@ Sparse test folds (fewer than 4 minority patients per fold) raise the binary AUC
 2.1 (:data:`~neurofeat.analysis.paired_tests.CALIBRATED_CORRECTION_SPARSE`); one
 backbone's interval uses
 :data:`~neurofeat.analysis.paired_tests.CALIBRATED_CORRECTION_SINGLE` where it needs
-its own (continuous BA 1.1, c-index 1.65, each plus the test noise of its degenerate
-folds, where a constant prediction scores exactly 0.5:
+its own (continuous BA 1.1, c-index 1.65, or 3.0 where the Cox model has more features
+than training patients per fold:
+:data:`~neurofeat.analysis.paired_tests.CALIBRATED_CORRECTION_HIGH_DIMENSIONAL`; each
+plus the test noise of its degenerate folds, where a constant prediction scores exactly 0.5:
 :func:`~neurofeat.analysis.paired_tests.degenerate_fold_variance`; binary BA at least its
 folds' test noise, and 2.25 where the probe calls fewer than 4 patients per test fold on
 one side of the threshold:
@@ -779,7 +781,8 @@ def _pair(metric: str, site: str, name_a: str, name_b: str, da: MetricDraws, db:
           higher_is_better: bool, n: int, n_pos: int, pooled: bool,
           members: tuple[tuple[str, str], ...], n_folds: int | None = None,
           delong: Inference | None = None, rare_count: int = -1,
-          kind: str | None = None) -> PairComparison:
+          kind: str | None = None,
+          n_features: tuple[int | None, int | None] = (None, None)) -> PairComparison:
     level = 1.0 - alpha
     side_a = bootstrap_ci(da.point, da.boot, da.jack, alpha)
     side_b = bootstrap_ci(db.point, db.boot, db.jack, alpha)
@@ -794,8 +797,8 @@ def _pair(metric: str, site: str, name_a: str, name_b: str, da: MetricDraws, db:
                                        n_train=n_train)
     single_correction = tuple(calibrated_correction(
         metric, kind, minority_per_fold=per_fold, single=True, n_train=n_train,
-        predicted_minority_per_fold=predicted_minority_per_fold(d.shares, n=n, n_folds=k))
-        for d in (da, db))
+        predicted_minority_per_fold=predicted_minority_per_fold(d.shares, n=n, n_folds=k),
+        n_features=features) for d, features in zip((da, db), n_features))
     single_extra, single_floor = zip(*(single_variance_terms(d.folds, d.shares, metric=metric,
                                                              kind=kind, n=n, n_pos=n_pos,
                                                              n_folds=k)
@@ -867,6 +870,12 @@ def delong_inference(target, scores_a: np.ndarray, scores_b: np.ndarray,
                      t.diff, t.diff_ci_low, t.diff_ci_high, t.z, t.p_value)
 
 
+def _widest(dims: Mapping[str, int], names: Sequence[str]) -> int | None:
+    """The largest input dimension of ``names`` (None if any is unknown)."""
+    known = [dims.get(name) for name in names]
+    return None if any(d is None for d in known) else max(known)
+
+
 def compare_scores(scorers: Sequence[Scorer], targets: Mapping[str, Any] | Any,
                    strata: np.ndarray, scores: Mapping[str, np.ndarray],
                    pairs: Sequence[tuple[str, str]], fold_ids: np.ndarray, *, task: str,
@@ -875,7 +884,8 @@ def compare_scores(scorers: Sequence[Scorer], targets: Mapping[str, Any] | Any,
                    side_b: str = "", site: str = "all", rows: np.ndarray | None = None,
                    n_folds: int | None = None, n_pos: int | None = None,
                    bca: bool = True, rare_count: int | None = None,
-                   kind: str | None = None) -> ComparisonResult:
+                   kind: str | None = None,
+                   n_features: Mapping[str, int] | None = None) -> ComparisonResult:
     """Paired comparison of out-of-fold scores on identical folds and resamples.
 
     Parameters
@@ -918,6 +928,11 @@ def compare_scores(scorers: Sequence[Scorer], targets: Mapping[str, Any] | Any,
     kind : {'binary', 'continuous', 'survival'}, optional
         Task kind (the probe behind the scores): selects the calibrated correction of
         the default test (:func:`~neurofeat.analysis.paired_tests.calibrated_correction`).
+    n_features : mapping backbone -> int, optional
+        Input dimension of each backbone's model: one backbone's interval takes the
+        high-dimensional factor where it exceeds ``n_train``
+        (:data:`~neurofeat.analysis.paired_tests.CALIBRATED_CORRECTION_HIGH_DIMENSIONAL`;
+        a pooled side takes its widest member's).
 
     Returns
     -------
@@ -940,6 +955,7 @@ def compare_scores(scorers: Sequence[Scorer], targets: Mapping[str, Any] | Any,
     if rare_count is None:
         rare_count = int(min(n_pos, rows_arr.size - n_pos))
     names = sorted({x for pair in pairs for x in pair})
+    dims = dict(n_features or {})
     results: list[PairComparison] = []
     for scorer in scorers:
         target = targets.get(scorer.name) if isinstance(targets, Mapping) else targets
@@ -964,13 +980,16 @@ def compare_scores(scorers: Sequence[Scorer], targets: Mapping[str, Any] | Any,
                     analytic = scorer.analytic_test(sub_target, sub_a, sub_b)
             results.append(_pair(scorer.name, site, a, b, draws[a], draws[b], pooled=False,
                                  analytic=analytic, members=((a, b),), delong=delong,
-                                 **common))
+                                 n_features=(dims.get(a), dims.get(b)), **common))
         if len(pairs) > 1:
             pooled_a = MetricDraws.mean([draws[a] for a, _ in pairs])
             pooled_b = MetricDraws.mean([draws[b] for _, b in pairs])
             results.append(_pair(scorer.name, site, side_a or "A", side_b or "B", pooled_a,
                                  pooled_b, pooled=True, analytic=None,
-                                 members=tuple(pairs), **common))
+                                 members=tuple(pairs),
+                                 n_features=(_widest(dims, [a for a, _ in pairs]),
+                                             _widest(dims, [b for _, b in pairs])),
+                                 **common))
     params = {"n_boot": n_boot, "seed": seed, "alpha": alpha, "test": test, "kind": kind,
               "n_train": n_train, "n_test": n_test, "pairs": [list(p) for p in pairs]}
     return ComparisonResult(task, side_a or "A", side_b or "B", tuple(results), test, params)

@@ -53,6 +53,7 @@ __all__ = [
     "CALIBRATED_CORRECTION",
     "CALIBRATED_CORRECTION_SPARSE",
     "CALIBRATED_CORRECTION_SINGLE",
+    "CALIBRATED_CORRECTION_HIGH_DIMENSIONAL",
     "high_dimensional_single_warning",
     "CALIBRATED_CORRECTION_SMALL",
     "CALIBRATED_CORRECTION_SPARSE_PREDICTIONS",
@@ -270,6 +271,23 @@ CALIBRATED_CORRECTION_SINGLE: dict[tuple[str, str], float] = {
 }
 
 
+#: One backbone's c-index factor where the Cox model has more features than training
+#: patients per fold (``n_features > n_train``, where
+#: :class:`~neurofeat.analysis.survival.cox.CoxnetRisk` also switches to its wide path).
+#: Measured (default coxnet, 5 x 5 CV, ``bench_calibration.py --dump-folds``, coverage of
+#: the expected C recomputed from the per-fold dumps, Harrell / Uno): at d = 512 with a
+#: moderate equal signal the table's 1.65 covered 89.8 / 89.4 % and 87.5 / 87.3 % (n = 300,
+#: expected C 0.59, two runs of 60 cohorts, 9,800 and 9,900) and 85.6 / 87.5 % (n = 120,
+#: expected C 0.60, 40 cohorts); 3.0 covers 94.6-96.0 % and 95.3 / 95.0 % (2.5: 92.9-94.4 %).
+#: The misses sat in cohorts whose Cox model collapsed to the null model in some folds
+#: (coverage 94 % with none, 84 % with 2-3, 37 % with 4 or more at 1.65): whether a
+#: cohort's signal clears the wide path's penalty is a data-set-level draw that the fold
+#: spread does not see. With a weak signal (n = 120, expected C 0.53) 3.0 covers
+#: 98.8-99.0 % and at the exact null 100 % of 0.5: wide, not short.
+CALIBRATED_CORRECTION_HIGH_DIMENSIONAL: dict[tuple[str, str], float] = {
+    ("survival", "harrell_c"): 3.0, ("survival", "uno_c"): 3.0}
+
+
 def high_dimensional_single_warning(n_features: int, n_train: float) -> str:
     """Warning for one backbone's c-index interval where the Cox model has more features
     than training patients per fold ('' otherwise).
@@ -359,7 +377,8 @@ CALIBRATED_CORRECTION_SMALL: dict[tuple[str, str], tuple[float, float]] = {
 def calibrated_correction(metric: str | None, kind: str | None = None, *,
                           minority_per_fold: float | None = None,
                           single: bool = False, n_train: float | None = None,
-                          predicted_minority_per_fold: float | None = None) -> float:
+                          predicted_minority_per_fold: float | None = None,
+                          n_features: int | None = None) -> float:
     """The calibrated correction factor of ``metric`` on a ``kind`` task.
 
     ``kind`` defaults to 'survival' for c-indices and 'binary' otherwise; unmeasured
@@ -378,6 +397,8 @@ def calibrated_correction(metric: str | None, kind: str | None = None, *,
     fold on the less-called side of the threshold, :func:`predicted_minority_per_fold`)
     below :data:`SPARSE_FOLD_MINORITY` brings in
     :data:`CALIBRATED_CORRECTION_SPARSE_PREDICTIONS` for ``single`` intervals.
+    ``n_features`` (the model's input dimension) above ``n_train`` brings in
+    :data:`CALIBRATED_CORRECTION_HIGH_DIMENSIONAL` for ``single`` intervals.
     """
     if kind is None:
         kind = "survival" if metric in ("harrell_c", "uno_c") else "binary"
@@ -394,6 +415,9 @@ def calibrated_correction(metric: str | None, kind: str | None = None, *,
             and 0 <= predicted_minority_per_fold < SPARSE_FOLD_MINORITY
             and key in CALIBRATED_CORRECTION_SPARSE_PREDICTIONS):
         factors.append(CALIBRATED_CORRECTION_SPARSE_PREDICTIONS[key])
+    if (single and n_features is not None and n_train is not None and np.isfinite(n_train)
+            and n_features > n_train and key in CALIBRATED_CORRECTION_HIGH_DIMENSIONAL):
+        factors.append(CALIBRATED_CORRECTION_HIGH_DIMENSIONAL[key])
     if n_train is not None and np.isfinite(n_train) and key in CALIBRATED_CORRECTION_SMALL:
         low, high = SMALL_SAMPLE_N_TRAIN
         table = CALIBRATED_CORRECTION[key]
@@ -834,8 +858,8 @@ def corrected_resampled_interval(values: np.ndarray, *, n_train: float, n_test: 
                                  single: bool = False,
                                  extra_variance: float = 0.0,
                                  variance_floor: float = 0.0,
-                                 predicted_minority_per_fold: float | None = None
-                                 ) -> CorrectedInterval:
+                                 predicted_minority_per_fold: float | None = None,
+                                 n_features: int | None = None) -> CorrectedInterval:
     """Confidence interval for the mean of per-fold values of repeated CV.
 
     ``mean +- t_{1 - (1 - level) / 2, df} sqrt((1 / J + c n_test / n_train) var)``: the
@@ -878,6 +902,8 @@ def corrected_resampled_interval(values: np.ndarray, *, n_train: float, n_test: 
     predicted_minority_per_fold : float, optional
         With ``single``: patients per test fold on the less-called side of the threshold
         (:func:`predicted_minority_per_fold`; see :func:`calibrated_correction`).
+    n_features : int, optional
+        With ``single``: the model's input dimension (see :func:`calibrated_correction`).
 
     Examples
     --------
@@ -899,7 +925,7 @@ def corrected_resampled_interval(values: np.ndarray, *, n_train: float, n_test: 
     if correction is None:
         correction = 1.0 if metric is None else calibrated_correction(
             metric, kind, minority_per_fold=minority_per_fold, single=single, n_train=n_train,
-            predicted_minority_per_fold=predicted_minority_per_fold)
+            predicted_minority_per_fold=predicted_minority_per_fold, n_features=n_features)
     se = float(np.sqrt(max((1.0 / j + correction * n_test / n_train) * v.var(ddof=1),
                            variance_floor) + extra_variance))
     half = float(special.stdtrit(dof, 1 - (1 - level) / 2)) * se

@@ -192,6 +192,8 @@ def all_specs() -> list[Spec]:
         specs.append(Spec(sim, "null"))
         specs.append(Spec(sim, "equal", EQUAL_SIGNAL, EQUAL_SIGNAL))
     specs.append(Spec(replace(kinds[4], n=120, d=512), "equal", STRONG_SIGNAL, STRONG_SIGNAL))
+    # the high-dimensional c-index factor's boundary: 128 features > 96 training patients
+    specs.append(Spec(replace(kinds[4], n=120, d=128), "equal", STRONG_SIGNAL, STRONG_SIGNAL))
     return specs
 
 

@@ -167,11 +167,14 @@ def compare_survival_scores(
     by_site: bool = True,
     min_site_patients: int = 10,
     backbone_warnings: Mapping[str, str] | None = None,
+    n_features: Mapping[str, int] | None = None,
 ) -> tuple[dict[str, ComparisonResult], pd.DataFrame, dict[str, float]]:
     """Compare out-of-fold risk scores (R, n) of backbones, pooled and per site.
 
     ``backbone_warnings`` (backbone -> text) go into the ``warning`` of every row that
-    backbone is behind (:meth:`ComparisonResult.with_backbone_warnings`).
+    backbone is behind (:meth:`ComparisonResult.with_backbone_warnings`); ``n_features``
+    (backbone -> the Cox model's input dimension) selects one backbone's high-dimensional
+    c-index factor (see :func:`~neurofeat.analysis.compare.compare_scores`).
 
     Returns
     -------
@@ -195,7 +198,8 @@ def compare_survival_scores(
                                   n_train=n_train, n_test=n_test, n_folds=n_folds,
                                   n_boot=n_boot, seed=seed, test=test, tau=tau,
                                   side_a=side_a, side_b=side_b,
-                                  backbone_warnings=backbone_warnings or {})
+                                  backbone_warnings=backbone_warnings or {},
+                                  n_features=n_features)
                   for site, rows in subsets]
     for site, res, tau_site, frame in scored:
         results[site] = res
@@ -206,7 +210,8 @@ def compare_survival_scores(
 
 
 def _compare_subset(site, rows, risk, time, event, fold_ids, pairs, *, task, n_train, n_test,
-                    n_folds, n_boot, seed, test, tau, side_a, side_b, backbone_warnings):
+                    n_folds, n_boot, seed, test, tau, side_a, side_b, backbone_warnings,
+                    n_features):
     """Compare one subset (site or pooled); returns (site, result, tau, tests frame)."""
     target = survival_target(time, event, rows=rows, tau=tau)
     res = compare_scores([HARRELL, UNO], target, event, risk, pairs, fold_ids, task=task,
@@ -215,7 +220,8 @@ def _compare_subset(site, rows, risk, time, event, fold_ids, pairs, *, task, n_t
                          n_folds=n_folds, n_pos=int(event[rows if rows is not None
                                                           else slice(None)].sum()),
                          rare_count=int(event[rows if rows is not None
-                                              else slice(None)].sum()), kind="survival")
+                                              else slice(None)].sum()), kind="survival",
+                         n_features=n_features)
     if any(backbone_warnings.values()):
         res = res.with_backbone_warnings(backbone_warnings)
     frame = res.to_frame()
@@ -291,7 +297,8 @@ def compare_survival_backbones(
         n_boot=n_boot, seed=seed, test=test, tau=tau, side_a=side_a, side_b=side_b,
         by_site=by_site and protocol != "loso",
         backbone_warnings={name: high_dimensional_single_warning(cv[name].n_features, n_train)
-                           for name in names})
+                           for name in names},
+        n_features={name: cv[name].n_features for name in names})
     params = {"task": task, "model": model, "model_params": model_params or {},
               "protocol": protocol, "n_splits": n_splits, "n_repeats": n_repeats,
               "n_boot": n_boot, "seed": seed, "test": test, "taus": taus,

@@ -247,7 +247,8 @@ def _calibrated_rows(cv, site, rows, tau, ci_level) -> list[dict]:
                                           level=ci_level, metric=scorer.name,
                                           kind="survival", n_folds=k,
                                           bounds=METRIC_BOUNDS.get(scorer.name), single=True,
-                                          extra_variance=extra)
+                                          extra_variance=extra,
+                                          n_features=cv.n_features or None)
         row = _row(site, scorer.name, ci.estimate, rows.size, int(cv.event[rows].sum()),
                    ci_method=DEFAULT_TEST, tau=target.tau if scorer is UNO else np.nan)
         row.update({"ci_low": ci.ci_low, "ci_high": ci.ci_high, "n_train": n_train})

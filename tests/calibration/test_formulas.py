@@ -9,6 +9,8 @@ from scipy import stats
 from neurofeat.analysis.compare import RARE_ENDPOINT, bootstrap_p_value, compare_scores
 from neurofeat.analysis.folds import stratified_kfold_plan
 from neurofeat.analysis.paired_tests import (CALIBRATED_CORRECTION,
+                                             CALIBRATED_CORRECTION_HIGH_DIMENSIONAL,
+                                             CALIBRATED_CORRECTION_SINGLE,
                                              CALIBRATED_CORRECTION_SMALL,
                                              CALIBRATED_CORRECTION_SPARSE, DEFAULT_TEST,
                                              SMALL_SAMPLE_N_TRAIN,
@@ -159,6 +161,35 @@ def test_sparse_test_folds_use_the_sparse_factor_where_measured():
         t = corrected_resampled_ttest(_rare_fold_diffs(n_pos), n_train=80, n_test=20,
                                       correction=c)
         assert row["p_value"] == pytest.approx(t.p_value, rel=1e-12), n_pos
+
+
+def test_more_features_than_training_patients_use_the_high_dimensional_factor():
+    """One backbone's c-index interval takes CALIBRATED_CORRECTION_HIGH_DIMENSIONAL where
+    the model has more features than training patients per fold; at or below that, and
+    for differences and the other task kinds, the factors stay as they were."""
+    for metric in ("harrell_c", "uno_c"):
+        wide = CALIBRATED_CORRECTION_HIGH_DIMENSIONAL[("survival", metric)]
+        single = CALIBRATED_CORRECTION_SINGLE[("survival", metric)]
+        assert wide > single
+        assert calibrated_correction(metric, single=True, n_train=240,
+                                     n_features=512) == wide
+        assert calibrated_correction(metric, single=True, n_train=96, n_features=128) == wide
+        for n_features in (None, 0, 16, 128, 240):
+            assert calibrated_correction(metric, single=True, n_train=240,
+                                         n_features=n_features) == single, n_features
+        assert calibrated_correction(metric, single=True, n_features=512) == single
+        assert calibrated_correction(metric, n_train=240, n_features=512) == \
+            CALIBRATED_CORRECTION[("survival", metric)]
+    assert calibrated_correction("auc", "binary", single=True, n_train=240,
+                                 n_features=2048) == CALIBRATED_CORRECTION[("binary", "auc")]
+    values = np.random.default_rng(2).normal(0.6, 0.04, size=(5, 5))
+    narrow, wide_ci = (corrected_resampled_interval(
+        values, n_train=240, n_test=60, metric="harrell_c", single=True, n_folds=5,
+        df="J", n_features=d) for d in (16, 512))
+    c = CALIBRATED_CORRECTION_HIGH_DIMENSIONAL[("survival", "harrell_c")]
+    se = np.sqrt((1 / 25 + c * 60 / 240) * values.var(ddof=1))
+    assert wide_ci.se == pytest.approx(se, rel=1e-12)
+    assert wide_ci.ci_high - wide_ci.ci_low > narrow.ci_high - narrow.ci_low
 
 
 def test_small_training_sets_use_the_small_sample_factor():

@@ -5,11 +5,20 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from neurofeat.analysis.paired_tests import (
+    CALIBRATED_CORRECTION_HIGH_DIMENSIONAL,
+    CALIBRATED_CORRECTION_SINGLE,
+    DEFAULT_TEST,
+    METRIC_BOUNDS,
+    corrected_resampled_interval,
+    single_extra_variance,
+)
 from neurofeat.analysis.survival import harrell_c, uno_c
 from neurofeat.analysis.survival.compare import (
     HARRELL,
     UNO,
     compare_survival_backbones,
+    compare_survival_scores,
     survival_target,
 )
 
@@ -96,3 +105,43 @@ def test_more_features_than_training_patients_warns_on_the_rows_it_concerns(coho
     assert rows.loc[rows.backbone_a == "wide", "warning"].str.contains("under-covered").all()
     # the narrow fixture (40 features, 80 training patients) carries no such warning
     assert not comparison.tests.warning.str.contains("features >").any()
+
+
+def test_more_features_than_training_patients_widen_that_backbones_c_index_interval(cohort):
+    """The wide backbone's own calibrated interval takes the high-dimensional factor
+    (recomputed here from its folds); the narrow one's, the difference's interval and
+    the p-values are those of a comparison that is not told the dimensions."""
+    X, time, event, ids, sites = cohort
+    wide = np.hstack([X, np.random.default_rng(3).standard_normal((X.shape[0], 60))])
+    res = compare_survival_backbones({"wide": wide, "narrow": X}, time, event,
+                                     patient_ids=ids, sites=sites, pairs=[("wide", "narrow")],
+                                     model="pca-cox", model_params={"n_components": 3},
+                                     n_splits=3, n_repeats=1, n_boot=50, seed=0, tau=800.0,
+                                     by_site=False)
+    n_train, n_test = res.cv["wide"].plan.mean_train_test_sizes()
+    assert res.cv["wide"].n_features == 100 > n_train > res.cv["narrow"].n_features
+    blind, _, _ = compare_survival_scores(
+        {name: cv.risk for name, cv in res.cv.items()}, time, event,
+        res.cv["wide"].plan.fold_ids, [("wide", "narrow")], sites=sites, n_train=n_train,
+        n_test=n_test, n_folds=3, n_boot=50, seed=0, tau=800.0, by_site=False)
+    for metric in ("harrell_c", "uno_c"):
+        told, not_told = (next(p for p in r["all"].pairs if p.metric == metric)
+                          for r in (res.results, blind))
+        cal, cal_blind = (next(i for i in p.inferences if i.test == DEFAULT_TEST)
+                          for p in (told, not_told))
+        factors = (CALIBRATED_CORRECTION_HIGH_DIMENSIONAL[("survival", metric)],
+                   CALIBRATED_CORRECTION_SINGLE[("survival", metric)])
+        for folds, factor, (low, high) in zip(
+                (told.folds_a, told.folds_b), factors,
+                ((cal.ci_low_a, cal.ci_high_a), (cal.ci_low_b, cal.ci_high_b))):
+            extra = single_extra_variance(folds, metric=metric, kind="survival", n=told.n,
+                                          n_pos=told.n_pos, n_folds=3)
+            ref = corrected_resampled_interval(folds, n_train=n_train, n_test=n_test,
+                                               df="J", n_folds=3, correction=factor,
+                                               bounds=METRIC_BOUNDS[metric],
+                                               extra_variance=extra)
+            assert (low, high) == pytest.approx((ref.ci_low, ref.ci_high), abs=1e-12)
+        assert cal.ci_high_a - cal.ci_low_a > cal_blind.ci_high_a - cal_blind.ci_low_a
+        assert (cal.ci_low_b, cal.ci_high_b) == (cal_blind.ci_low_b, cal_blind.ci_high_b)
+        assert (cal.diff_ci_low, cal.diff_ci_high, cal.p_value) == \
+            (cal_blind.diff_ci_low, cal_blind.diff_ci_high, cal_blind.p_value)

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
+
+from neurofeat.analysis.paired_tests import (CALIBRATED_CORRECTION_HIGH_DIMENSIONAL,
+                                             METRIC_BOUNDS, corrected_resampled_interval,
+                                             single_extra_variance)
 
 from neurofeat.analysis.survival import (
     PCACoxRisk,
@@ -129,3 +135,20 @@ def test_c_index_interval_warns_with_more_features_than_training_patients(cohort
     assert not metrics.loc[~cindex, "warning"].str.contains("features >").any()
     narrow = evaluated[1].metrics
     assert not narrow.warning.str.contains("features >").any()
+    # the same folds, not told the dimension: the one-backbone factor of narrow inputs
+    blind = evaluate_survival(dataclasses.replace(cv, n_features=0), n_boot=50, seed=0,
+                              tau=900.0).metrics
+    width = (metrics.ci_high - metrics.ci_low)[cindex]
+    assert (width > (blind.ci_high - blind.ci_low)[cindex] + 1e-9).all()
+    assert metrics.estimate.equals(blind.estimate)
+    c = CALIBRATED_CORRECTION_HIGH_DIMENSIONAL[("survival", "harrell_c")]
+    row = metrics[cindex & metrics.metric.eq("harrell_c") & metrics.site.eq("all")].iloc[0]
+    folds = cv.splits["harrell_c"].to_numpy().reshape(1, -1)
+    n_train, n_test = cv.plan.mean_train_test_sizes()
+    ref = corrected_resampled_interval(
+        folds, n_train=n_train, n_test=n_test, df="J", n_folds=3, correction=c,
+        bounds=METRIC_BOUNDS["harrell_c"],
+        extra_variance=single_extra_variance(folds, metric="harrell_c", kind="survival",
+                                             n=time.size,
+                                             n_pos=int(event.sum()), n_folds=3))
+    assert (row.ci_low, row.ci_high) == pytest.approx((ref.ci_low, ref.ci_high), abs=1e-9)
