@@ -210,7 +210,8 @@ class CoxnetRisk(_BreslowMixin, BaseEstimator):
     alphas_ : ndarray, shape (n_path,)
         The path (``n_path <= n_alphas``: sksurv stops early once the fit saturates).
     inner_scores_ : ndarray, shape (n_path,)
-        Inner-CV score per alpha, higher is better (NaN when alpha was fixed).
+        Inner-CV score per alpha, higher is better (NaN when alpha was fixed, and at
+        path points where an inner fold's weights diverged: those are not candidates).
     null_ : bool
         Whether the chosen model is the null model (all coefficients zero).
     n_features_in_ : int
@@ -236,23 +237,64 @@ class CoxnetRisk(_BreslowMixin, BaseEstimator):
         self.max_iter = max_iter
 
     def _path(self, X, y, alphas=None):
+        """sksurv's regularisation path on (X, y): the automatic grid (``alphas`` None) or
+        the given ``alphas``, largest first; returns (path, number of ``alphas`` kept).
+
+        sksurv aborts a path whose weights diverge (ArithmeticError: near-separable data
+        at the small-penalty end; glmnet stops such paths too). The path is then
+        refitted without its smallest penalties: the automatic grid's end raised
+        tenfold until it fits, a given grid cut to its longest prefix that fits. (A
+        path that saturates stops early without error: its ``coef_`` then has fewer
+        columns than the alphas kept.) A single fixed penalty that diverges raises
+        ValueError.
+        """
         import warnings
 
         from sksurv.linear_model import CoxnetSurvivalAnalysis
         from sklearn.exceptions import ConvergenceWarning
 
-        kwargs = dict(l1_ratio=self.l1_ratio, max_iter=self.max_iter)
+        def fit(**grid):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                warnings.filterwarnings("ignore", message="all coefficients are zero")
+                return CoxnetSurvivalAnalysis(l1_ratio=self.l1_ratio, max_iter=self.max_iter,
+                                              **grid).fit(X, y)
+
         if alphas is None:
             ratio = self.alpha_min_ratio
             if ratio == "auto":
                 ratio = 0.05 if X.shape[1] >= X.shape[0] else 1e-4
-            kwargs.update(n_alphas=self.n_alphas, alpha_min_ratio=float(ratio))
-        else:
-            kwargs.update(alphas=alphas)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            warnings.filterwarnings("ignore", message="all coefficients are zero")
-            return CoxnetSurvivalAnalysis(**kwargs).fit(X, y)
+            ratio = float(ratio)
+            while True:
+                try:
+                    path = fit(n_alphas=self.n_alphas, alpha_min_ratio=ratio)
+                    return path, np.asarray(path.alphas_).size
+                except ArithmeticError:
+                    if ratio * 10 >= 1.0:
+                        raise
+                    ratio *= 10
+        alphas = np.asarray(alphas, dtype=float)
+        try:
+            return fit(alphas=alphas), alphas.size
+        except ArithmeticError as err:
+            if self.alpha is not None and alphas.size == 1:
+                raise ValueError(
+                    f"coxnet with the fixed penalty alpha={alphas[0]:g} diverges on these "
+                    f"{X.shape[0]} training patients ({err}): use a larger alpha, or leave "
+                    "it unset to choose it by inner cross-validation") from err
+            failure = err
+        # the longest prefix of the path that fits (the path is fitted in order, so a
+        # prefix fits exactly when the divergence lies beyond it)
+        good, bad, path = 0, alphas.size, None
+        while bad - good > 1:
+            middle = (good + bad) // 2
+            try:
+                path, good = fit(alphas=alphas[:middle]), middle
+            except ArithmeticError:
+                bad = middle
+        if path is None:
+            raise failure
+        return path, good
 
     def fit(self, X: np.ndarray, y) -> CoxnetRisk:
         """Fit on training data.
@@ -280,12 +322,12 @@ class CoxnetRisk(_BreslowMixin, BaseEstimator):
         event, time = _split_y(y)
         Xs, self.mean_, self.scale_ = _standardise(X)
         if self.alpha is not None:
-            path = self._path(Xs, y, alphas=[float(self.alpha)])
+            path, _ = self._path(Xs, y, alphas=[float(self.alpha)])
             self.alphas_ = np.asarray(path.alphas_)
             self.inner_scores_ = np.full(1, np.nan)
             best = 0
         else:
-            path = self._path(Xs, y)
+            path, _ = self._path(Xs, y)
             self.alphas_ = np.asarray(path.alphas_)
             n_alphas = self.alphas_.size
             # path points whose fit on all the training data is null: scored as the null
@@ -298,15 +340,21 @@ class CoxnetRisk(_BreslowMixin, BaseEstimator):
             splitter = StratifiedKFold(n_splits=k, shuffle=True,
                                        random_state=self.random_state)
             scores = np.zeros(n_alphas)
+            # path points an inner fold could not fit (its weights diverged there) are
+            # not candidates
+            fitted = np.ones(n_alphas, bool)
             for tr, va in splitter.split(Xs, strata):
                 Xtr, mean, scale = _standardise(X[tr])
-                inner = self._path(Xtr, y[tr], alphas=self.alphas_)
-                coef = np.asarray(inner.coef_)[:, :n_alphas]
-                if coef.shape[1] < n_alphas:
+                inner, n_fitted = self._path(Xtr, y[tr], alphas=self.alphas_)
+                fitted[n_fitted:] = False
+                coef = np.asarray(inner.coef_)[:, :n_fitted]
+                if coef.shape[1] < n_fitted:
                     # sksurv stopped the inner path early (saturated fit): the later
                     # alphas give that same fit, not a null model
-                    coef = np.hstack([coef, np.repeat(coef[:, -1:], n_alphas - coef.shape[1],
+                    coef = np.hstack([coef, np.repeat(coef[:, -1:], n_fitted - coef.shape[1],
                                                       axis=1)])
+                if n_fitted < n_alphas:
+                    coef = np.hstack([coef, np.zeros((coef.shape[0], n_alphas - n_fitted))])
                 coef = coef / scale[:, None]     # lp = (X - mean) @ coef, any rows
                 coef[:, null_point] = 0.0
                 if self.scoring == "cvpl":
@@ -319,8 +367,8 @@ class CoxnetRisk(_BreslowMixin, BaseEstimator):
                     val_risk = (X[va] - mean) @ coef
                     scores += np.nan_to_num(_harrell_matrix(time[va], event[va], val_risk),
                                             nan=0.5)
-            self.inner_scores_ = scores / k
-            best_score = float(self.inner_scores_.max())
+            self.inner_scores_ = np.where(fitted, scores / k, np.nan)
+            best_score = float(np.nanmax(self.inner_scores_))
             tol = 1e-9 * max(1.0, abs(best_score))
             # the largest alpha (first on the path) among the best scores
             best = int(np.flatnonzero(self.inner_scores_ >= best_score - tol)[0])

@@ -108,3 +108,52 @@ def test_unknown_scoring_is_refused():
     X, y = _weak_cohort(0)
     with pytest.raises(ValueError, match="scoring must be one of harrell_c, cvpl, got 'c'"):
         CoxnetRisk(scoring="c").fit(X, y)
+
+
+def _diverging_below(monkeypatch, threshold: float, *, max_rows: int | None = None):
+    """sksurv's path raises its ArithmeticError (weights too large) when it reaches a
+    penalty below ``threshold`` (only on fits of fewer than ``max_rows`` patients when
+    given: the inner folds), as it does on near-separable data."""
+    original = CoxnetSurvivalAnalysis.fit
+
+    def fit(self, X, y):
+        out = original(self, X, y)
+        if (max_rows is None or X.shape[0] < max_rows) and \
+                np.min(np.asarray(out.alphas_)) < threshold:
+            raise ArithmeticError("Numerical error, because weights are too large. "
+                                  "Consider increasing alpha.")
+        return out
+
+    monkeypatch.setattr(CoxnetSurvivalAnalysis, "fit", fit)
+
+
+def test_inner_folds_whose_path_diverges_drop_those_penalties(monkeypatch):
+    """An inner fold whose small-penalty end diverges (scikit-survival's ArithmeticError,
+    met at n = 300, d = 128) refits the path without it; those penalties are not
+    candidates, and the rest of the inner scores are unchanged."""
+    X, y = _weak_cohort(4, n=90, d=8, strength=1.0)
+    reference = CoxnetRisk(n_alphas=12).fit(X, y)
+    threshold = reference.alphas_[6]
+    _diverging_below(monkeypatch, threshold, max_rows=90)
+    model = CoxnetRisk(n_alphas=12).fit(X, y)
+    np.testing.assert_array_equal(model.alphas_, reference.alphas_)
+    candidate = np.isfinite(model.inner_scores_)
+    assert candidate[:7].all() and not candidate[7:].any()
+    np.testing.assert_allclose(model.inner_scores_[candidate],
+                               reference.inner_scores_[candidate], rtol=1e-12)
+    assert model.alpha_ >= threshold
+    best = int(np.nanargmax(model.inner_scores_))
+    assert model.alpha_ == model.alphas_[best]
+
+
+def test_a_diverging_path_end_is_raised_and_a_diverging_fixed_penalty_is_named(monkeypatch):
+    X, y = _weak_cohort(4, n=90, d=8, strength=1.0)
+    reference = CoxnetRisk(n_alphas=12).fit(X, y)
+    alpha_max = reference.alphas_[0]
+    _diverging_below(monkeypatch, alpha_max * 10 ** -2.5)
+    model = CoxnetRisk(n_alphas=12).fit(X, y)      # 1e-4 and 1e-3 diverge, 1e-2 fits
+    assert model.alphas_[-1] / model.alphas_[0] == pytest.approx(1e-2, rel=1e-6)
+    assert model.alphas_[0] == pytest.approx(alpha_max, rel=1e-12)
+    with pytest.raises(ValueError, match=r"fixed penalty alpha=0\.0001 diverges on these "
+                                         r"90 training patients.*use a larger alpha"):
+        CoxnetRisk(alpha=1e-4).fit(X, y)
