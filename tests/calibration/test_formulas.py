@@ -13,10 +13,12 @@ from neurofeat.analysis.paired_tests import (CALIBRATED_CORRECTION,
                                              CALIBRATED_CORRECTION_SINGLE,
                                              CALIBRATED_CORRECTION_SMALL,
                                              CALIBRATED_CORRECTION_SPARSE, DEFAULT_TEST,
+                                             HIGH_DIMENSIONAL_MEASURED_RATIO,
                                              SMALL_SAMPLE_N_TRAIN,
                                              adjust_pvalues, calibrated_correction,
                                              corrected_resampled_interval,
-                                             corrected_resampled_ttest)
+                                             corrected_resampled_ttest,
+                                             high_dimensional_single_warning)
 from neurofeat.analysis.scoring import get_scorer
 from neurofeat.analysis.simulation import SimulationSetting, simulate_cohort
 
@@ -164,16 +166,21 @@ def test_sparse_test_folds_use_the_sparse_factor_where_measured():
 
 
 def test_more_features_than_training_patients_use_the_high_dimensional_factor():
-    """One backbone's c-index interval takes CALIBRATED_CORRECTION_HIGH_DIMENSIONAL where
-    the model has more features than training patients per fold; at or below that, and
-    for differences and the other task kinds, the factors stay as they were."""
+    """One backbone's c-index interval takes the step of CALIBRATED_CORRECTION_HIGH_DIMENSIONAL
+    that its features per training patient exceed; at or below one, and for differences
+    and the other task kinds, the factors stay as they were."""
     for metric in ("harrell_c", "uno_c"):
-        wide = CALIBRATED_CORRECTION_HIGH_DIMENSIONAL[("survival", metric)]
+        steps = CALIBRATED_CORRECTION_HIGH_DIMENSIONAL[("survival", metric)]
         single = CALIBRATED_CORRECTION_SINGLE[("survival", metric)]
-        assert wide > single
+        assert steps[0][0] == 1.0 and all(f > single for _, f in steps)
+        assert [f for _, f in steps] == sorted(f for _, f in steps)
+        for (ratio, factor), upper in zip(steps, [r for r, _ in steps[1:]] + [50.0]):
+            for n_features in (int(240 * ratio) + 1, int(240 * upper)):
+                assert calibrated_correction(metric, single=True, n_train=240,
+                                             n_features=n_features) == factor, n_features
+        assert calibrated_correction(metric, single=True, n_train=96, n_features=128) == 3.0
         assert calibrated_correction(metric, single=True, n_train=240,
-                                     n_features=512) == wide
-        assert calibrated_correction(metric, single=True, n_train=96, n_features=128) == wide
+                                     n_features=2048) == 4.0
         for n_features in (None, 0, 16, 128, 240):
             assert calibrated_correction(metric, single=True, n_train=240,
                                          n_features=n_features) == single, n_features
@@ -186,10 +193,18 @@ def test_more_features_than_training_patients_use_the_high_dimensional_factor():
     narrow, wide_ci = (corrected_resampled_interval(
         values, n_train=240, n_test=60, metric="harrell_c", single=True, n_folds=5,
         df="J", n_features=d) for d in (16, 512))
-    c = CALIBRATED_CORRECTION_HIGH_DIMENSIONAL[("survival", "harrell_c")]
-    se = np.sqrt((1 / 25 + c * 60 / 240) * values.var(ddof=1))
+    se = np.sqrt((1 / 25 + 3.0 * 60 / 240) * values.var(ddof=1))
     assert wide_ci.se == pytest.approx(se, rel=1e-12)
     assert wide_ci.ci_high - wide_ci.ci_low > narrow.ci_high - narrow.ci_low
+
+
+def test_high_dimensional_warning_only_beyond_the_measured_ratio():
+    assert high_dimensional_single_warning(2048, 240.0) == ""
+    assert high_dimensional_single_warning(400, 56.0) == ""          # 7.1x
+    text = high_dimensional_single_warning(600, 56.0)
+    assert text.startswith("600 features = 10.7x the 56 training patients per fold")
+    assert f"up to {HIGH_DIMENSIONAL_MEASURED_RATIO:.1f}x" in text
+    assert high_dimensional_single_warning(0, 56.0) == ""
 
 
 def test_small_training_sets_use_the_small_sample_factor():

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 
 from neurofeat.analysis.paired_tests import (
-    CALIBRATED_CORRECTION_HIGH_DIMENSIONAL,
     CALIBRATED_CORRECTION_SINGLE,
     DEFAULT_TEST,
     METRIC_BOUNDS,
     corrected_resampled_interval,
+    high_dimensional_factor,
     single_extra_variance,
 )
 from neurofeat.analysis.survival import harrell_c, uno_c
@@ -84,27 +84,30 @@ def test_tests_table_has_sites_tau_and_holm(comparison):
     assert comparison.taus["all"] == pytest.approx(800.0)
 
 
-def test_more_features_than_training_patients_warns_on_the_rows_it_concerns(cohort,
-                                                                             comparison):
+def test_features_beyond_the_measured_ratio_warn_on_the_rows_they_concern(cohort, comparison):
+    """700 + 40 features against 80 training patients per fold (9.2x) is beyond the
+    ratio the high-dimensional factor was measured at: every row that backbone is
+    behind carries the warning."""
     X, time, event, ids, sites = cohort
     rng = np.random.default_rng(3)
-    wide = np.hstack([X, rng.standard_normal((X.shape[0], 60))])   # 100 > 80 training
+    wide = np.hstack([X, rng.standard_normal((X.shape[0], 700))])
     res = compare_survival_backbones({"wide": wide, "narrow": X}, time, event,
                                      patient_ids=ids, sites=sites,
                                      pairs=[("wide", "narrow"), ("narrow", "narrow")],
                                      model="pca-cox", model_params={"n_components": 3},
                                      n_splits=3, n_repeats=1, n_boot=50, seed=0, tau=800.0)
-    assert res.cv["wide"].n_features == 100 and res.cv["narrow"].n_features == X.shape[1]
+    assert res.cv["wide"].n_features == 740 and res.cv["narrow"].n_features == X.shape[1]
     tests = res.tests
-    flagged = tests.warning.str.contains("100 features > 80 training patients per fold")
+    flagged = tests.warning.str.contains("740 features = 9.2x the 80 training patients")
     # the pairs with the wide backbone (and the pooled row over them), every site and test
     assert flagged[tests.backbone_a == "wide"].all()
     assert flagged[tests.pooled].all()
     assert not flagged[(tests.backbone_a == "narrow") & ~tests.pooled].any()
     rows = res.results["all"].to_frame()
-    assert rows.loc[rows.backbone_a == "wide", "warning"].str.contains("under-covered").all()
+    assert rows.loc[rows.backbone_a == "wide", "warning"].str.contains(
+        "beyond the range").all()
     # the narrow fixture (40 features, 80 training patients) carries no such warning
-    assert not comparison.tests.warning.str.contains("features >").any()
+    assert not comparison.tests.warning.str.contains("features =").any()
 
 
 def test_more_features_than_training_patients_widen_that_backbones_c_index_interval(cohort):
@@ -129,8 +132,10 @@ def test_more_features_than_training_patients_widen_that_backbones_c_index_inter
                           for r in (res.results, blind))
         cal, cal_blind = (next(i for i in p.inferences if i.test == DEFAULT_TEST)
                           for p in (told, not_told))
-        factors = (CALIBRATED_CORRECTION_HIGH_DIMENSIONAL[("survival", metric)],
+        factors = (high_dimensional_factor(metric, "survival", n_features=100,
+                                           n_train=n_train),
                    CALIBRATED_CORRECTION_SINGLE[("survival", metric)])
+        assert factors[0] > factors[1]
         for folds, factor, (low, high) in zip(
                 (told.folds_a, told.folds_b), factors,
                 ((cal.ci_low_a, cal.ci_high_a), (cal.ci_low_b, cal.ci_high_b))):

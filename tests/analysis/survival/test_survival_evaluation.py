@@ -7,9 +7,8 @@ import dataclasses
 import numpy as np
 import pytest
 
-from neurofeat.analysis.paired_tests import (CALIBRATED_CORRECTION_HIGH_DIMENSIONAL,
-                                             METRIC_BOUNDS, corrected_resampled_interval,
-                                             single_extra_variance)
+from neurofeat.analysis.paired_tests import (METRIC_BOUNDS, corrected_resampled_interval,
+                                             high_dimensional_factor, single_extra_variance)
 
 from neurofeat.analysis.survival import (
     PCACoxRisk,
@@ -121,7 +120,7 @@ def test_km_figure_has_labels_ticks_and_risk_table(tmp_path, aml):
     assert png.stat().st_size > 0 and svg.read_text().startswith("<?xml")
 
 
-def test_c_index_interval_warns_with_more_features_than_training_patients(cohort, evaluated):
+def test_c_index_interval_widens_with_more_features_than_training_patients(cohort, evaluated):
     X, time, event, ids, sites = cohort
     plan = survival_fold_plan(ids, event, sites, n_splits=3, n_repeats=1)
     wide = np.hstack([X, np.random.default_rng(3).standard_normal((X.shape[0], 60))])
@@ -131,20 +130,28 @@ def test_c_index_interval_warns_with_more_features_than_training_patients(cohort
     cindex = metrics.metric.isin(["harrell_c", "uno_c"]) & metrics.ci_method.eq(
         "calibrated-t") & metrics.ci_low.notna()
     assert cindex.any()
-    assert metrics.loc[cindex, "warning"].str.contains("100 features > 80 training").all()
-    assert not metrics.loc[~cindex, "warning"].str.contains("features >").any()
+    # 100 features, 80 training patients: inside the measured range, so no warning;
+    # beyond it (740 features, 9.2x) the c-index intervals say so
+    assert not metrics.warning.str.contains("features =").any()
+    wider = cross_validated_risk(
+        np.hstack([X, np.random.default_rng(3).standard_normal((X.shape[0], 700))]), time,
+        event, plan, model=PCACoxRisk(n_components=3), sites=sites)
+    flagged = evaluate_survival(wider, n_boot=50, seed=0, tau=900.0).metrics
+    assert flagged.loc[cindex, "warning"].str.contains("740 features = 9.2x the 80").all()
+    assert not flagged.loc[~cindex, "warning"].str.contains("features =").any()
     narrow = evaluated[1].metrics
-    assert not narrow.warning.str.contains("features >").any()
+    assert not narrow.warning.str.contains("features =").any()
     # the same folds, not told the dimension: the one-backbone factor of narrow inputs
     blind = evaluate_survival(dataclasses.replace(cv, n_features=0), n_boot=50, seed=0,
                               tau=900.0).metrics
     width = (metrics.ci_high - metrics.ci_low)[cindex]
     assert (width > (blind.ci_high - blind.ci_low)[cindex] + 1e-9).all()
     assert metrics.estimate.equals(blind.estimate)
-    c = CALIBRATED_CORRECTION_HIGH_DIMENSIONAL[("survival", "harrell_c")]
     row = metrics[cindex & metrics.metric.eq("harrell_c") & metrics.site.eq("all")].iloc[0]
     folds = cv.splits["harrell_c"].to_numpy().reshape(1, -1)
     n_train, n_test = cv.plan.mean_train_test_sizes()
+    c = high_dimensional_factor("harrell_c", "survival", n_features=100, n_train=n_train)
+    assert c is not None
     ref = corrected_resampled_interval(
         folds, n_train=n_train, n_test=n_test, df="J", n_folds=3, correction=c,
         bounds=METRIC_BOUNDS["harrell_c"],
