@@ -79,7 +79,8 @@ Sparse test folds (fewer than 4 minority patients per fold) raise the binary AUC
 backbone's interval uses
 :data:`~neurofeat.analysis.paired_tests.CALIBRATED_CORRECTION_SINGLE` where it needs
 its own (continuous BA 1.1, c-index 1.65, or 3.0 where the Cox model has more features
-than training patients per fold and 4.0 beyond six times as many:
+than training patients per fold and 4.0 beyond six times as many, where the difference's
+c-index factor rises to 2.9 too:
 :data:`~neurofeat.analysis.paired_tests.CALIBRATED_CORRECTION_HIGH_DIMENSIONAL`; each
 plus the test noise of its degenerate folds, where a constant prediction scores exactly 0.5:
 :func:`~neurofeat.analysis.paired_tests.degenerate_fold_variance`; binary BA at least its
@@ -794,7 +795,7 @@ def _pair(metric: str, site: str, name_a: str, name_b: str, da: MetricDraws, db:
     k = n_folds or da.folds.shape[1]
     per_fold = rare_count / k if rare_count >= 0 else None
     correction = calibrated_correction(metric, kind, minority_per_fold=per_fold,
-                                       n_train=n_train)
+                                       n_train=n_train, n_features=_widest_pair(n_features))
     single_correction = tuple(calibrated_correction(
         metric, kind, minority_per_fold=per_fold, single=True, n_train=n_train,
         predicted_minority_per_fold=predicted_minority_per_fold(d.shares, n=n, n_folds=k),
@@ -870,6 +871,11 @@ def delong_inference(target, scores_a: np.ndarray, scores_b: np.ndarray,
                      t.diff, t.diff_ci_low, t.diff_ci_high, t.z, t.p_value)
 
 
+def _widest_pair(dims: tuple[int | None, int | None]) -> int | None:
+    """The larger of two input dimensions (None if either is unknown)."""
+    return None if None in dims else max(dims)
+
+
 def _widest(dims: Mapping[str, int], names: Sequence[str]) -> int | None:
     """The largest input dimension of ``names`` (None if any is unknown)."""
     known = [dims.get(name) for name in names]
@@ -932,7 +938,8 @@ def compare_scores(scorers: Sequence[Scorer], targets: Mapping[str, Any] | Any,
         Input dimension of each backbone's model: one backbone's interval takes the
         high-dimensional factor where it exceeds ``n_train``
         (:data:`~neurofeat.analysis.paired_tests.CALIBRATED_CORRECTION_HIGH_DIMENSIONAL`;
-        a pooled side takes its widest member's).
+        a pooled side takes its widest member's), a difference that of its wider side
+        (:data:`~neurofeat.analysis.paired_tests.CALIBRATED_CORRECTION_HIGH_DIMENSIONAL_DIFFERENCE`).
 
     Returns
     -------

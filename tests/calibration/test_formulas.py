@@ -10,6 +10,7 @@ from neurofeat.analysis.compare import RARE_ENDPOINT, bootstrap_p_value, compare
 from neurofeat.analysis.folds import stratified_kfold_plan
 from neurofeat.analysis.paired_tests import (CALIBRATED_CORRECTION,
                                              CALIBRATED_CORRECTION_HIGH_DIMENSIONAL,
+                                             CALIBRATED_CORRECTION_HIGH_DIMENSIONAL_DIFFERENCE,
                                              CALIBRATED_CORRECTION_SINGLE,
                                              CALIBRATED_CORRECTION_SMALL,
                                              CALIBRATED_CORRECTION_SPARSE, DEFAULT_TEST,
@@ -187,6 +188,12 @@ def test_more_features_than_training_patients_use_the_high_dimensional_factor():
         assert calibrated_correction(metric, single=True, n_features=512) == single
         assert calibrated_correction(metric, n_train=240, n_features=512) == \
             CALIBRATED_CORRECTION[("survival", metric)]
+        # the difference's factor rises only beyond six features per training patient
+        (ratio, pair), = CALIBRATED_CORRECTION_HIGH_DIMENSIONAL_DIFFERENCE[("survival", metric)]
+        assert pair > CALIBRATED_CORRECTION[("survival", metric)]
+        assert calibrated_correction(metric, n_train=240, n_features=int(240 * ratio)) == \
+            CALIBRATED_CORRECTION[("survival", metric)]
+        assert calibrated_correction(metric, n_train=240, n_features=2048) == pair
     assert calibrated_correction("auc", "binary", single=True, n_train=240,
                                  n_features=2048) == CALIBRATED_CORRECTION[("binary", "auc")]
     values = np.random.default_rng(2).normal(0.6, 0.04, size=(5, 5))

@@ -9,7 +9,9 @@ from neurofeat.analysis.paired_tests import (
     CALIBRATED_CORRECTION_SINGLE,
     DEFAULT_TEST,
     METRIC_BOUNDS,
+    calibrated_correction,
     corrected_resampled_interval,
+    corrected_resampled_ttest,
     high_dimensional_factor,
     single_extra_variance,
 )
@@ -150,3 +152,36 @@ def test_more_features_than_training_patients_widen_that_backbones_c_index_inter
         assert (cal.ci_low_b, cal.ci_high_b) == (cal_blind.ci_low_b, cal_blind.ci_high_b)
         assert (cal.diff_ci_low, cal.diff_ci_high, cal.p_value) == \
             (cal_blind.diff_ci_low, cal_blind.diff_ci_high, cal_blind.p_value)
+
+
+def test_beyond_six_features_per_patient_the_difference_takes_its_own_factor(cohort):
+    """Told that one side has 700 features per 80 training patients, the pair's default
+    p and difference interval use the high-dimensional difference factor (recomputed
+    from the fold differences); the risk scores are the same as not told."""
+    X, time, event, ids, sites = cohort
+    noisy = X + np.random.default_rng(5).standard_normal(X.shape)
+    res = compare_survival_backbones({"a": X, "b": noisy}, time, event,
+                                     patient_ids=ids, sites=sites, pairs=[("a", "b")],
+                                     model="pca-cox", model_params={"n_components": 3},
+                                     n_splits=3, n_repeats=2, n_boot=50, seed=0, tau=800.0,
+                                     by_site=False)
+    n_train, n_test = res.cv["a"].plan.mean_train_test_sizes()
+    told, _, _ = compare_survival_scores(
+        {name: cv.risk for name, cv in res.cv.items()}, time, event,
+        res.cv["a"].plan.fold_ids, [("a", "b")], sites=sites, n_train=n_train,
+        n_test=n_test, n_folds=3, n_boot=50, seed=0, tau=800.0, by_site=False,
+        n_features={"a": 700, "b": 40})
+    for metric in ("harrell_c", "uno_c"):
+        pc = next(p for p in told["all"].pairs if p.metric == metric)
+        cal = next(i for i in pc.inferences if i.test == DEFAULT_TEST)
+        factor = calibrated_correction(metric, n_train=n_train, n_features=700)
+        assert factor == high_dimensional_factor(metric, "survival", n_features=700,
+                                                 n_train=n_train, single=False)
+        diffs = (pc.folds_a - pc.folds_b).reshape(-1)
+        ref = corrected_resampled_ttest(diffs, n_train=n_train, n_test=n_test,
+                                        correction=factor)
+        assert cal.p_value == pytest.approx(ref.p_value, rel=1e-12)
+        blind = next(i for i in next(p for p in res.results["all"].pairs
+                                     if p.metric == metric).inferences
+                     if i.test == DEFAULT_TEST)
+        assert cal.diff_ci_high - cal.diff_ci_low > blind.diff_ci_high - blind.diff_ci_low
