@@ -80,7 +80,7 @@ backbone's interval uses
 :data:`~neurofeat.analysis.paired_tests.CALIBRATED_CORRECTION_SINGLE` where it needs
 its own (continuous BA 1.1, c-index 1.65, or 3.0 where the Cox model has more features
 than training patients per fold and 4.0 beyond six times as many, where the difference's
-c-index factor rises to 2.9 too:
+c-index factor rises to 3.3 too:
 :data:`~neurofeat.analysis.paired_tests.CALIBRATED_CORRECTION_HIGH_DIMENSIONAL`; each
 plus the test noise of its degenerate folds, where a constant prediction scores exactly 0.5:
 :func:`~neurofeat.analysis.paired_tests.degenerate_fold_variance`; binary BA at least its
