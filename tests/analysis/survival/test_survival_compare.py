@@ -112,23 +112,33 @@ def test_features_beyond_the_measured_ratio_warn_on_the_rows_they_concern(cohort
     assert not comparison.tests.warning.str.contains("features =").any()
 
 
+def _compared(cohort, embeddings, pair, n_repeats, **n_features):
+    """compare_survival_backbones on ``embeddings`` (pca-cox, 3 folds, pooled only), and
+    the same risk scores compared again, told ``n_features`` (none: not told)."""
+    _, time, event, ids, sites = cohort
+    res = compare_survival_backbones(embeddings, time, event, patient_ids=ids, sites=sites,
+                                     pairs=[pair], model="pca-cox",
+                                     model_params={"n_components": 3}, n_splits=3,
+                                     n_repeats=n_repeats, n_boot=50, seed=0, tau=800.0,
+                                     by_site=False)
+    plan = res.cv[pair[0]].plan
+    n_train, n_test = plan.mean_train_test_sizes()
+    again, _, _ = compare_survival_scores(
+        {name: cv.risk for name, cv in res.cv.items()}, time, event, plan.fold_ids, [pair],
+        sites=sites, n_train=n_train, n_test=n_test, n_folds=3, n_boot=50, seed=0,
+        tau=800.0, by_site=False, n_features=n_features or None)
+    return res, again, n_train, n_test
+
+
 def test_more_features_than_training_patients_widen_that_backbones_c_index_interval(cohort):
     """The wide backbone's own calibrated interval takes the high-dimensional factor
     (recomputed here from its folds); the narrow one's, the difference's interval and
     the p-values are those of a comparison that is not told the dimensions."""
-    X, time, event, ids, sites = cohort
+    X = cohort[0]
     wide = np.hstack([X, np.random.default_rng(3).standard_normal((X.shape[0], 60))])
-    res = compare_survival_backbones({"wide": wide, "narrow": X}, time, event,
-                                     patient_ids=ids, sites=sites, pairs=[("wide", "narrow")],
-                                     model="pca-cox", model_params={"n_components": 3},
-                                     n_splits=3, n_repeats=1, n_boot=50, seed=0, tau=800.0,
-                                     by_site=False)
-    n_train, n_test = res.cv["wide"].plan.mean_train_test_sizes()
+    res, blind, n_train, n_test = _compared(cohort, {"wide": wide, "narrow": X},
+                                            ("wide", "narrow"), 1)
     assert res.cv["wide"].n_features == 100 > n_train > res.cv["narrow"].n_features
-    blind, _, _ = compare_survival_scores(
-        {name: cv.risk for name, cv in res.cv.items()}, time, event,
-        res.cv["wide"].plan.fold_ids, [("wide", "narrow")], sites=sites, n_train=n_train,
-        n_test=n_test, n_folds=3, n_boot=50, seed=0, tau=800.0, by_site=False)
     for metric in ("harrell_c", "uno_c"):
         told, not_told = (next(p for p in r["all"].pairs if p.metric == metric)
                           for r in (res.results, blind))
@@ -158,19 +168,10 @@ def test_beyond_six_features_per_patient_the_difference_takes_its_own_factor(coh
     """Told that one side has 700 features per 80 training patients, the pair's default
     p and difference interval use the high-dimensional difference factor (recomputed
     from the fold differences); the risk scores are the same as not told."""
-    X, time, event, ids, sites = cohort
+    X = cohort[0]
     noisy = X + np.random.default_rng(5).standard_normal(X.shape)
-    res = compare_survival_backbones({"a": X, "b": noisy}, time, event,
-                                     patient_ids=ids, sites=sites, pairs=[("a", "b")],
-                                     model="pca-cox", model_params={"n_components": 3},
-                                     n_splits=3, n_repeats=2, n_boot=50, seed=0, tau=800.0,
-                                     by_site=False)
-    n_train, n_test = res.cv["a"].plan.mean_train_test_sizes()
-    told, _, _ = compare_survival_scores(
-        {name: cv.risk for name, cv in res.cv.items()}, time, event,
-        res.cv["a"].plan.fold_ids, [("a", "b")], sites=sites, n_train=n_train,
-        n_test=n_test, n_folds=3, n_boot=50, seed=0, tau=800.0, by_site=False,
-        n_features={"a": 700, "b": 40})
+    res, told, n_train, n_test = _compared(cohort, {"a": X, "b": noisy}, ("a", "b"), 2,
+                                           a=700, b=40)
     for metric in ("harrell_c", "uno_c"):
         pc = next(p for p in told["all"].pairs if p.metric == metric)
         cal = next(i for i in pc.inferences if i.test == DEFAULT_TEST)
