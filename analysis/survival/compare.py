@@ -166,15 +166,16 @@ def compare_survival_scores(
     side_b: str = "",
     by_site: bool = True,
     min_site_patients: int = 10,
-    backbone_warnings: Mapping[str, str] | None = None,
     n_features: Mapping[str, int] | None = None,
 ) -> tuple[dict[str, ComparisonResult], pd.DataFrame, dict[str, float]]:
     """Compare out-of-fold risk scores (R, n) of backbones, pooled and per site.
 
-    ``backbone_warnings`` (backbone -> text) go into the ``warning`` of every row that
-    backbone is behind (:meth:`ComparisonResult.with_backbone_warnings`); ``n_features``
-    (backbone -> the Cox model's input dimension) selects one backbone's high-dimensional
-    c-index factor (see :func:`~neurofeat.analysis.compare.compare_scores`).
+    ``n_features`` (backbone -> the Cox model's input dimension) selects the
+    high-dimensional c-index factors (see :func:`~neurofeat.analysis.compare.compare_scores`),
+    and beyond their measured range puts
+    :func:`~neurofeat.analysis.paired_tests.high_dimensional_single_warning` into the
+    ``warning`` of every row that backbone is behind
+    (:meth:`ComparisonResult.with_backbone_warnings`).
 
     Returns
     -------
@@ -192,13 +193,15 @@ def compare_survival_scores(
             if rows.size >= min_site_patients and \
                     (event[rows] & (time[rows] < default_tau(time[rows]))).any():
                 subsets.append((str(site), rows))
+    backbone_warnings = {name: high_dimensional_single_warning(d, n_train)
+                         for name, d in (n_features or {}).items()}
     results, taus, frames = {}, {}, []
     with threadpool_limits(limits=1, user_api="blas"):
         scored = [_compare_subset(site, rows, risk, time, event, fold_ids, pairs, task=task,
                                   n_train=n_train, n_test=n_test, n_folds=n_folds,
                                   n_boot=n_boot, seed=seed, test=test, tau=tau,
                                   side_a=side_a, side_b=side_b,
-                                  backbone_warnings=backbone_warnings or {},
+                                  backbone_warnings=backbone_warnings,
                                   n_features=n_features)
                   for site, rows in subsets]
     for site, res, tau_site, frame in scored:
@@ -296,8 +299,6 @@ def compare_survival_backbones(
         sites=sites_arr, task=task, n_train=n_train, n_test=n_test, n_folds=plan.n_folds,
         n_boot=n_boot, seed=seed, test=test, tau=tau, side_a=side_a, side_b=side_b,
         by_site=by_site and protocol != "loso",
-        backbone_warnings={name: high_dimensional_single_warning(cv[name].n_features, n_train)
-                           for name in names},
         n_features={name: cv[name].n_features for name in names})
     params = {"task": task, "model": model, "model_params": model_params or {},
               "protocol": protocol, "n_splits": n_splits, "n_repeats": n_repeats,
