@@ -8,8 +8,10 @@ metrics         AUC, balanced accuracy, sensitivity, specificity, Spearman/MAE (
 folds           fold plans from task + seed + patient ids (cv, loso, per-site, fractions)
 bootstrap       stratified bootstrap indices, percentile and BCa intervals
 delong          DeLong variance/CI and paired test (Sun & Xu midrank algorithm)
-paired_tests    corrected t (k-1 df: calibrated default; J-1 df: Nadeau-Bengio), its interval,
-                Shapiro -> paired t / Wilcoxon (published), Holm/BH
+paired_tests    corrected t (J-1 df) and its interval, Shapiro -> paired t / Wilcoxon
+                (published), Holm/BH
+correction_factors  the calibrated default's measured factors and one backbone's variance
+                terms
 probes          LinearProbe (L2 logistic, C by inner CV), RidgeProbe, KNNProbe
 scoring         Scorer: one metric over out-of-fold predictions, all resamples at once
 protocols       out-of-fold predictions per plan, probe reports (ProbeResult)

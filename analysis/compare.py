@@ -65,37 +65,35 @@ The Nadeau-Bengio variance ``(1/J + n_test/n_train) s^2`` accounts for the share
 training data, and was about right for balanced accuracy in the simulations (5-6.5 %
 rejections of a true null), but too small for the AUC (10-11 %) and the c-index
 (6.5-13 %): rank metrics' per-fold values are more correlated across overlapping
-training sets than the heuristic assumes, and how much depends on the probe. The
-default multiplies the ``n_test/n_train`` term by a factor calibrated per task kind and
-metric (:data:`~neurofeat.analysis.paired_tests.CALIBRATED_CORRECTION`: binary AUC 1.75,
+training sets than the heuristic assumes, and how much depends on the probe. The default
+multiplies the ``n_test/n_train`` term by a factor calibrated per task kind and metric
+(:data:`~neurofeat.analysis.correction_factors.CALIBRATED_CORRECTION`: binary AUC 1.75,
 BA 1.15; continuous AUC 1.2, BA 1.4, Spearman 1.5, MAE 1.0; c-index 2.3) and keeps
 ``J - 1`` df, whose precision matched the simulated spread of ``s^2``. A factor must
-hold under every null, so each is the larger of what the exact null (no signal) and
-two equally informative backbones need: with the default probes the two differ (the
-inner-CV probe shrinks to near-constant predictions when there is nothing to learn),
-and the continuous BA/MAE and c-index factors are conservative at the exact null.
-Sparse test folds (fewer than 4 minority patients per fold) raise the binary AUC's to
-2.1 (:data:`~neurofeat.analysis.paired_tests.CALIBRATED_CORRECTION_SPARSE`); one
+hold under every null, so each is the larger of what the exact null (no signal) and two
+equally informative backbones need: with the default probes the two differ (the inner-CV
+probe shrinks to near-constant predictions when there is nothing to learn), and the
+continuous BA/MAE and c-index factors are conservative at the exact null. Sparse test
+folds (fewer than 4 minority patients per fold) raise the binary AUC's to 2.1
+(:data:`~neurofeat.analysis.correction_factors.CALIBRATED_CORRECTION_SPARSE`); one
 backbone's interval uses
-:data:`~neurofeat.analysis.paired_tests.CALIBRATED_CORRECTION_SINGLE` where it needs
-its own (continuous BA 1.1, c-index 1.65, or 3.0 where the Cox model has more features
-than training patients per fold and 4.0 beyond six times as many, where the difference's
-c-index factor rises to 3.3 too:
-:data:`~neurofeat.analysis.paired_tests.CALIBRATED_CORRECTION_HIGH_DIMENSIONAL`; each
-plus the test noise of its degenerate folds, where a constant prediction scores exactly 0.5:
-:func:`~neurofeat.analysis.paired_tests.degenerate_fold_variance`; binary BA at least its
-folds' test noise, and 2.25 where the probe calls fewer than 4 patients per test fold on
-one side of the threshold:
-:data:`~neurofeat.analysis.paired_tests.CALIBRATED_CORRECTION_SPARSE_PREDICTIONS`); binary
-tasks with
-fewer than 96
-training patients per fold move towards
-:data:`~neurofeat.analysis.paired_tests.CALIBRATED_CORRECTION_SMALL` (AUC 2.0, one
+:data:`~neurofeat.analysis.correction_factors.CALIBRATED_CORRECTION_SINGLE` where it
+needs its own (continuous BA 1.1, c-index 1.65, or 3.0 where the Cox model has more
+features than training patients per fold and 4.0 beyond six times as many, where the
+difference's c-index factor rises to 3.3 too:
+:data:`~neurofeat.analysis.correction_factors.CALIBRATED_CORRECTION_HIGH_DIMENSIONAL`;
+each plus the test noise of its degenerate folds, where a constant prediction scores
+exactly 0.5: :func:`~neurofeat.analysis.correction_factors.degenerate_fold_variance`;
+binary BA at least its folds' test noise, and 2.25 where the probe calls fewer than 4
+patients per test fold on one side of the threshold:
+:data:`~neurofeat.analysis.correction_factors.CALIBRATED_CORRECTION_SPARSE_PREDICTIONS`);
+binary tasks with fewer than 96 training patients per fold move towards
+:data:`~neurofeat.analysis.correction_factors.CALIBRATED_CORRECTION_SMALL` (AUC 2.0, one
 backbone 2.5; BA 1.3 / 1.6 at 64 and below), which two equally informative backbones
-need at n = 80. Nested CV (Bates et al.) and refitting bootstraps cost
-10-100x more fits and were not needed to reach the band; label permutation is exact
-only against chance, not for A vs B; ``k - 1`` df (an option of the corrected t) held
-the AUC's level but was conservative for BA (1.2 %).
+need at n = 80. Nested CV (Bates et al.) and refitting bootstraps cost 10-100x more fits
+and were not needed to reach the band; label permutation is exact only against chance,
+not for A vs B; ``k - 1`` df (an option of the corrected t) held the AUC's level but was
+conservative for BA (1.2 %).
 
 Pooled family rows average the member pairs' per-fold values (members share patients and
 folds, so the pooled per-fold difference carries their correlation) and apply the same
@@ -131,12 +129,13 @@ from neurofeat.analysis.folds import derive_seed
 from scipy import special
 
 from neurofeat.analysis.paired_tests import (DEFAULT_TEST, METRIC_BOUNDS, RARE_ENDPOINT,
-                                             TEST_CHOICES, PairedTestResult,
-                                             adjust_pvalues, calibrated_correction, is_rare,
+                                             TEST_CHOICES, PairedTestResult, adjust_pvalues,
                                              corrected_resampled_interval,
-                                             corrected_resampled_ttest, paired_test,
-                                             predicted_minority_per_fold,
-                                             single_variance_terms, smallest_attainable_p)
+                                             corrected_resampled_ttest, is_rare, paired_test,
+                                             smallest_attainable_p)
+from neurofeat.analysis.correction_factors import (calibrated_correction,
+                                                   predicted_minority_per_fold,
+                                                   single_variance_terms)
 from neurofeat.analysis.scoring import (AUC, Scorer, predicted_share_folds, score_folds,
                                         score_jackknife, score_point, score_resamples)
 
@@ -538,7 +537,7 @@ class PairComparison:
     shares_a, shares_b : ndarray, shape (R, k), optional
         Per-fold share of patients predicted positive by each side (thresholded metrics
         only; member means on the pooled row): what one backbone's variance floor
-        (:func:`~neurofeat.analysis.paired_tests.single_variance_floor`) is read from.
+        (:func:`~neurofeat.analysis.correction_factors.single_variance_floor`) is read from.
     design_warning : str
         A warning that the design puts the row where an interval was measured to miss
         its level (:meth:`ComparisonResult.with_backbone_warnings`); '' otherwise.
@@ -933,13 +932,15 @@ def compare_scores(scorers: Sequence[Scorer], targets: Mapping[str, Any] | Any,
         warning; default ``min(n_pos, n - n_pos)``.
     kind : {'binary', 'continuous', 'survival'}, optional
         Task kind (the probe behind the scores): selects the calibrated correction of
-        the default test (:func:`~neurofeat.analysis.paired_tests.calibrated_correction`).
+        the default test
+        (:func:`~neurofeat.analysis.correction_factors.calibrated_correction`).
     n_features : mapping backbone -> int, optional
         Input dimension of each backbone's model: one backbone's interval takes the
         high-dimensional factor where it exceeds ``n_train``
-        (:data:`~neurofeat.analysis.paired_tests.CALIBRATED_CORRECTION_HIGH_DIMENSIONAL`;
+        (:data:`~neurofeat.analysis.correction_factors.CALIBRATED_CORRECTION_HIGH_DIMENSIONAL`;
         a pooled side takes its widest member's), a difference that of its wider side
-        (:data:`~neurofeat.analysis.paired_tests.CALIBRATED_CORRECTION_HIGH_DIMENSIONAL_DIFFERENCE`).
+        (``CALIBRATED_CORRECTION_HIGH_DIMENSIONAL_DIFFERENCE`` of
+        :mod:`~neurofeat.analysis.correction_factors`).
 
     Returns
     -------

@@ -17,9 +17,11 @@ to (``estimand``); ``primary`` marks the row to show:
 
 - ``ci_method='calibrated-t'`` (primary): the mean over the R x k test folds of the
   per-fold metric, with the corrected resampled t interval whose correction factor is
-  calibrated per metric by simulation (:data:`~neurofeat.analysis.paired_tests.CALIBRATED_CORRECTION`). Estimand: the expected performance of the probe trained on ``n_train``
-  patients of this population (Bates, Hastie & Tibshirani 2023). Calibrated by
-  simulation (``benchmarks/bench_calibration.py``).
+  calibrated per metric by simulation
+  (:data:`~neurofeat.analysis.correction_factors.CALIBRATED_CORRECTION`). Estimand: the
+  expected performance of the probe trained on ``n_train`` patients of this population
+  (Bates, Hastie & Tibshirani 2023). Calibrated by simulation
+  (``benchmarks/bench_calibration.py``).
 - ``percentile``, ``bca`` (published): the metric of all out-of-fold predictions of a
   repeat, averaged over repeats, with a patient bootstrap that keeps the predictions
   fixed (ignores that the probe was trained on these patients: intervals too narrow).
@@ -56,9 +58,9 @@ from threadpoolctl import threadpool_limits
 
 from neurofeat.analysis.bootstrap import stratified_bootstrap_indices
 from neurofeat.analysis.paired_tests import (DEFAULT_TEST, METRIC_BOUNDS,
-                                             corrected_resampled_interval,
-                                             predicted_minority_per_fold,
-                                             single_variance_terms)
+                                             corrected_resampled_interval)
+from neurofeat.analysis.correction_factors import (predicted_minority_per_fold,
+                                                   single_variance_terms)
 from neurofeat.analysis.loso import LOSO_DEFAULT_TEST, loso_pooled_test
 from neurofeat.analysis.folds import (FoldPlan, derive_seed, fraction_subsample,
                                       leave_one_site_out_plan, per_site_kfold_plan,

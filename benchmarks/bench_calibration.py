@@ -546,7 +546,7 @@ def _factor_at_level(diffs: np.ndarray, k: int) -> float:
 
 
 def needed_factors(dump_dir: Path, n_boot: int = 200, seed: int = 0) -> pd.DataFrame:
-    """How :data:`~neurofeat.analysis.paired_tests.CALIBRATED_CORRECTION` was derived.
+    """How :data:`~neurofeat.analysis.correction_factors.CALIBRATED_CORRECTION` was derived.
 
     For every dump of a setting whose difference is null (``--dump-folds`` of an exact
     null, or of the same signal in both families; not ``diff``, nor the ``.truth.pkl``
@@ -567,7 +567,7 @@ def needed_factors(dump_dir: Path, n_boot: int = 200, seed: int = 0) -> pd.DataF
     """
     import pickle
 
-    from neurofeat.analysis.paired_tests import degenerate_folds
+    from neurofeat.analysis.correction_factors import degenerate_folds
 
     rng = np.random.default_rng(seed)
     out = []

@@ -27,7 +27,8 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from neurofeat.analysis.compare import ComparisonResult, adjust_across, compare_scores
-from neurofeat.analysis.paired_tests import DEFAULT_TEST, high_dimensional_single_warning
+from neurofeat.analysis.paired_tests import DEFAULT_TEST
+from neurofeat.analysis.correction_factors import high_dimensional_single_warning
 from neurofeat.analysis.scoring import Scorer
 from neurofeat.analysis.survival.concordance import (  # Uno: 1 / G(T_i-)^2, as R
     _check_tau,
@@ -173,7 +174,7 @@ def compare_survival_scores(
     ``n_features`` (backbone -> the Cox model's input dimension) selects the
     high-dimensional c-index factors (see :func:`~neurofeat.analysis.compare.compare_scores`),
     and beyond their measured range puts
-    :func:`~neurofeat.analysis.paired_tests.high_dimensional_single_warning` into the
+    :func:`~neurofeat.analysis.correction_factors.high_dimensional_single_warning` into the
     ``warning`` of every row that backbone is behind
     (:meth:`ComparisonResult.with_backbone_warnings`).
 

@@ -375,8 +375,8 @@ def concordance_null_variance(comparable: np.ndarray, weight: np.ndarray) -> flo
     on 60 % events). It is the exact test noise that a fold scored by a constant risk (a
     Cox model at the null model, C = 0.5 exactly) does not show; the one-backbone
     interval adds the Mann-Whitney value instead, by measurement
-    (:func:`neurofeat.analysis.paired_tests.degenerate_fold_variance`,
-    :data:`neurofeat.analysis.paired_tests.CALIBRATED_CORRECTION_SINGLE`).
+    (:func:`neurofeat.analysis.correction_factors.degenerate_fold_variance`,
+    :data:`neurofeat.analysis.correction_factors.CALIBRATED_CORRECTION_SINGLE`).
 
     Parameters
     ----------

@@ -27,7 +27,8 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from neurofeat.analysis.paired_tests import DEFAULT_TEST, high_dimensional_single_warning
+from neurofeat.analysis.paired_tests import DEFAULT_TEST
+from neurofeat.analysis.correction_factors import high_dimensional_single_warning
 from neurofeat.analysis.bootstrap import (
     bootstrap_ci,
     jackknife_indices,
@@ -218,8 +219,8 @@ SURVIVAL_METRICS_COLUMNS = ("site", "metric", "estimate", "ci_low", "ci_high", "
 def _calibrated_rows(cv, site, rows, tau, ci_level) -> list[dict]:
     """Mean per-fold Harrell/Uno C with the calibrated corrected interval: primary rows."""
     from neurofeat.analysis.paired_tests import (DEFAULT_TEST, METRIC_BOUNDS,
-                                                 corrected_resampled_interval,
-                                                 single_extra_variance)
+                                                 corrected_resampled_interval)
+    from neurofeat.analysis.correction_factors import single_extra_variance
     from neurofeat.analysis.scoring import score_folds
     from neurofeat.analysis.survival.compare import HARRELL, UNO, survival_target
 

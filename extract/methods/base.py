@@ -7,11 +7,11 @@ method asked for (``view_specs``) and returns a **per-sample loss vector** of sh
 ``(B,)``, so that the trainer can average it (ERM) or weight it by group (Group-DRO).
 ``after_step(progress)`` runs once after each optimiser step (EMA/momentum updates).
 
-Example
--------
->>> method = build_method("byol", build_encoder(EncoderConfig(arch="resnet10", widen_factor=0.25)))
->>> specs = method.view_specs(input_size=32)          # what the augmenter must produce
->>> loss = method([view1, view2])                       # (B,)
+Example (a sketch: not run as a doctest)
+---------------------------------------
+>>> method = build_method("byol", build_encoder(EncoderConfig(arch="resnet10", widen_factor=0.25)))  # doctest: +SKIP
+>>> specs = method.view_specs(input_size=32)  # doctest: +SKIP
+>>> loss = method([view1, view2])  # doctest: +SKIP
 """
 
 from __future__ import annotations

@@ -196,7 +196,8 @@ def test_a_pair_whose_folds_mostly_tie_is_flagged_as_unable_to_reject():
     than the stated floor. With every fold differing there is no such warning, nor for a
     published procedure that is not a t over folds."""
     from neurofeat.analysis.compare import tied_folds_warning
-    from neurofeat.analysis.paired_tests import calibrated_correction, smallest_attainable_p
+    from neurofeat.analysis.paired_tests import smallest_attainable_p
+    from neurofeat.analysis.correction_factors import calibrated_correction
 
     n = 120
     ids = np.array([f"P{i:03d}" for i in range(n)])

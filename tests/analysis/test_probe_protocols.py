@@ -166,8 +166,8 @@ def test_sparse_folds_interval_uses_the_sparse_factor():
     the per-fold values either way (BA keeps its factor)."""
     from scipy import stats
 
-    from neurofeat.analysis.paired_tests import (CALIBRATED_CORRECTION_SPARSE,
-                                                 calibrated_correction)
+    from neurofeat.analysis.correction_factors import (CALIBRATED_CORRECTION_SPARSE,
+                                                       calibrated_correction)
 
     rng = np.random.default_rng(0)
     n = 150  # 3 folds train on 100: above the small-sample sizes

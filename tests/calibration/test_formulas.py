@@ -8,18 +8,19 @@ from scipy import stats
 
 from neurofeat.analysis.compare import RARE_ENDPOINT, bootstrap_p_value, compare_scores
 from neurofeat.analysis.folds import stratified_kfold_plan
-from neurofeat.analysis.paired_tests import (CALIBRATED_CORRECTION,
-                                             CALIBRATED_CORRECTION_HIGH_DIMENSIONAL,
-                                             CALIBRATED_CORRECTION_HIGH_DIMENSIONAL_DIFFERENCE,
-                                             CALIBRATED_CORRECTION_SINGLE,
-                                             CALIBRATED_CORRECTION_SMALL,
-                                             CALIBRATED_CORRECTION_SPARSE, DEFAULT_TEST,
-                                             HIGH_DIMENSIONAL_MEASURED_RATIO,
-                                             SMALL_SAMPLE_N_TRAIN,
-                                             adjust_pvalues, calibrated_correction,
+from neurofeat.analysis.paired_tests import (DEFAULT_TEST, adjust_pvalues,
                                              corrected_resampled_interval,
-                                             corrected_resampled_ttest,
-                                             high_dimensional_single_warning)
+                                             corrected_resampled_ttest)
+from neurofeat.analysis.correction_factors import (CALIBRATED_CORRECTION,
+                                                   CALIBRATED_CORRECTION_HIGH_DIMENSIONAL,
+                                                   CALIBRATED_CORRECTION_HIGH_DIMENSIONAL_DIFFERENCE,
+                                                   CALIBRATED_CORRECTION_SINGLE,
+                                                   CALIBRATED_CORRECTION_SMALL,
+                                                   CALIBRATED_CORRECTION_SPARSE,
+                                                   HIGH_DIMENSIONAL_MEASURED_RATIO,
+                                                   SMALL_SAMPLE_N_TRAIN,
+                                                   calibrated_correction,
+                                                   high_dimensional_single_warning)
 from neurofeat.analysis.scoring import get_scorer
 from neurofeat.analysis.simulation import SimulationSetting, simulate_cohort
 
@@ -329,7 +330,7 @@ def test_one_backbone_interval_uses_the_single_factor():
     test noise its degenerate folds lack (folds where the probe predicted one class, BA
     exactly 0.5), the difference and its p the pair factor (all by hand from the
     per-fold values)."""
-    from neurofeat.analysis.paired_tests import CALIBRATED_CORRECTION_SINGLE
+    from neurofeat.analysis.correction_factors import CALIBRATED_CORRECTION_SINGLE
 
     rng = np.random.default_rng(5)
     n = 100
@@ -380,7 +381,7 @@ def test_random_fold_variance_matches_simulation():
     from sklearn.metrics import balanced_accuracy_score, roc_auc_score
     from sksurv.metrics import concordance_index_censored
 
-    from neurofeat.analysis.paired_tests import random_fold_variance
+    from neurofeat.analysis.correction_factors import random_fold_variance
     from neurofeat.analysis.survival.concordance import (concordance_null_variance,
                                                          concordance_pairs)
 
@@ -412,8 +413,8 @@ def test_survival_interval_adds_the_degenerate_folds_variance():
     """A Cox model that picked the null model in a fold (constant risk: C = 0.5 exactly)
     adds the Mann-Whitney test noise of that fold to its backbone's c-index interval."""
     from neurofeat.analysis.folds import survival_kfold_plan
-    from neurofeat.analysis.paired_tests import (CALIBRATED_CORRECTION_SINGLE,
-                                                 degenerate_fold_variance)
+    from neurofeat.analysis.correction_factors import (CALIBRATED_CORRECTION_SINGLE,
+                                                       degenerate_fold_variance)
     from neurofeat.analysis.scoring import score_folds
     from neurofeat.analysis.survival.compare import (HARRELL, compare_survival_scores,
                                                      survival_target)
@@ -446,8 +447,8 @@ def test_survival_interval_adds_the_degenerate_folds_variance():
 
 
 def test_single_extra_variance_only_where_folds_can_be_degenerate():
-    from neurofeat.analysis.paired_tests import (degenerate_fold_variance,
-                                                 single_extra_variance)
+    from neurofeat.analysis.correction_factors import (degenerate_fold_variance,
+                                                       single_extra_variance)
 
     v = np.array([0.5, 0.5, 0.62, 0.7, 0.55])
     extra = single_extra_variance(v, metric="ba", kind="continuous", n=50, n_pos=20,
@@ -471,7 +472,7 @@ def test_threshold_noise_floor_matches_simulation():
     independent test noise has the folds' mean of it over J."""
     from sklearn.metrics import balanced_accuracy_score
 
-    from neurofeat.analysis.paired_tests import threshold_noise_floor
+    from neurofeat.analysis.correction_factors import threshold_noise_floor
 
     rng = np.random.default_rng(21)
     y = np.r_[np.ones(6, bool), np.zeros(54, bool)]  # a rare fold: 6 positives of 60
@@ -491,7 +492,8 @@ def test_threshold_noise_floor_matches_simulation():
 
 
 def test_single_variance_floor_applies_to_binary_ba_only():
-    from neurofeat.analysis.paired_tests import single_variance_floor, threshold_noise_floor
+    from neurofeat.analysis.correction_factors import (single_variance_floor,
+                                                       threshold_noise_floor)
 
     shares = np.full((2, 5), 0.1)
     want = threshold_noise_floor(shares, n_pos=6, n_neg=54)
@@ -508,8 +510,9 @@ def test_single_variance_floor_applies_to_binary_ba_only():
 
 
 def test_single_variance_terms_are_the_extra_variance_and_the_floor():
-    from neurofeat.analysis.paired_tests import (single_extra_variance, single_variance_floor,
-                                                 single_variance_terms)
+    from neurofeat.analysis.correction_factors import (single_extra_variance,
+                                                       single_variance_floor,
+                                                       single_variance_terms)
 
     rng = np.random.default_rng(3)
     values = np.where(rng.random((5, 5)) < 0.4, 0.5, rng.uniform(0.3, 0.7, (5, 5)))
@@ -544,8 +547,9 @@ def test_one_backbone_ba_interval_is_never_narrower_than_its_test_noise():
     fold spread is zero, and the interval would be a point below the expected 0.5.  The
     floor (the folds' predicted-positive shares) gives it the width of its test noise,
     in compare_scores and in the one-backbone report (evaluate_probe), as by hand."""
-    from neurofeat.analysis.paired_tests import (CALIBRATED_CORRECTION_SINGLE,
-                                                 calibrated_correction, threshold_noise_floor)
+    from neurofeat.analysis.correction_factors import (CALIBRATED_CORRECTION_SINGLE,
+                                                       calibrated_correction,
+                                                       threshold_noise_floor)
     from neurofeat.analysis.protocols import OutOfFold, evaluate_probe
     from neurofeat.analysis.scoring import balanced_accuracy_scorer, score_folds
 
@@ -587,10 +591,10 @@ def test_sparse_predictions_widen_one_backbones_ba_interval_only():
     """Fewer than 4 patients per test fold on the less-called side of the threshold: one
     backbone's BA interval takes the sparse-predictions factor; its difference, its AUC
     and a probe calling many patients positive keep theirs."""
-    from neurofeat.analysis.paired_tests import (CALIBRATED_CORRECTION_SPARSE_PREDICTIONS,
-                                                 SPARSE_FOLD_MINORITY,
-                                                 predicted_minority_per_fold,
-                                                 threshold_noise_floor)
+    from neurofeat.analysis.correction_factors import (CALIBRATED_CORRECTION_SPARSE_PREDICTIONS,
+                                                       SPARSE_FOLD_MINORITY,
+                                                       predicted_minority_per_fold,
+                                                       threshold_noise_floor)
     from neurofeat.analysis.protocols import OutOfFold, evaluate_probe
     from neurofeat.analysis.scoring import balanced_accuracy_scorer, score_folds
 

@@ -5,16 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from neurofeat.analysis.paired_tests import (
-    CALIBRATED_CORRECTION_SINGLE,
-    DEFAULT_TEST,
-    METRIC_BOUNDS,
-    calibrated_correction,
-    corrected_resampled_interval,
-    corrected_resampled_ttest,
-    high_dimensional_factor,
-    single_extra_variance,
-)
+from neurofeat.analysis.paired_tests import (DEFAULT_TEST, METRIC_BOUNDS,
+                                             corrected_resampled_interval,
+                                             corrected_resampled_ttest)
+from neurofeat.analysis.correction_factors import (CALIBRATED_CORRECTION_SINGLE,
+                                                   calibrated_correction,
+                                                   high_dimensional_factor,
+                                                   single_extra_variance)
 from neurofeat.analysis.survival import harrell_c, uno_c
 from neurofeat.analysis.survival.compare import (
     HARRELL,

@@ -7,8 +7,9 @@ import dataclasses
 import numpy as np
 import pytest
 
-from neurofeat.analysis.paired_tests import (METRIC_BOUNDS, corrected_resampled_interval,
-                                             high_dimensional_factor, single_extra_variance)
+from neurofeat.analysis.paired_tests import METRIC_BOUNDS, corrected_resampled_interval
+from neurofeat.analysis.correction_factors import (high_dimensional_factor,
+                                                   single_extra_variance)
 
 from neurofeat.analysis.survival import (
     PCACoxRisk,
