@@ -47,7 +47,7 @@ import numpy as np
 from scipy import special
 
 __all__ = ["SimulationSetting", "SimulatedCohort", "simulate_cohort", "draw_population",
-           "expected_performance"]
+           "expected_performance", "performance_draws"]
 
 
 @dataclass(frozen=True)
@@ -296,6 +296,22 @@ def expected_performance(setting: SimulationSetting, signals: Mapping[str, float
     With sites, each cohort draws its own site shifts (a random batch effect), so use
     site structure for null settings; coverage settings have one site.
     """
+    values = performance_draws(setting, signals, fit_predict, metrics, n_train=n_train,
+                               n_draws=n_draws, n_test=n_test, seed=seed)
+    return {b: {m: (float(np.mean(v)), float(np.std(v, ddof=1) / np.sqrt(len(v))))
+                for m, v in per.items()} for b, per in values.items()}
+
+
+def performance_draws(setting: SimulationSetting, signals: Mapping[str, float],
+                      fit_predict: Callable[[np.ndarray, np.ndarray, np.ndarray,
+                                             np.ndarray], np.ndarray],
+                      metrics: Mapping[str, Callable[[SimulatedCohort, np.ndarray], float]],
+                      *, n_train: int, n_draws: int = 100, n_test: int = 5000,
+                      seed: int = 0) -> dict[str, dict[str, np.ndarray]]:
+    """The per-draw values behind :func:`expected_performance` (same arguments): for each
+    backbone and metric, the ``n_draws`` test-set scores, one per training draw. Chunks
+    drawn from different seeds can be pooled (the calibration harness shares them out
+    over its workers)."""
     rng = np.random.default_rng(seed)
     values: dict[str, dict[str, list[float]]] = {b: {m: [] for m in metrics} for b in signals}
     for _ in range(n_draws):
@@ -305,5 +321,5 @@ def expected_performance(setting: SimulationSetting, signals: Mapping[str, float
             s = fit_predict(train.embeddings[b], train.y, test.embeddings[b], train)
             for m, fn in metrics.items():
                 values[b][m].append(float(fn(test, s)))
-    return {b: {m: (float(np.mean(v)), float(np.std(v, ddof=1) / np.sqrt(len(v))))
-                for m, v in per.items()} for b, per in values.items()}
+    return {b: {m: np.asarray(v, dtype=float) for m, v in per.items()}
+            for b, per in values.items()}

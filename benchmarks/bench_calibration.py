@@ -79,7 +79,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from neurofeat.analysis.simulation import (SimulationSetting, expected_performance,  # noqa: E402
+from neurofeat.analysis.simulation import (SimulationSetting, performance_draws,  # noqa: E402
                                            simulate_cohort)
 
 A_NAMES = ("a1", "a2", "a3", "a4")
@@ -330,15 +330,63 @@ def _seed(name: str, rep: int) -> int:
     return derive_seed("calibration", name, rep) % (2 ** 32)
 
 
-def truth(spec: Spec, *, probe: str, n_splits: int, n_draws: int, n_test: int,
-          seed: int = 1) -> dict[str, dict[str, float]]:
-    """Expected performance of each side's probe trained on n (k - 1) / k patients."""
+#: Training draws per truth chunk: the expected performance is estimated in chunks of
+#: this many draws, each seeded from (setting, chunk), so that the pool can share them
+#: out and the estimate does not depend on the number of workers.
+TRUTH_CHUNK = 5
+
+
+def truth_chunks(spec: Spec, *, probe: str, n_splits: int, n_draws: int,
+                 n_test: int) -> list[tuple]:
+    """The jobs (for :func:`_truth_job`) that together draw ``n_draws`` training sets."""
+    sizes = [TRUTH_CHUNK] * (n_draws // TRUTH_CHUNK)
+    if n_draws % TRUTH_CHUNK:
+        sizes.append(n_draws % TRUTH_CHUNK)
+    return [(spec, dict(probe=probe, n_splits=n_splits, n_draws=size, n_test=n_test,
+                        seed=_seed("truth:" + spec.name, i)))
+            for i, size in enumerate(sizes)]
+
+
+def _truth_job(args):
+    spec, kw = args
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1):
+        return truth_values(spec, **kw)
+
+
+def combine_truth(chunks: list[dict[str, dict[str, np.ndarray]]]) -> dict:
+    """Expected performance per side and metric, with its Monte-Carlo standard error, from
+    the per-draw values of the chunks (:func:`truth_values`)."""
+    if not chunks or not chunks[0]:
+        return {"A": {}, "B": {}}
+    out: dict = {"A": {}, "B": {}, "mcse": {}}
+    for side, per in chunks[0].items():
+        for m in per:
+            v = np.concatenate([c[side][m] for c in chunks])
+            out[side][m] = float(v.mean())
+            out["mcse"][f"{side}:{m}"] = float(v.std(ddof=1) / np.sqrt(v.size))
+    return out
+
+
+def truth(spec: Spec, *, probe: str, n_splits: int, n_draws: int,
+          n_test: int) -> dict[str, dict[str, float]]:
+    """Expected performance of each side's probe trained on n (k - 1) / k patients
+    (serially; :func:`run_spec` shares the chunks out over its pool)."""
+    return combine_truth([_truth_job(job) for job in truth_chunks(
+        spec, probe=probe, n_splits=n_splits, n_draws=n_draws, n_test=n_test)])
+
+
+def truth_values(spec: Spec, *, probe: str, n_splits: int, n_draws: int, n_test: int,
+                seed: int) -> dict[str, dict[str, np.ndarray]]:
+    """Per-draw performance of each side's probe trained on n (k - 1) / k patients, over
+    ``n_draws`` training sets drawn from ``seed`` (empty at the exact null)."""
     from sklearn.metrics import roc_auc_score
 
     kind = spec.sim.kind
     n_train = int(round(spec.sim.n * (n_splits - 1) / n_splits))
     if spec.scenario == "null":
-        return {"A": {}, "B": {}}
+        return {}
     # each side as its first backbone, so that a site_prefix ('a') reaches it as in the
     # cohorts; returned under "A" / "B"
     sides = {A_NAMES[0]: "A", B_NAMES[0]: "B"}
@@ -395,10 +443,9 @@ def truth(spec: Spec, *, probe: str, n_splits: int, n_draws: int, n_test: int,
                    "ba": lambda test, s: ba(labels_of(test), s >= cut)}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        out = expected_performance(spec.sim, signals, fit_predict, metrics, n_train=n_train,
-                                   n_draws=n_draws, n_test=n_test, seed=seed)
-    return {sides[b]: {m: v[0] for m, v in per.items()} for b, per in out.items()} | {
-        "mcse": {f"{sides[b]}:{m}": v[1] for b, per in out.items() for m, v in per.items()}}
+        out = performance_draws(spec.sim, signals, fit_predict, metrics, n_train=n_train,
+                                n_draws=n_draws, n_test=n_test, seed=seed)
+    return {sides[b]: per for b, per in out.items()}
 
 
 def _rate(indicator: pd.Series, reps: pd.Series) -> tuple[float, float]:
@@ -486,14 +533,20 @@ def run_spec(spec: Spec, *, reps: int, probe: str, n_splits: int, n_repeats: int
     kw = dict(probe=probe, n_splits=n_splits, n_repeats=n_repeats, n_boot=n_boot,
               permutations=permutations, perm_pairs=perm_pairs, conservative_z=conservative_z)
     jobs = [(spec, rep, kw) for rep in range(first_rep, first_rep + reps)]
+    truth_jobs = truth_chunks(spec, probe=probe, n_splits=n_splits, n_draws=truth_draws,
+                              n_test=truth_test)
     t0 = time.perf_counter()
     if workers > 1:
         import multiprocessing as mp
 
         with mp.get_context("fork").Pool(workers) as pool:
+            # truth chunks first (the pool takes jobs in order), in parallel with the reps
+            pending = pool.map_async(_truth_job, truth_jobs, chunksize=1)
             frames = pool.map(_job, jobs, chunksize=4)
+            chunks = pending.get()
     else:
         frames = [_job(j) for j in jobs]
+        chunks = [_truth_job(j) for j in truth_jobs]
     rows = pd.concat(frames, ignore_index=True)
     if fold_dump is not None:
         import pickle
@@ -502,11 +555,7 @@ def run_spec(spec: Spec, *, reps: int, probe: str, n_splits: int, n_repeats: int
         with open(fold_dump, "wb") as fh:
             pickle.dump({"spec": spec.name, "n_splits": n_splits, "n_repeats": n_repeats,
                          "folds": [f for fr in frames for f in fr.attrs["folds"]]}, fh)
-    from threadpoolctl import threadpool_limits
-
-    with threadpool_limits(limits=1):
-        true = truth(spec, probe=probe, n_splits=n_splits, n_draws=truth_draws,
-                     n_test=truth_test)
+    true = combine_truth(chunks)
     if fold_dump is not None:
         import pickle
 
