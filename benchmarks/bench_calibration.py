@@ -194,6 +194,9 @@ def all_specs() -> list[Spec]:
     specs.append(Spec(replace(kinds[4], n=120, d=512), "equal", STRONG_SIGNAL, STRONG_SIGNAL))
     # the high-dimensional c-index factor's boundary: 128 features > 96 training patients
     specs.append(Spec(replace(kinds[4], n=120, d=128), "equal", STRONG_SIGNAL, STRONG_SIGNAL))
+    # beyond the range the high-dimensional factors were set on (8.5 features per
+    # training patient at n = 300, d = 2048): 21 per patient
+    specs.append(Spec(replace(kinds[4], n=120, d=2048), "equal", STRONG_SIGNAL, STRONG_SIGNAL))
     return specs
 
 
