@@ -115,3 +115,30 @@ def test_needed_factors_read_equal_signal_dumps_but_not_planted_differences(tmp_
         pickle.dump({"A": {"auc": 0.6}, "B": {"auc": 0.6}}, fh)
     table = _harness().needed_factors(tmp_path, n_boot=5)
     assert sorted(table["setting"]) == ["s equal", "s equal signal=0.3"]
+
+
+def test_truth_chunks_pool_to_the_estimate_of_all_draws():
+    """The harness draws the expected performance in chunks that its pool shares out: the
+    chunks cover exactly the requested draws with distinct seeds (so the estimate does
+    not depend on the number of workers), and pooling them gives the mean and Monte-Carlo
+    standard error of all their draws together."""
+    harness = _harness()
+    spec = next(s for s in harness.all_specs()
+                if s.name == "survival events=0.6 n=300 d=2048 equal")
+    jobs = harness.truth_chunks(spec, probe="default", n_splits=5, n_draws=12, n_test=100)
+    sizes = [kw["n_draws"] for _, kw in jobs]
+    assert sum(sizes) == 12 and max(sizes) == harness.TRUTH_CHUNK
+    assert len({kw["seed"] for _, kw in jobs}) == len(jobs)
+    again = harness.truth_chunks(spec, probe="default", n_splits=5, n_draws=12, n_test=100)
+    assert [kw["seed"] for _, kw in again] == [kw["seed"] for _, kw in jobs]
+
+    rng = np.random.default_rng(0)
+    chunks = [{side: {"harrell_c": rng.normal(0.6, 0.05, size)} for side in ("A", "B")}
+              for size in sizes]
+    out = harness.combine_truth(chunks)
+    for side in ("A", "B"):
+        every = np.concatenate([c[side]["harrell_c"] for c in chunks])
+        assert out[side]["harrell_c"] == pytest.approx(every.mean())
+        assert out["mcse"][f"{side}:harrell_c"] == pytest.approx(
+            every.std(ddof=1) / np.sqrt(every.size))
+    assert harness.combine_truth([{}, {}]) == {"A": {}, "B": {}}   # the exact null
