@@ -381,7 +381,7 @@ def truth(spec: Spec, *, probe: str, n_splits: int, n_draws: int,
 
 
 def truth_values(spec: Spec, *, probe: str, n_splits: int, n_draws: int, n_test: int,
-                seed: int) -> dict[str, dict[str, np.ndarray]]:
+                 seed: int) -> dict[str, dict[str, np.ndarray]]:
     """Per-draw performance of each side's probe trained on n (k - 1) / k patients, over
     ``n_draws`` training sets drawn from ``seed`` (empty at the exact null)."""
     from sklearn.metrics import roc_auc_score
