@@ -79,8 +79,8 @@ folds (fewer than 4 minority patients per fold) raise the binary AUC's to 2.1
 backbone's interval uses
 :data:`~neurofeat.analysis.correction_factors.CALIBRATED_CORRECTION_SINGLE` where it
 needs its own (continuous BA 1.1, c-index 1.65, or 3.0 where the Cox model has more
-features than training patients per fold and 4.0 beyond six times as many, where the
-difference's c-index factor rises to 3.3 too:
+features than training patients per fold and 4.0 beyond six times as many; the
+difference's c-index factor is 2.8 from half a feature per training patient:
 :data:`~neurofeat.analysis.correction_factors.CALIBRATED_CORRECTION_HIGH_DIMENSIONAL`;
 each plus the test noise of its degenerate folds, where a constant prediction scores
 exactly 0.5: :func:`~neurofeat.analysis.correction_factors.degenerate_fold_variance`;

@@ -169,8 +169,9 @@ def test_sparse_test_folds_use_the_sparse_factor_where_measured():
 
 def test_more_features_than_training_patients_use_the_high_dimensional_factor():
     """One backbone's c-index interval takes the step of CALIBRATED_CORRECTION_HIGH_DIMENSIONAL
-    that its features per training patient exceed; at or below one, and for differences
-    and the other task kinds, the factors stay as they were."""
+    that its features per training patient exceed, a difference that of
+    CALIBRATED_CORRECTION_HIGH_DIMENSIONAL_DIFFERENCE; below their first steps, and for
+    the other task kinds, the factors stay as they were."""
     for metric in ("harrell_c", "uno_c"):
         steps = CALIBRATED_CORRECTION_HIGH_DIMENSIONAL[("survival", metric)]
         single = CALIBRATED_CORRECTION_SINGLE[("survival", metric)]
@@ -187,14 +188,18 @@ def test_more_features_than_training_patients_use_the_high_dimensional_factor():
             assert calibrated_correction(metric, single=True, n_train=240,
                                          n_features=n_features) == single, n_features
         assert calibrated_correction(metric, single=True, n_features=512) == single
-        assert calibrated_correction(metric, n_train=240, n_features=512) == \
-            CALIBRATED_CORRECTION[("survival", metric)]
-        # the difference's factor rises only beyond six features per training patient
+        # the difference's factor has its own step, from half a feature per patient
         (ratio, pair), = CALIBRATED_CORRECTION_HIGH_DIMENSIONAL_DIFFERENCE[("survival", metric)]
-        assert pair > CALIBRATED_CORRECTION[("survival", metric)]
-        assert calibrated_correction(metric, n_train=240, n_features=int(240 * ratio)) == \
-            CALIBRATED_CORRECTION[("survival", metric)]
-        assert calibrated_correction(metric, n_train=240, n_features=2048) == pair
+        assert ratio == 0.5 and pair > CALIBRATED_CORRECTION[("survival", metric)]
+        for n_features in (None, 16, int(240 * ratio)):
+            assert calibrated_correction(metric, n_train=240, n_features=n_features) == \
+                CALIBRATED_CORRECTION[("survival", metric)], n_features
+        for n_features in (int(240 * ratio) + 1, 128, 512, 2048, 20000):
+            assert calibrated_correction(metric, n_train=240, n_features=n_features) == \
+                pair, n_features
+        # one backbone's step is not the difference's: at 0.53 per patient the table's
+        assert calibrated_correction(metric, single=True, n_train=240, n_features=128) == \
+            single
     assert calibrated_correction("auc", "binary", single=True, n_train=240,
                                  n_features=2048) == CALIBRATED_CORRECTION[("binary", "auc")]
     values = np.random.default_rng(2).normal(0.6, 0.04, size=(5, 5))

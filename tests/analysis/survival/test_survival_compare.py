@@ -129,8 +129,9 @@ def _compared(cohort, embeddings, pair, n_repeats, **n_features):
 
 def test_more_features_than_training_patients_widen_that_backbones_c_index_interval(cohort):
     """The wide backbone's own calibrated interval takes the high-dimensional factor
-    (recomputed here from its folds); the narrow one's, the difference's interval and
-    the p-values are those of a comparison that is not told the dimensions."""
+    (recomputed here from its folds) and the narrow one's is that of a comparison that is
+    not told the dimensions; the difference takes the difference's factor, by the wider
+    side (100 features per 80 training patients)."""
     X = cohort[0]
     wide = np.hstack([X, np.random.default_rng(3).standard_normal((X.shape[0], 60))])
     res, blind, n_train, n_test = _compared(cohort, {"wide": wide, "narrow": X},
@@ -157,18 +158,26 @@ def test_more_features_than_training_patients_widen_that_backbones_c_index_inter
             assert (low, high) == pytest.approx((ref.ci_low, ref.ci_high), abs=1e-12)
         assert cal.ci_high_a - cal.ci_low_a > cal_blind.ci_high_a - cal_blind.ci_low_a
         assert (cal.ci_low_b, cal.ci_high_b) == (cal_blind.ci_low_b, cal_blind.ci_high_b)
-        assert (cal.diff_ci_low, cal.diff_ci_high, cal.p_value) == \
-            (cal_blind.diff_ci_low, cal_blind.diff_ci_high, cal_blind.p_value)
+        pair = high_dimensional_factor(metric, "survival", n_features=100, n_train=n_train,
+                                       single=False)
+        ref = corrected_resampled_ttest((told.folds_a - told.folds_b).reshape(-1),
+                                        n_train=n_train, n_test=n_test, correction=pair)
+        assert cal.p_value == pytest.approx(ref.p_value, rel=1e-12)
+        assert cal.diff_ci_high - cal.diff_ci_low > cal_blind.diff_ci_high - cal_blind.diff_ci_low
 
 
-def test_beyond_six_features_per_patient_the_difference_takes_its_own_factor(cohort):
+def test_beyond_half_a_feature_per_patient_the_difference_takes_its_own_factor(cohort):
     """Told that one side has 700 features per 80 training patients, the pair's default
     p and difference interval use the high-dimensional difference factor (recomputed
-    from the fold differences); the risk scores are the same as not told."""
+    from the fold differences); told 30 and 20, below half a feature per patient, they
+    are those of a comparison that is not told the dimensions. The risk scores are the
+    same either way."""
     X = cohort[0]
     noisy = X + np.random.default_rng(5).standard_normal(X.shape)
-    res, told, n_train, n_test = _compared(cohort, {"a": X, "b": noisy}, ("a", "b"), 2,
-                                           a=700, b=40)
+    embeddings = {"a": X, "b": noisy}
+    _, told, n_train, n_test = _compared(cohort, embeddings, ("a", "b"), 2, a=700, b=40)
+    _, below, _, _ = _compared(cohort, embeddings, ("a", "b"), 2, a=30, b=20)
+    _, not_told, _, _ = _compared(cohort, embeddings, ("a", "b"), 2)
     for metric in ("harrell_c", "uno_c"):
         pc = next(p for p in told["all"].pairs if p.metric == metric)
         cal = next(i for i in pc.inferences if i.test == DEFAULT_TEST)
@@ -179,7 +188,9 @@ def test_beyond_six_features_per_patient_the_difference_takes_its_own_factor(coh
         ref = corrected_resampled_ttest(diffs, n_train=n_train, n_test=n_test,
                                         correction=factor)
         assert cal.p_value == pytest.approx(ref.p_value, rel=1e-12)
-        blind = next(i for i in next(p for p in res.results["all"].pairs
-                                     if p.metric == metric).inferences
-                     if i.test == DEFAULT_TEST)
+        blind, narrow = (next(i for i in next(p for p in r["all"].pairs
+                                              if p.metric == metric).inferences
+                              if i.test == DEFAULT_TEST) for r in (not_told, below))
         assert cal.diff_ci_high - cal.diff_ci_low > blind.diff_ci_high - blind.diff_ci_low
+        assert (narrow.diff_ci_low, narrow.diff_ci_high, narrow.p_value) == \
+            (blind.diff_ci_low, blind.diff_ci_high, blind.p_value)
