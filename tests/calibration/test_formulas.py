@@ -212,10 +212,10 @@ def test_more_features_than_training_patients_use_the_high_dimensional_factor():
 
 
 def test_high_dimensional_warning_only_beyond_the_measured_ratio():
-    assert high_dimensional_single_warning(2048, 240.0) == ""
-    assert high_dimensional_single_warning(400, 56.0) == ""          # 7.1x
-    text = high_dimensional_single_warning(600, 56.0)
-    assert text.startswith("600 features = 10.7x the 56 training patients per fold")
+    assert high_dimensional_single_warning(2048, 96.0) == ""         # 21.3x, measured
+    assert high_dimensional_single_warning(1100, 56.0) == ""         # 19.6x
+    text = high_dimensional_single_warning(1300, 56.0)
+    assert text.startswith("1300 features = 23.2x the 56 training patients per fold")
     assert f"up to {HIGH_DIMENSIONAL_MEASURED_RATIO:.1f}x" in text
     assert high_dimensional_single_warning(0, 56.0) == ""
 

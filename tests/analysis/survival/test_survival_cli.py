@@ -43,7 +43,7 @@ def store_dir(tmp_path_factory):
     noisy = X + rng.standard_normal(X.shape).astype(np.float32)
     append_embeddings(store, "dino", ids, noisy, checkpoint_sha256="c" * 64,
                       preprocess_sha256="b" * 64)
-    wide = np.hstack([X, rng.standard_normal((N, 496)).astype(np.float32)])
+    wide = np.hstack([X, rng.standard_normal((N, 1264)).astype(np.float32)])
     append_embeddings(store, "wide", ids, wide, checkpoint_sha256="d" * 64,
                       preprocess_sha256="b" * 64)
     return str(root)
@@ -198,18 +198,18 @@ def test_stats_compare_survival_branch(store_dir):
 
 
 def test_survival_prints_the_warnings_of_its_rows(store_dir):
-    """A backbone with more features per training patient (512 / 56 of 84 = 9.1x) than
+    """A backbone with more features per training patient (1280 / 56 of 84 = 22.9x) than
     the high-dimensional factor was measured at gets the warning on its c-index
     intervals, printed and in --json."""
     args = ["survival", "--store", store_dir, "--model", "pca-cox", "--n-components", "3",
             "--bootstrap", "50", "--repeats", "1", "--folds", "3", "--permutations", "0"]
     wide = runner.invoke(app, [*args, "--backbone", "wide"], env={"COLUMNS": "200"})
     assert wide.exit_code == 0, wide.output
-    assert "512 features = 9.1x the 56 training patients per fold" in \
+    assert "1280 features = 22.9x the 56 training patients per fold" in \
         " ".join(wide.output.split())
     rows = json.loads(runner.invoke(app, [*args, "--backbone", "wide", "--json"]).output)
     cindex = [r for r in rows["metrics"]
               if r["metric"] in ("harrell_c", "uno_c") and r["ci_method"] == "calibrated-t"]
-    assert cindex and all("512 features" in r["warning"] for r in cindex)
+    assert cindex and all("1280 features" in r["warning"] for r in cindex)
     narrow = runner.invoke(app, [*args, "--backbone", "dino_dro"], env={"COLUMNS": "200"})
     assert narrow.exit_code == 0 and "features =" not in narrow.output

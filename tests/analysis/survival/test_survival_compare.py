@@ -84,20 +84,20 @@ def test_tests_table_has_sites_tau_and_holm(comparison):
 
 
 def test_features_beyond_the_measured_ratio_warn_on_the_rows_they_concern(cohort, comparison):
-    """700 + 40 features against 80 training patients per fold (9.2x) is beyond the
+    """1800 + 40 features against 80 training patients per fold (23x) is beyond the
     ratio the high-dimensional factor was measured at: every row that backbone is
     behind carries the warning."""
     X, time, event, ids, sites = cohort
     rng = np.random.default_rng(3)
-    wide = np.hstack([X, rng.standard_normal((X.shape[0], 700))])
+    wide = np.hstack([X, rng.standard_normal((X.shape[0], 1800))])
     res = compare_survival_backbones({"wide": wide, "narrow": X}, time, event,
                                      patient_ids=ids, sites=sites,
                                      pairs=[("wide", "narrow"), ("narrow", "narrow")],
                                      model="pca-cox", model_params={"n_components": 3},
                                      n_splits=3, n_repeats=1, n_boot=50, seed=0, tau=800.0)
-    assert res.cv["wide"].n_features == 740 and res.cv["narrow"].n_features == X.shape[1]
+    assert res.cv["wide"].n_features == 1840 and res.cv["narrow"].n_features == X.shape[1]
     tests = res.tests
-    flagged = tests.warning.str.contains("740 features = 9.2x the 80 training patients")
+    flagged = tests.warning.str.contains("1840 features = 23.0x the 80 training patients")
     # the pairs with the wide backbone (and the pooled row over them), every site and test
     assert flagged[tests.backbone_a == "wide"].all()
     assert flagged[tests.pooled].all()

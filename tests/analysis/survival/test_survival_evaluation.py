@@ -132,13 +132,13 @@ def test_c_index_interval_widens_with_more_features_than_training_patients(cohor
         "calibrated-t") & metrics.ci_low.notna()
     assert cindex.any()
     # 100 features, 80 training patients: inside the measured range, so no warning;
-    # beyond it (740 features, 9.2x) the c-index intervals say so
+    # beyond it (1840 features, 23x) the c-index intervals say so
     assert not metrics.warning.str.contains("features =").any()
     wider = cross_validated_risk(
-        np.hstack([X, np.random.default_rng(3).standard_normal((X.shape[0], 700))]), time,
+        np.hstack([X, np.random.default_rng(3).standard_normal((X.shape[0], 1800))]), time,
         event, plan, model=PCACoxRisk(n_components=3), sites=sites)
     flagged = evaluate_survival(wider, n_boot=50, seed=0, tau=900.0).metrics
-    assert flagged.loc[cindex, "warning"].str.contains("740 features = 9.2x the 80").all()
+    assert flagged.loc[cindex, "warning"].str.contains("1840 features = 23.0x the 80").all()
     assert not flagged.loc[~cindex, "warning"].str.contains("features =").any()
     narrow = evaluated[1].metrics
     assert not narrow.warning.str.contains("features =").any()
