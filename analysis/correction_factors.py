@@ -283,13 +283,13 @@ CALIBRATED_CORRECTION_HIGH_DIMENSIONAL: dict[tuple[str, str], tuple[tuple[float,
 #:
 #: At n = 120 the pairs needed less (1.3 features per patient, 40 cohorts: 3.1 / 3.1 % at
 #: 2.3, 2.5 / 2.5 % at 2.8; 5.3 per patient, two signals, 100 cohorts: 2.5-3.8 % at 2.3,
-#: 0.6-2.9 % at 2.8; 21.3 per patient, 40 cohorts: 4.4 / 6.2 % at 2.3, 3.8 / 3.1 % at
-#: 2.8, ``c_5`` 2.27 / 2.33): there the step is mostly conservative, the price of one rule
-#: for both sizes. With 16 features (0.07 per patient at n = 300) the table's 2.3 held
-#: (weaker signals needed up to 2.27, the equal signal 1.2). Between 0.07 and 0.53 features per
+#: 0.6-2.9 % at 2.8; 21.3 per patient, 40 cohorts: 4.4 / 6.2 % at 2.3, 3.8 / 3.1 % at 2.8,
+#: ``c_5`` 2.27 / 2.33): there the step is mostly conservative, the price of one rule for
+#: both sizes. With 16 features (0.07 per patient at n = 300) the table's 2.3 held (weaker
+#: signals needed up to 2.27, the equal signal 1.2). Between 0.07 and 0.53 features per
 #: training patient nothing is measured. (Stop 35 had set 3.3 beyond six features per
-#: patient from the first 48 cohorts at d = 2048, whose ``c_5`` was 3.08 / 3.31; the
-#: 32 fresh ones since needed less: 2.3 / 1.6 % of their pairs at 3.3.)
+#: patient from the first 48 cohorts at d = 2048, whose ``c_5`` was 3.08 / 3.31; the 32
+#: fresh ones since needed less: 2.3 / 1.6 % of their pairs at 3.3.)
 CALIBRATED_CORRECTION_HIGH_DIMENSIONAL_DIFFERENCE: dict[
         tuple[str, str], tuple[tuple[float, float], ...]] = {
     ("survival", "harrell_c"): ((0.5, 2.8),), ("survival", "uno_c"): ((0.5, 2.8),)}
