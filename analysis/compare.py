@@ -117,7 +117,7 @@ Examples
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -794,7 +794,7 @@ def _pair(metric: str, site: str, name_a: str, name_b: str, da: MetricDraws, db:
     k = n_folds or da.folds.shape[1]
     per_fold = rare_count / k if rare_count >= 0 else None
     correction = calibrated_correction(metric, kind, minority_per_fold=per_fold,
-                                       n_train=n_train, n_features=_widest_pair(n_features))
+                                       n_train=n_train, n_features=_widest(n_features))
     single_correction = tuple(calibrated_correction(
         metric, kind, minority_per_fold=per_fold, single=True, n_train=n_train,
         predicted_minority_per_fold=predicted_minority_per_fold(d.shares, n=n, n_folds=k),
@@ -870,15 +870,10 @@ def delong_inference(target, scores_a: np.ndarray, scores_b: np.ndarray,
                      t.diff, t.diff_ci_low, t.diff_ci_high, t.z, t.p_value)
 
 
-def _widest_pair(dims: tuple[int | None, int | None]) -> int | None:
-    """The larger of two input dimensions (None if either is unknown)."""
-    return None if None in dims else max(dims)
-
-
-def _widest(dims: Mapping[str, int], names: Sequence[str]) -> int | None:
-    """The largest input dimension of ``names`` (None if any is unknown)."""
-    known = [dims.get(name) for name in names]
-    return None if any(d is None for d in known) else max(known)
+def _widest(dims: Iterable[int | None]) -> int | None:
+    """The largest of some input dimensions (None if any is unknown)."""
+    dims = list(dims)
+    return None if not dims or None in dims else max(dims)
 
 
 def compare_scores(scorers: Sequence[Scorer], targets: Mapping[str, Any] | Any,
@@ -995,8 +990,8 @@ def compare_scores(scorers: Sequence[Scorer], targets: Mapping[str, Any] | Any,
             results.append(_pair(scorer.name, site, side_a or "A", side_b or "B", pooled_a,
                                  pooled_b, pooled=True, analytic=None,
                                  members=tuple(pairs),
-                                 n_features=(_widest(dims, [a for a, _ in pairs]),
-                                             _widest(dims, [b for _, b in pairs])),
+                                 n_features=(_widest(dims.get(a) for a, _ in pairs),
+                                             _widest(dims.get(b) for _, b in pairs)),
                                  **common))
     params = {"n_boot": n_boot, "seed": seed, "alpha": alpha, "test": test, "kind": kind,
               "n_train": n_train, "n_test": n_test, "pairs": [list(p) for p in pairs]}

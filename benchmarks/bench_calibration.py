@@ -372,14 +372,6 @@ def combine_truth(chunks: list[dict[str, dict[str, np.ndarray]]]) -> dict:
     return out
 
 
-def truth(spec: Spec, *, probe: str, n_splits: int, n_draws: int,
-          n_test: int) -> dict[str, dict[str, float]]:
-    """Expected performance of each side's probe trained on n (k - 1) / k patients
-    (serially; :func:`run_spec` shares the chunks out over its pool)."""
-    return combine_truth([_truth_job(job) for job in truth_chunks(
-        spec, probe=probe, n_splits=n_splits, n_draws=n_draws, n_test=n_test)])
-
-
 def truth_values(spec: Spec, *, probe: str, n_splits: int, n_draws: int, n_test: int,
                  seed: int) -> dict[str, dict[str, np.ndarray]]:
     """Per-draw performance of each side's probe trained on n (k - 1) / k patients, over
@@ -551,6 +543,7 @@ def run_spec(spec: Spec, *, reps: int, probe: str, n_splits: int, n_repeats: int
         frames = [_job(j) for j in jobs]
         chunks = [_truth_job(j) for j in truth_jobs]
     rows = pd.concat(frames, ignore_index=True)
+    true = combine_truth(chunks)
     if fold_dump is not None:
         import pickle
 
@@ -558,10 +551,6 @@ def run_spec(spec: Spec, *, reps: int, probe: str, n_splits: int, n_repeats: int
         with open(fold_dump, "wb") as fh:
             pickle.dump({"spec": spec.name, "n_splits": n_splits, "n_repeats": n_repeats,
                          "folds": [f for fr in frames for f in fr.attrs["folds"]]}, fh)
-    true = combine_truth(chunks)
-    if fold_dump is not None:
-        import pickle
-
         with open(fold_dump.with_suffix(".truth.pkl"), "wb") as fh:
             pickle.dump(true, fh)
     table = summarise(spec, rows, true)
