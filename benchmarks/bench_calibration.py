@@ -197,6 +197,9 @@ def all_specs() -> list[Spec]:
     # beyond the range the high-dimensional factors were set on (8.5 features per
     # training patient at n = 300, d = 2048): 21 per patient
     specs.append(Spec(replace(kinds[4], n=120, d=2048), "equal", STRONG_SIGNAL, STRONG_SIGNAL))
+    # between 16 and 128 features at n = 300 (0.07 and 0.53 per training patient): where
+    # the difference's high-dimensional step (from 0.5) starts
+    specs.append(Spec(replace(kinds[4], n=300, d=64), "equal", EQUAL_SIGNAL, EQUAL_SIGNAL))
     return specs
 
 
