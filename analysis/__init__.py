@@ -21,8 +21,8 @@ survival        Cox models, c-indices, Kaplan-Meier, log-rank (subpackage)
 """
 
 from neurofeat.analysis.bootstrap import BootstrapCI, bootstrap_ci, stratified_bootstrap_indices
-from neurofeat.analysis.compare import (FAMILIES, ComparisonResult, Inference,
-                                        compare_probes, compare_scores, pair_backbones)
+from neurofeat.analysis.compare import ComparisonResult, Inference, compare_probes, compare_scores
+from neurofeat.analysis.pairing import FAMILIES, pair_backbones
 from neurofeat.analysis.delong import delong_auc, delong_test
 from neurofeat.analysis.folds import FoldError, FoldPlan, stratified_kfold_plan
 from neurofeat.analysis.paired_tests import (DEFAULT_TEST, TEST_CHOICES, adjust_pvalues,

@@ -102,7 +102,8 @@ def main() -> None:
     from threadpoolctl import threadpool_limits
 
     from neurofeat.analysis.bootstrap import stratified_bootstrap_indices
-    from neurofeat.analysis.compare import compare_probes, pair_backbones
+    from neurofeat.analysis.compare import compare_probes
+    from neurofeat.analysis.pairing import pair_backbones
     from neurofeat.analysis.folds import derive_seed, stratified_kfold_plan
     from neurofeat.analysis.probes import DEFAULT_CS
     from neurofeat.analysis.scoring import AUC, balanced_accuracy_scorer, score_resamples

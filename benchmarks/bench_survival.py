@@ -129,7 +129,7 @@ def main() -> None:
     from threadpoolctl import threadpool_limits
 
     from neurofeat.analysis.bootstrap import jackknife_indices, stratified_bootstrap_indices
-    from neurofeat.analysis.compare import pair_backbones
+    from neurofeat.analysis.pairing import pair_backbones
     from neurofeat.analysis.folds import derive_seed
     from neurofeat.analysis.survival.compare import compare_survival_backbones
     from neurofeat.analysis.survival.protocol import survival_fold_plan

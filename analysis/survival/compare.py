@@ -265,7 +265,7 @@ def compare_survival_backbones(
     time, event : ndarray, shape (n,)
     patient_ids : ndarray of str, shape (n,)
     pairs : sequence of (backbone_a, backbone_b)
-        E.g. from :func:`neurofeat.analysis.compare.pair_backbones`.
+        E.g. from :func:`neurofeat.analysis.pairing.pair_backbones`.
     sites : ndarray of str, shape (n,), optional
     task, model, model_params, protocol, n_splits, n_repeats, seed :
         As in `neurofeat survival`.

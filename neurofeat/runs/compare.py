@@ -19,8 +19,8 @@ from typing import Any
 
 import pandas as pd
 
-from neurofeat.analysis.compare import (adjust_across, compare_probes, pair_backbones,
-                                        seed_noise_verdict, seed_reference_pairs)
+from neurofeat.analysis.compare import adjust_across, compare_probes
+from neurofeat.analysis.pairing import pair_backbones, seed_noise_verdict, seed_reference_pairs
 from neurofeat.analysis.loso import LOSO_TESTS, compare_survival_loso
 from neurofeat.analysis.paired_tests import DEFAULT_TEST, TEST_CHOICES
 from neurofeat.analysis.plots_report import forest_plot

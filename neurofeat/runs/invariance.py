@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from neurofeat.analysis.compare import FAMILIES
+from neurofeat.analysis.pairing import FAMILIES
 from neurofeat.analysis.invariance import InvarianceResult, site_invariance
 from neurofeat.runs.inputs import check_backbone, check_finite, clinical_column
 from neurofeat.runs.metrics_rows import metrics_rows

@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 import neurofeat
-from neurofeat.analysis.compare import FAMILIES
+from neurofeat.analysis.pairing import FAMILIES
 from neurofeat.runs.report_html import (Absent, Image, Paragraph, Report, Section, Table,
                                         render_html)
 from neurofeat.store import Store, connect

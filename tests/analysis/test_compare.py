@@ -15,26 +15,10 @@ from sklearn.metrics import roc_auc_score
 from statsmodels.stats.multitest import multipletests
 
 from neurofeat.analysis.bootstrap import stratified_bootstrap_indices
-from neurofeat.analysis.compare import (adjust_across, compare_probes, compare_scores,
-                                        pair_backbones, resolve_side)
+from neurofeat.analysis.compare import adjust_across, compare_probes, compare_scores
 from neurofeat.analysis.delong import delong_test
 from neurofeat.analysis.folds import derive_seed, stratified_kfold_plan
 from neurofeat.analysis.scoring import AUC, balanced_accuracy_scorer
-
-ALL = ["byol", "dino", "mae", "moco", "byol_dro", "dino_dro", "mae_dro", "moco_dro"]
-
-
-def test_pairing_families_and_backbones():
-    assert pair_backbones("base", "dro", ALL) == [
-        ("byol", "byol_dro"), ("dino", "dino_dro"), ("mae", "mae_dro"), ("moco", "moco_dro")]
-    assert pair_backbones("dino", "dino_dro", ALL) == [("dino", "dino_dro")]
-    assert pair_backbones("base", "dino_dro", ALL)[0] == ("byol", "dino_dro")
-    with pytest.raises(ValueError, match="unknown backbone 'dino_dr'. Did you mean 'dino_dro'"):
-        resolve_side("dino_dr", ALL)
-    with pytest.raises(ValueError, match="family 'dro' needs .* the store lacks mae_dro"):
-        resolve_side("dro", [b for b in ALL if b != "mae_dro"])
-    with pytest.raises(ValueError, match="same backbone"):
-        pair_backbones("dino", "dino", ALL)
 
 
 @pytest.fixture(scope="module")
