@@ -5,7 +5,7 @@ extract → probe → stats compare → survival → invariance → stability �
 through the same Typer app, so it exercises exactly the public interface and leaves a
 store to explore. Which commands, with which arguments, is decided by
 :func:`neurofeat.runs.demo.demo_plan`; the closing summary by
-:func:`neurofeat.runs.demo.demo_summary`.
+:func:`neurofeat.runs.demo_summary.demo_summary`.
 """
 
 from __future__ import annotations
@@ -167,14 +167,8 @@ def demo(
     """
     from dataclasses import replace
 
-    from neurofeat.runs.demo import (
-        DemoCapabilities,
-        DemoClock,
-        demo_plan,
-        demo_settings,
-        demo_summary,
-        write_summary,
-    )
+    from neurofeat.runs.demo import DemoCapabilities, DemoClock, demo_plan, demo_settings
+    from neurofeat.runs.demo_summary import demo_summary, write_summary
 
     try:
         settings = demo_settings(out, quick=quick, n=n, shortcut=shortcut, methods=methods,

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from neurofeat.cli import app
 from neurofeat.cli.demo import _surface
-from neurofeat.runs.demo import demo_summary
+from neurofeat.runs.demo_summary import demo_summary
 from neurofeat.store import Store, connect
 
 N_PATIENTS = 60

@@ -14,14 +14,8 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from neurofeat.runs.demo import (
-    DemoCapabilities,
-    DemoClock,
-    DemoSummary,
-    demo_plan,
-    demo_settings,
-    demo_summary,
-)
+from neurofeat.runs.demo import DemoCapabilities, DemoClock, demo_plan, demo_settings
+from neurofeat.runs.demo_summary import DemoSummary, demo_summary
 from neurofeat.store import Store, connect, write_run, write_tables
 from neurofeat.store.schema import PATIENTS_SCHEMA, run_table_schema
 
@@ -215,7 +209,7 @@ def test_settings_refuse_bad_options(kwargs, match):
 def test_summary_module_does_not_import_torch():
     import subprocess
 
-    code = "import sys, neurofeat.runs.demo; print('torch' in sys.modules)"
+    code = "import sys, neurofeat.runs.demo, neurofeat.runs.demo_summary; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 

@@ -276,7 +276,8 @@ def test_a_failed_write_keeps_the_previous_report(probe_only, tmp_path, monkeypa
 
 
 def test_the_demo_summary_leads_the_report_and_is_queryable(tmp_path):
-    from neurofeat.runs.demo import DemoSummary, demo_settings, write_summary
+    from neurofeat.runs.demo import demo_settings
+    from neurofeat.runs.demo_summary import DemoSummary, write_summary
     from neurofeat.runs.report import build_report
 
     store = Store.open(tmp_path / "store", create=True)
